@@ -1,0 +1,111 @@
+// Argument conversion and checks shared by the binding files.
+#include "bindings/arrays.h"
+
+#include "common/shapes.h"
+
+namespace fastcnn::bind {
+
+std::string shape_string(const std::vector<int64_t>& shape) {
+  std::string s = "(";
+  for (size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
+std::vector<int64_t> shape_of(const py::array& a) {
+  return std::vector<int64_t>(a.shape(), a.shape() + a.ndim());
+}
+
+std::string shape_string(const py::array& a) { return shape_string(shape_of(a)); }
+
+namespace {
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+py::array as_array(py::handle obj, const char* name, const char* wanted) {
+  if (obj.is_none())
+    throw py::type_error(std::string(name) + ": expected " + wanted + ", got None");
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw py::type_error(std::string(name) + ": expected " + wanted + ", got " + type_name(obj));
+  }
+  return a;
+}
+
+}  // namespace
+
+F32 to_f32(py::handle obj, const char* name) {
+  py::array a = as_array(obj, name, "a real-valued array");
+  const char kind = a.dtype().kind();
+  if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f')
+    throw py::type_error(std::string(name) + ": expected a real-valued array (bool, integer or float), got dtype " +
+                         std::string(py::str(a.dtype())) + " from " + type_name(obj));
+  return F32::ensure(a);
+}
+
+F32 to_f32_or_none(py::handle obj, const char* name) {
+  if (obj.is_none()) return F32();
+  return to_f32(obj, name);
+}
+
+I64 to_labels(py::handle obj, const char* name) {
+  py::array a = as_array(obj, name, "an integer array of class ids");
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error(std::string(name) + ": expected an integer array of class ids, got dtype " +
+                         std::string(py::str(a.dtype())));
+  return I64::ensure(a);
+}
+
+void require_ndim(const py::array& a, int ndim, const char* name, const char* layout) {
+  if (a.ndim() != ndim)
+    throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) + "-D array " +
+                          layout + ", got shape " + shape_string(a));
+}
+
+void require_shape(const py::array& a, const std::vector<int64_t>& expected, const char* name) {
+  if (shape_of(a) != expected)
+    throw py::value_error(std::string(name) + ": expected shape " + shape_string(expected) +
+                          ", got shape " + shape_string(a));
+}
+
+void require_at_least(int64_t value, int64_t minimum, const char* name) {
+  if (value < minimum)
+    throw py::value_error(std::string(name) + ": expected a value >= " + std::to_string(minimum) +
+                          ", got " + std::to_string(value));
+}
+
+namespace {
+
+void check_allocatable(const std::vector<int64_t>& shape, int64_t item_size, const char* what) {
+  int64_t bytes = item_size;
+  for (int64_t d : shape) {
+    if (d < 0)
+      throw py::value_error(std::string(what) + ": computed a negative size in shape " +
+                            shape_string(shape));
+    bytes = checked_mul(bytes, d);
+    if (bytes < 0)
+      throw py::value_error(std::string(what) + ": shape " + shape_string(shape) +
+                            " has more elements than 64-bit index math can address");
+  }
+  // Beyond 2**47 bytes no real machine can hold the array; say so instead of failing in malloc.
+  if (bytes > (int64_t{1} << 47))
+    throw py::value_error(std::string(what) + ": shape " + shape_string(shape) + " needs " +
+                          std::to_string(bytes) + " bytes, more than any machine can hold");
+}
+
+template <typename T>
+py::array_t<T, py::array::c_style | py::array::forcecast> new_array(const std::vector<int64_t>& shape,
+                                                                    const char* what) {
+  check_allocatable(shape, sizeof(T), what);
+  return py::array_t<T, py::array::c_style | py::array::forcecast>(
+      std::vector<py::ssize_t>(shape.begin(), shape.end()));
+}
+
+}  // namespace
+
+F32 new_f32(const std::vector<int64_t>& shape, const char* what) { return new_array<float>(shape, what); }
+I64 new_i64(const std::vector<int64_t>& shape, const char* what) { return new_array<int64_t>(shape, what); }
+U8 new_u8(const std::vector<int64_t>& shape, const char* what) { return new_array<uint8_t>(shape, what); }
+
+}  // namespace fastcnn::bind

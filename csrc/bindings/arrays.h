@@ -1,0 +1,47 @@
+// Argument conversion and checks shared by the binding files. Every message names the argument and
+// gives the expected and the actual shape, dtype or value, so that fastcnn._core called directly is
+// as safe as fastcnn.functional.
+#pragma once
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace fastcnn::bind {
+
+namespace py = pybind11;
+using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
+using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+
+// "(2, 3, 4)"
+std::string shape_string(const py::array& a);
+std::string shape_string(const std::vector<int64_t>& shape);
+
+// Converts any real-valued array (bool, integer or floating) to C-contiguous float32; a float32
+// C-contiguous array passes through without a copy. Raises TypeError naming `name` for anything
+// else (complex, object, strings, None).
+F32 to_f32(py::handle obj, const char* name);
+// Like to_f32, but None gives an empty handle (an absent optional argument).
+F32 to_f32_or_none(py::handle obj, const char* name);
+// Integer class labels to int64; floating, complex or non-numeric labels raise TypeError.
+I64 to_labels(py::handle obj, const char* name);
+
+// Raises ValueError unless `a` has exactly `ndim` dimensions; `layout` spells them, e.g. "(N, C, H, W)".
+void require_ndim(const py::array& a, int ndim, const char* name, const char* layout);
+// Raises ValueError unless a.shape == expected; `layout` spells the expected dimensions.
+void require_shape(const py::array& a, const std::vector<int64_t>& expected, const char* name);
+// Raises ValueError unless value >= minimum.
+void require_at_least(int64_t value, int64_t minimum, const char* name);
+
+// A new float32 array of `shape`. Raises ValueError when the element count overflows int64 or is
+// beyond what the address space can hold (the caller names what it was computing in `what`).
+F32 new_f32(const std::vector<int64_t>& shape, const char* what);
+I64 new_i64(const std::vector<int64_t>& shape, const char* what);
+U8 new_u8(const std::vector<int64_t>& shape, const char* what);
+
+std::vector<int64_t> shape_of(const py::array& a);
+
+}  // namespace fastcnn::bind

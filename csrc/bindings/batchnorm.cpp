@@ -1,0 +1,12 @@
+// Bindings for the batchnorm family.
+#include "bindings/arrays.h"
+#include "bindings/registry.h"
+
+namespace fastcnn::bind {
+
+void register_batchnorm(py::module_& m, CpuVariant v) {
+  (void)m;
+  (void)v;
+}
+
+}  // namespace fastcnn::bind

@@ -1,0 +1,54 @@
+"""Normalizing and checking the non-array arguments of `fastcnn.functional` (sizes, strides, modes).
+
+Each helper names the argument in its message, gives the expected form and the value it got.
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Sequence, Union
+
+IntPair = Union[int, Sequence[int]]
+
+
+def as_int(value: object, name: str) -> int:
+    """An exact integer (bool is refused: `stride=True` is a bug, not 1)."""
+    if isinstance(value, bool):
+        raise TypeError(f"{name}: expected an int, got bool {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__} {value!r}") from None
+
+
+def pair(value: IntPair, name: str) -> tuple[int, int]:
+    """An int or a pair of ints, as (height, width)."""
+    if isinstance(value, (tuple, list)):
+        if len(value) != 2:
+            raise ValueError(f"{name}: expected an int or a pair (h, w), got {value!r}")
+        return as_int(value[0], name), as_int(value[1], name)
+    v = as_int(value, name)
+    return v, v
+
+
+def positive_pair(value: IntPair, name: str) -> tuple[int, int]:
+    """A pair whose entries are >= 1 (kernel sizes, strides, dilations)."""
+    p = pair(value, name)
+    if min(p) < 1:
+        raise ValueError(f"{name}: expected values >= 1, got {value!r}")
+    return p
+
+
+def nonnegative_pair(value: IntPair, name: str) -> tuple[int, int]:
+    """A pair whose entries are >= 0 (paddings)."""
+    p = pair(value, name)
+    if min(p) < 0:
+        raise ValueError(f"{name}: expected values >= 0, got {value!r}")
+    return p
+
+
+def as_float(value: object, name: str) -> float:
+    """A real scalar."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+        raise TypeError(f"{name}: expected a float, got {type(value).__name__} {value!r}")
+    return float(value)
