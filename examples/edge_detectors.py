@@ -22,9 +22,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-import numpy as np
-
 import fastcnn.functional as F
+import numpy as np
 
 # Each kernel is written as it is applied (cross-correlation, no flip), rows top to bottom.
 KERNELS = {
@@ -119,9 +118,14 @@ def plot_edge_maps(images: np.ndarray, maps: np.ndarray, captions: list[str], pa
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=4, help="images to show (default 4)")
-    parser.add_argument("--out", default="edge_maps.png", help="PNG to write (default edge_maps.png)")
-    parser.add_argument("--data", metavar="DIR", help="full Fashion-MNIST files instead of the "
-                        "subset that ships with fastcnn")
+    parser.add_argument(
+        "--out", default="edge_maps.png", help="PNG to write (default edge_maps.png)"
+    )
+    parser.add_argument(
+        "--data",
+        metavar="DIR",
+        help="full Fashion-MNIST files instead of the subset that ships with fastcnn",
+    )
     args = parser.parse_args(argv)
     if args.count < 1:
         parser.error(f"--count: expected a positive int, got {args.count}")

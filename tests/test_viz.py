@@ -8,13 +8,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import fastcnn.functional as F
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as ref
-
-import fastcnn.functional as F
 from fastcnn import viz
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,14 +62,17 @@ def test_confusion_matrix_empty_and_unused_classes():
     assert got[0, 0] == 1 and got[0, 2] == 1 and got[2, 2] == 1
 
 
-@pytest.mark.parametrize("y_true, y_pred, k, error, match", [
-    ([0, 3], [0, 1], 3, ValueError, "y_true"),
-    ([0, 1], [0, -1], 3, ValueError, "y_pred"),
-    ([0.0, 1.0], [0, 1], 3, TypeError, "y_true"),
-    ([0, 1], [0, 1, 1], 3, ValueError, "y_pred"),
-    ([[0, 1]], [[0, 1]], 3, ValueError, "y_true"),
-    ([0, 1], [0, 1], 0, ValueError, "num_classes"),
-])
+@pytest.mark.parametrize(
+    "y_true, y_pred, k, error, match",
+    [
+        ([0, 3], [0, 1], 3, ValueError, "y_true"),
+        ([0, 1], [0, -1], 3, ValueError, "y_pred"),
+        ([0.0, 1.0], [0, 1], 3, TypeError, "y_true"),
+        ([0, 1], [0, 1, 1], 3, ValueError, "y_pred"),
+        ([[0, 1]], [[0, 1]], 3, ValueError, "y_true"),
+        ([0, 1], [0, 1], 0, ValueError, "num_classes"),
+    ],
+)
 def test_confusion_matrix_bad_input(y_true, y_pred, k, error, match):
     with pytest.raises(error, match=match):
         viz.confusion_matrix(y_true, y_pred, k)
@@ -80,8 +82,16 @@ def test_confusion_matrix_bad_input(y_true, y_pred, k, error, match):
 
 
 def test_plot_history_png(mpl, tmp_path):
-    history = [{"epoch": e, "loss": 2.0 / e, "accuracy": 0.5 + 0.1 * e,
-                "val_loss": 2.2 / e, "val_accuracy": 0.45 + 0.1 * e} for e in range(1, 5)]
+    history = [
+        {
+            "epoch": e,
+            "loss": 2.0 / e,
+            "accuracy": 0.5 + 0.1 * e,
+            "val_loss": 2.2 / e,
+            "val_accuracy": 0.45 + 0.1 * e,
+        }
+        for e in range(1, 5)
+    ]
     path = viz.plot_history(history, tmp_path / "curves.png")
     assert path == str(tmp_path / "curves.png")
     h, w = png_size(path)
@@ -129,8 +139,18 @@ def test_plot_feature_maps_bad_input(mpl, tmp_path):
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_plot_confusion_png(mpl, rng, tmp_path, normalize):
-    names = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
-             "Bag", "Ankle boot"]
+    names = [
+        "T-shirt/top",
+        "Trouser",
+        "Pullover",
+        "Dress",
+        "Coat",
+        "Sandal",
+        "Shirt",
+        "Sneaker",
+        "Bag",
+        "Ankle boot",
+    ]
     matrix = viz.confusion_matrix(rng.integers(0, 10, 300), rng.integers(0, 10, 300), 10)
     matrix[9] = 0  # a class with no samples: its normalized row stays zero
     h, w = png_size(viz.plot_confusion(matrix, names, tmp_path / "confusion.png", normalize))
@@ -152,9 +172,11 @@ def test_missing_matplotlib_gives_install_hint(monkeypatch, tmp_path):
 
 
 def test_fastcnn_imports_without_matplotlib():
-    code = ("import sys; sys.modules['matplotlib'] = None\n"
-            "import fastcnn, fastcnn.viz\n"
-            "print(fastcnn.viz.confusion_matrix([0, 1], [1, 1], 2).tolist())")
+    code = (
+        "import sys; sys.modules['matplotlib'] = None\n"
+        "import fastcnn, fastcnn.viz\n"
+        "print(fastcnn.viz.confusion_matrix([0, 1], [1, 1], 2).tolist())"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[[0, 1], [0, 1]]"
 
@@ -237,8 +259,13 @@ def _small_cnn(rng):
     if nn is not None:
         if not HAS_CONV2D:
             pytest.skip("fastcnn.nn.Conv2d needs fastcnn.functional.conv2d")
-        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-                             nn.Flatten(), nn.Linear(6 * 14 * 14, 10))
+        return nn.Sequential(
+            nn.Conv2d(1, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(6 * 14 * 14, 10),
+        )
 
     class Conv:
         def __init__(self) -> None:
@@ -255,13 +282,16 @@ def _small_cnn(rng):
 
 def test_save_all_writes_four_pngs(mpl, rng, tmp_path):
     model = _small_cnn(rng)
-    history = [{"loss": 1.0 / e, "accuracy": 0.1 * e, "val_loss": 1.1 / e,
-                "val_accuracy": 0.1 * e} for e in range(1, 4)]
+    history = [
+        {"loss": 1.0 / e, "accuracy": 0.1 * e, "val_loss": 1.1 / e, "val_accuracy": 0.1 * e}
+        for e in range(1, 4)
+    ]
     images = rng.standard_normal((5, 1, 28, 28)).astype(np.float32)
     labels, predictions = rng.integers(0, 10, 5), rng.integers(0, 10, 5)
     out = tmp_path / "plots" / "run1"
-    paths = viz.save_all(model, history, images, labels, predictions,
-                         [f"c{i}" for i in range(10)], out)
+    paths = viz.save_all(
+        model, history, images, labels, predictions, [f"c{i}" for i in range(10)], out
+    )
     names = ["curves.png", "filters.png", "feature_maps.png", "confusion.png"]
     assert paths == [str(out / n) for n in names]
     for p in paths:
@@ -278,8 +308,11 @@ def _np_conv2d(x, weight, bias=None, stride=1, padding=0, **_):
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))
     _, _, R, S = weight.shape
     P, Q = xp.shape[2] - R + 1, xp.shape[3] - S + 1
-    y = sum(np.einsum("nchw,kc->nkhw", xp[:, :, r:r + P, s:s + Q], weight[:, :, r, s])
-            for r in range(R) for s in range(S))
+    y = sum(
+        np.einsum("nchw,kc->nkhw", xp[:, :, r : r + P, s : s + Q], weight[:, :, r, s])
+        for r in range(R)
+        for s in range(S)
+    )
     return y.astype(np.float32)
 
 
@@ -323,6 +356,12 @@ def test_example_main_writes_png(mpl, example, tmp_path, capsys):
 def test_example_runs_as_a_script(mpl, tmp_path):
     out = tmp_path / "edge_maps.png"
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    subprocess.run([sys.executable, str(EXAMPLE), "--count", "2", "--out", str(out)],
-                   check=True, capture_output=True, text=True, cwd=tmp_path, env=env)
+    subprocess.run(
+        [sys.executable, str(EXAMPLE), "--count", "2", "--out", str(out)],
+        check=True,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=env,
+    )
     png_size(str(out))

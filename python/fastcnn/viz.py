@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = [
-    "confusion_matrix", "feature_maps", "plot_confusion", "plot_feature_maps", "plot_filters",
-    "plot_history", "save_all",
+    "confusion_matrix",
+    "feature_maps",
+    "plot_confusion",
+    "plot_feature_maps",
+    "plot_filters",
+    "plot_history",
+    "save_all",
 ]
 
 _DPI = 100
@@ -65,8 +70,10 @@ def _class_ids(y, name: str, num_classes: int) -> np.ndarray:
     if a.size and not np.issubdtype(a.dtype, np.integer):
         raise TypeError(f"{name}: expected integer class ids, got dtype {a.dtype}")
     if a.size and (a.min() < 0 or a.max() >= num_classes):
-        raise ValueError(f"{name}: class ids must lie in [0, {num_classes}), "
-                         f"got values in [{a.min()}, {a.max()}]")
+        raise ValueError(
+            f"{name}: class ids must lie in [0, {num_classes}), "
+            f"got values in [{a.min()}, {a.max()}]"
+        )
     return a.astype(np.int64, copy=False)
 
 
@@ -82,8 +89,9 @@ def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
     return flat.reshape(num_classes, num_classes).astype(np.int64, copy=False)
 
 
-def plot_confusion(matrix, class_names: Sequence[str], path: str | os.PathLike,
-                   normalize: bool = True) -> str:
+def plot_confusion(
+    matrix, class_names: Sequence[str], path: str | os.PathLike, normalize: bool = True
+) -> str:
     """Heatmap of a confusion matrix (rows: true class, columns: predicted), each cell annotated.
     normalize=True shows each row as fractions of that class's samples (recall on the diagonal)."""
     m = np.asarray(matrix)
@@ -138,8 +146,9 @@ def plot_history(history: list[dict], path: str | os.PathLike) -> str:
         raise ValueError(f"history: expected a non-empty list of per-epoch dicts, got {history!r}")
     for i, logs in enumerate(history):
         if not isinstance(logs, dict) or "loss" not in logs or "accuracy" not in logs:
-            raise ValueError(f"history[{i}]: expected a dict with 'loss' and 'accuracy', "
-                             f"got {logs!r}")
+            raise ValueError(
+                f"history[{i}]: expected a dict with 'loss' and 'accuracy', got {logs!r}"
+            )
     epochs = [float(logs.get("epoch", i + 1)) for i, logs in enumerate(history)]
     fig = _new_figure(10.0, 4.0)
     for col, (key, label) in enumerate((("loss", "loss"), ("accuracy", "accuracy"))):
@@ -187,8 +196,10 @@ def plot_filters(weight: np.ndarray, path: str | os.PathLike, max_filters: int =
     tiles = np.divide(shown - lo, span, out=np.full_like(shown, 0.5), where=span > 0)
     rows, cols = _grid(len(tiles))
     fig = _new_figure(1.2 * cols + 0.4, 1.2 * rows + 0.8)
-    fig.suptitle(f"first-layer filters: {len(tiles)} of {w.shape[0]}, "
-                 f"{w.shape[2]}x{w.shape[3]}, mean over {w.shape[1]} input channel(s)")
+    fig.suptitle(
+        f"first-layer filters: {len(tiles)} of {w.shape[0]}, "
+        f"{w.shape[2]}x{w.shape[3]}, mean over {w.shape[1]} input channel(s)"
+    )
     for i, tile in enumerate(tiles):
         ax = fig.add_subplot(rows, cols, i + 1)
         ax.imshow(tile, cmap="gray", vmin=0.0, vmax=1.0, interpolation="nearest")
@@ -198,24 +209,27 @@ def plot_filters(weight: np.ndarray, path: str | os.PathLike, max_filters: int =
     return _save(fig, path)
 
 
-def plot_feature_maps(maps: np.ndarray, path: str | os.PathLike, max_maps: int = 32,
-                      title: str | None = None) -> str:
+def plot_feature_maps(
+    maps: np.ndarray, path: str | os.PathLike, max_maps: int = 32, title: str | None = None
+) -> str:
     """Grid of the first max_maps channels of maps (C, H, W) or (1, C, H, W), each on its own color
     scale (viridis: yellow is that channel's strongest response)."""
     m = np.asarray(maps, dtype=np.float32)
     if m.ndim == 4 and m.shape[0] == 1:
         m = m[0]
     if m.ndim != 3:
-        raise ValueError(f"maps: expected a (C, H, W) or (1, C, H, W) array, got shape "
-                         f"{np.shape(maps)}")
+        raise ValueError(
+            f"maps: expected a (C, H, W) or (1, C, H, W) array, got shape {np.shape(maps)}"
+        )
     if m.shape[0] == 0:
         raise ValueError(f"maps: expected at least one channel, got shape {np.shape(maps)}")
     shown = m[: _count(max_maps, "max_maps")]
     rows, cols = _grid(len(shown))
     aspect = shown.shape[1] / max(shown.shape[2], 1)
     fig = _new_figure(1.6 * cols + 0.4, 1.6 * aspect * rows + 0.8)
-    fig.suptitle(title or f"feature maps: {len(shown)} of {m.shape[0]} channels, "
-                          f"{m.shape[1]}x{m.shape[2]}")
+    fig.suptitle(
+        title or f"feature maps: {len(shown)} of {m.shape[0]} channels, {m.shape[1]}x{m.shape[2]}"
+    )
     _tiles(fig, shown, "viridis", [str(i) for i in range(len(shown))])
     fig.tight_layout()
     return _save(fig, path)
@@ -254,8 +268,15 @@ def _is_conv2d(module) -> bool:
     return isinstance(module, Conv2d)
 
 
-def save_all(model, history: list[dict], images: np.ndarray, labels, predictions,
-             class_names: Sequence[str], out_dir: str | os.PathLike) -> list[str]:
+def save_all(
+    model,
+    history: list[dict],
+    images: np.ndarray,
+    labels,
+    predictions,
+    class_names: Sequence[str],
+    out_dir: str | os.PathLike,
+) -> list[str]:
     """Write curves.png (history), filters.png (the first Conv2d child's weights), feature_maps.png
     (that layer's output on images[0]) and confusion.png (labels vs predictions) into out_dir,
     creating it. Returns the paths written. A model with no Conv2d child has no filters or feature
@@ -272,10 +293,13 @@ def save_all(model, history: list[dict], images: np.ndarray, labels, predictions
         first = np.asarray(images[:1], dtype=np.float32)
         if len(first):
             maps = feature_maps(model, first, conv_index)
-            title = (f"feature maps of layer {conv_index} ({type(conv).__name__}) on one test "
-                     f"image: {min(maps.shape[1], 32)} of {maps.shape[1]} channels")
-            paths.append(plot_feature_maps(maps, os.path.join(out_dir, "feature_maps.png"),
-                                           title=title))
+            title = (
+                f"feature maps of layer {conv_index} ({type(conv).__name__}) on one test "
+                f"image: {min(maps.shape[1], 32)} of {maps.shape[1]} channels"
+            )
+            paths.append(
+                plot_feature_maps(maps, os.path.join(out_dir, "feature_maps.png"), title=title)
+            )
     matrix = confusion_matrix(labels, predictions, len(class_names))
     paths.append(plot_confusion(matrix, class_names, os.path.join(out_dir, "confusion.png")))
     return paths
