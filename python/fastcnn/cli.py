@@ -84,6 +84,8 @@ def cmd_train(args) -> int:
         fastcnn.set_num_threads(args.threads)
     fastcnn.manual_seed(args.seed)
     train_images, train_labels = load_split(args.dataset, "train", args.data)
+    if args.train_limit:
+        train_images, train_labels = train_images[: args.train_limit], train_labels[: args.train_limit]
     test_images, test_labels = load_split(args.dataset, "test", args.data)
     mean = float(train_images.mean() / 255.0)
     std = float(train_images.std() / 255.0)
@@ -249,6 +251,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--plot", metavar="DIR", help="write training curves, filters, feature maps "
                                                  "and the confusion matrix as PNGs")
     t.add_argument("--history", metavar="JSON", help="write the per-epoch history")
+    t.add_argument("--train-limit", type=int, default=0, metavar="N",
+                   help="train on the first N training images only (quick runs)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 
