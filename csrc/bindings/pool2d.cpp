@@ -147,7 +147,8 @@ I64 checked_indices(py::handle obj, const Pool2dShape& s) {
   require_shape(a, output_shape(s), "indices");
   // uint64 values past int64's range would wrap in the cast below: check them first.
   if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
-      py::int_(a.attr("max")()).cast<unsigned long long>() >= static_cast<unsigned long long>(s.H * s.W))
+      py::int_(a.attr("max")()).cast<unsigned long long>() >=
+          static_cast<unsigned long long>(s.H * s.W))
     throw py::value_error("indices: expected values in [0, " + std::to_string(s.H * s.W) +
                           "), the flat positions in an (H, W) plane of x");
   I64 ind = I64::ensure(a);
@@ -200,7 +201,8 @@ void register_pool2d(py::module_& m, CpuVariant v) {
         [ops](py::handle x_obj, py::handle kernel_size, py::handle stride, py::handle padding,
               py::handle dilation, bool ceil_mode) {
           F32 x = nchw_input(x_obj, "x");
-          const Pool2dShape s = max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
+          const Pool2dShape s =
+              max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
           F32 y = new_f32(output_shape(s), "max_pool2d_forward output");
           I64 indices = new_i64(output_shape(s), "max_pool2d_forward indices");
           const float* xp = x.data();
@@ -214,13 +216,14 @@ void register_pool2d(py::module_& m, CpuVariant v) {
         },
         py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
         py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("ceil_mode") = false,
-        "(y, indices): window maxima of x (N, C, H, W) and their flat h * W + w positions (int64).");
+        "(y, indices): window maxima of x (N, C, H, W) and their int64 flat h * W + w positions.");
 
   m.def("max_pool2d_backward",
         [ops](py::handle dy_obj, py::handle x_obj, py::handle kernel_size, py::handle stride,
               py::handle padding, py::handle dilation, bool ceil_mode, py::handle indices_obj) {
           F32 x = nchw_input(x_obj, "x");
-          const Pool2dShape s = max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
+          const Pool2dShape s =
+              max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
           F32 dy = to_f32(dy_obj, "dy");
           require_shape(dy, output_shape(s), "dy");
           I64 indices;

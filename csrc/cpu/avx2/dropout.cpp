@@ -1,3 +1,3 @@
-// avx2 build of the fast dropout family (cpu/fast/dropout.inc); CMake puts the avx2 flags on this folder.
+// avx2 build of the fast dropout family (cpu/fast/dropout.inc); CMake sets the ISA flags.
 #define FASTCNN_ISA avx2
 #include "cpu/fast/dropout.inc"

@@ -1,3 +1,3 @@
-// avx2 build of the fast pool2d family (cpu/fast/pool2d.inc); CMake puts the avx2 flags on this folder.
+// avx2 build of the fast pool2d family (cpu/fast/pool2d.inc); CMake sets the ISA flags.
 #define FASTCNN_ISA avx2
 #include "cpu/fast/pool2d.inc"

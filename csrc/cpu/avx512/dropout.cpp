@@ -1,3 +1,3 @@
-// avx512 build of the fast dropout family (cpu/fast/dropout.inc); CMake puts the avx512 flags on this folder.
+// avx512 build of the fast dropout family (cpu/fast/dropout.inc); CMake sets the ISA flags.
 #define FASTCNN_ISA avx512
 #include "cpu/fast/dropout.inc"
