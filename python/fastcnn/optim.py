@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Union
 
 import numpy as np
 
@@ -34,7 +35,7 @@ __all__ = [
 # --- argument checks -----------------------------------------------------------------------------
 
 
-def _real(value: object, name: str, *, minimum: Optional[float] = None) -> float:
+def _real(value: object, name: str, *, minimum: float | None = None) -> float:
     """A finite real number, optionally >= minimum; messages name the argument."""
     if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray)):
         raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
@@ -145,7 +146,7 @@ class Optimizer:
             for p in group["params"]:
                 p.zero_grad()
 
-    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter from its `.grad`; returns `closure()` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
@@ -275,13 +276,13 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
         nesterov: bool = False,
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-        )
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+        }
         super().__init__(params, defaults)
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -347,7 +348,13 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
     ) -> None:
-        defaults = dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad)
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+        }
         super().__init__(params, defaults)
 
     def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
@@ -560,18 +567,18 @@ class OneCycleLR(LRScheduler):
     def __init__(
         self,
         optimizer: Optimizer,
-        max_lr: Union[float, Sequence[float]],
-        total_steps: Optional[int] = None,
-        epochs: Optional[int] = None,
-        steps_per_epoch: Optional[int] = None,
+        max_lr: float | Sequence[float],
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
         pct_start: float = 0.3,
         anneal_strategy: str = "cos",
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
         three_phase: bool = False,
         cycle_momentum: bool = True,
-        base_momentum: Union[float, Sequence[float]] = 0.85,
-        max_momentum: Union[float, Sequence[float]] = 0.95,
+        base_momentum: float | Sequence[float] = 0.85,
+        max_momentum: float | Sequence[float] = 0.95,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
