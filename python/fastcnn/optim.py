@@ -482,8 +482,8 @@ class LRScheduler:
         return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs), **saved}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Restores a `state_dict()`. As in torch, the optimizer's lrs are not touched: they come
-        back with the optimizer's own state dict."""
+        """Restores a `state_dict()` and sets the optimizer's lrs (and cycled momenta) for the
+        restored step, so it does not matter whether the optimizer's state was loaded first."""
         names = ("last_epoch", "base_lrs") + self._config
         if not isinstance(state_dict, dict) or not set(names) <= state_dict.keys():
             raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
@@ -494,8 +494,17 @@ class LRScheduler:
                 f"{len(self.optimizer.param_groups)} parameter groups"
             )
         last_epoch = as_int(state_dict["last_epoch"], "state_dict: last_epoch")
-        self._set_config({name: state_dict[name] for name in self._config})
-        self.base_lrs = base_lrs
+        if last_epoch < 0:
+            raise ValueError(f"state_dict: last_epoch: expected an int >= 0, got {last_epoch}")
+        previous = {name: getattr(self, name) for name in self._config}, self.base_lrs
+        try:
+            self._set_config({name: state_dict[name] for name in self._config})
+            self.base_lrs = base_lrs
+            self._apply(last_epoch)
+        except (TypeError, ValueError):
+            self._set_config(previous[0])
+            self.base_lrs = previous[1]
+            raise
         self.last_epoch = last_epoch
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
