@@ -142,6 +142,8 @@ def _load(
             break
     else:
         looked = "\n".join(f"  {d}/{images_name}[.gz] and {labels_name}[.gz]" for d in dirs)
+        if not dirs:
+            looked = "  nowhere: no path= was given and FASTCNN_DATA is not set"
         raise FileNotFoundError(
             f"{dataset} ({split}) not found. Looked for\n{looked}\n{how_to_get}"
         )
