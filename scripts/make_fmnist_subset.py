@@ -16,6 +16,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+
 from fastcnn.datasets import fashion_mnist
 
 SEED = 20170825  # the day Fashion-MNIST was published

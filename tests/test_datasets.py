@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from fastcnn import datasets
 from fastcnn.datasets import (
     FASHION_MNIST_CLASSES,

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+
 from fastcnn import optim
 from fastcnn.parameter import Parameter
 
