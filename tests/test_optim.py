@@ -300,9 +300,10 @@ def test_load_state_dict_needs_every_adam_entry(rng):
     with pytest.raises(ValueError, match="max_exp_avg_sq"):
         optim.Adam(params, amsgrad=True).load_state_dict(saved)
     saved = opt.state_dict()
-    saved["state"][0]["step"] = 1.5
-    with pytest.raises(ValueError, match="step"):
-        optim.Adam(params, amsgrad=True).load_state_dict(saved)
+    for bad_step in (1.5, -1, "3", np.ones(2)):
+        saved["state"][0]["step"] = bad_step
+        with pytest.raises(ValueError, match="step"):
+            optim.Adam(params, amsgrad=True).load_state_dict(saved)
 
 
 # --- bad arguments -------------------------------------------------------------------------------

@@ -233,7 +233,12 @@ class Optimizer:
         for name, value in entry.items():
             if name in self._scalar_state:
                 number = np.asarray(value)
-                if number.shape != () or number != np.floor(number) or number < 0:
+                if (
+                    number.shape != ()
+                    or number.dtype.kind not in "iuf"
+                    or number != np.floor(number)
+                    or number < 0
+                ):
                     raise ValueError(
                         f"state_dict: {where}[{name!r}]: expected an int >= 0, got {value!r}"
                     )
@@ -509,7 +514,7 @@ class LRScheduler:
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _set_config(self, config: dict[str, Any]) -> None:
-        raise NotImplementedError
+        """Validates and sets the constructor options named in `_config` (none here)."""
 
 
 class StepLR(LRScheduler):
