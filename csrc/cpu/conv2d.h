@@ -1,0 +1,50 @@
+// 2-D convolution (cross-correlation, as PyTorch): every variant's declarations and the op table.
+// x (N, C, H, W), w (K, C/groups, R, S), b (K,), y (N, K, P, Q); shape in Conv2dShape, whose
+// pad_h/pad_w are the top/left padding (bottom/right padding is implied by P and Q).
+#pragma once
+#include <cstdint>
+
+#include "common/dispatch.h"
+#include "common/shapes.h"
+#include "cpu/gemm.h"
+
+namespace fastcnn {
+
+#define FASTCNN_CONV2D_DECLARATIONS                                                            \
+  /* Floats of scratch the three kernels below need with `threads` threads (ref: 0). */       \
+  int64_t conv2d_workspace_floats(const Conv2dShape& s, int threads);                          \
+  void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,    \
+                      float* y, Workspace ws);                                                 \
+  void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx,  \
+                             Workspace ws);                                                    \
+  void conv2d_backward_weight(const Conv2dShape& s, const float* dy, const float* x, float* dw, \
+                              float* db, Workspace ws);
+
+namespace ref { FASTCNN_CONV2D_DECLARATIONS }
+namespace avx2 { FASTCNN_CONV2D_DECLARATIONS }
+namespace avx512 { FASTCNN_CONV2D_DECLARATIONS }
+#undef FASTCNN_CONV2D_DECLARATIONS
+
+struct Conv2dOps {
+  int64_t (*workspace_floats)(const Conv2dShape&, int);
+  void (*forward)(const Conv2dShape&, const float*, const float*, const float*, float*, Workspace);
+  void (*backward_input)(const Conv2dShape&, const float*, const float*, float*, Workspace);
+  void (*backward_weight)(const Conv2dShape&, const float*, const float*, float*, float*,
+                          Workspace);
+};
+
+inline Conv2dOps conv2d_ops(CpuVariant v) {
+  switch (v) {
+    case CpuVariant::avx2:
+      return {avx2::conv2d_workspace_floats, avx2::conv2d_forward, avx2::conv2d_backward_input,
+              avx2::conv2d_backward_weight};
+    case CpuVariant::avx512:
+      return {avx512::conv2d_workspace_floats, avx512::conv2d_forward,
+              avx512::conv2d_backward_input, avx512::conv2d_backward_weight};
+    default:
+      return {ref::conv2d_workspace_floats, ref::conv2d_forward, ref::conv2d_backward_input,
+              ref::conv2d_backward_weight};
+  }
+}
+
+}  // namespace fastcnn

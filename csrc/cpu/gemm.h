@@ -1,0 +1,52 @@
+// The packed, cache-blocked SGEMM that conv2d and linear build on (fast variants only: the ref
+// kernels are plain loops). C = A * B with A (m x k) and B (k x n) described by packing callbacks,
+// so an operand can be a strided matrix, a transposed one, or an image read as im2col on the fly.
+// Letters here are GEMM letters: m rows of C, n columns of C, k the reduction depth.
+#pragma once
+#include <cstdint>
+
+namespace fastcnn {
+
+// Per-call scratch that a binding allocates for a fast kernel: `threads` equal regions, the size
+// the family's *_workspace_floats(shape, threads) asked for. Kernels use at most `threads` threads.
+struct Workspace {
+  float* data;
+  int threads;
+};
+
+// Packs lines [line0, line0 + lines) and depth [k0, k0 + depth) of an operand (A: lines are rows;
+// B: lines are columns) into consecutive panels `width` lines wide. A panel stores its depth rows
+// one after another, each `width` floats; lines past `lines` in the last panel are written as 0.
+using GemmPackFn = void (*)(const void* ctx, int64_t line0, int64_t lines, int64_t k0,
+                            int64_t depth, int width, float* dst);
+struct GemmOperand {
+  GemmPackFn pack;
+  const void* ctx;
+};
+
+// Operand element (line, k) at p[line * line_stride + k * depth_stride]; packed by pack_strided.
+struct StridedOperand {
+  const float* p;
+  int64_t line_stride, depth_stride;
+};
+
+#define FASTCNN_GEMM_DECLARATIONS                                                              \
+  /* Micro-tile rows (A panel width) and columns (B panel width). */                          \
+  int gemm_mr();                                                                               \
+  int gemm_nr();                                                                               \
+  /* Floats of 64-byte-aligned scratch one gemm call needs (its packed A and B blocks). */    \
+  int64_t gemm_scratch_floats();                                                               \
+  void pack_strided(const void* ctx, int64_t line0, int64_t lines, int64_t k0, int64_t depth,  \
+                    int width, float* dst);                                                    \
+  /* C[i0 + i, j0 + j] (= or +=) sum_k A[i0 + i, k] * B[k, j0 + j] for i < m, j < n; c points  \
+     at element (i0, j0) with row stride ldc. k == 0 writes zeros (or leaves C when           \
+     accumulating). Single-threaded: callers split C into tiles; every element is summed in  \
+     the same order whatever the tiling, so results do not depend on the thread count. */     \
+  void gemm(int64_t i0, int64_t m, int64_t j0, int64_t n, int64_t k, GemmOperand a,            \
+            GemmOperand b, float* c, int64_t ldc, bool accumulate, float* scratch);
+
+namespace avx2 { FASTCNN_GEMM_DECLARATIONS }
+namespace avx512 { FASTCNN_GEMM_DECLARATIONS }
+#undef FASTCNN_GEMM_DECLARATIONS
+
+}  // namespace fastcnn

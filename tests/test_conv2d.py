@@ -1,0 +1,321 @@
+"""conv2d: every compiled CPU variant against the float64 oracle, fastcnn.functional against torch,
+argument checking, output_mask, dtype/layout conversion, zero-size batches and thread safety.
+
+Layout key: x (N, C, H, W), w (K, C/groups, R, S), b (K,), y and dy (N, K, P, Q).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fastcnn
+import numpy as np
+import pytest
+import reference as ref
+from fastcnn import functional as F
+
+RTOL = 1e-4
+# Per-term float32 rounding; a sum of L terms of size ~1 drifts by ~sqrt(L) times that, so the
+# absolute tolerance of each comparison is ATOL * sqrt(reduction length).
+ATOL = 1e-5
+
+# (x shape, w shape, conv2d keyword arguments)
+CASES = [
+    ((1, 3, 13, 11), (5, 3, 3, 3), {"padding": 1}),
+    ((2, 5, 17, 19), (7, 5, 3, 3), {"stride": 2}),
+    ((1, 7, 13, 11), (33, 7, 3, 3), {"dilation": 2, "padding": 2}),
+    ((2, 33, 9, 9), (5, 33, 3, 3), {"padding": 2}),
+    ((1, 3, 8, 7), (4, 3, 2, 2), {"padding": "same"}),
+    ((1, 2, 9, 10), (3, 2, 4, 4), {"padding": "same"}),
+    ((2, 3, 7, 7), (5, 3, 3, 3), {"padding": "same", "dilation": 2}),
+    ((2, 3, 10, 9), (4, 3, 3, 2), {"padding": "valid"}),
+    ((2, 6, 9, 9), (8, 3, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 5, 11, 9), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
+    ((1, 4, 10, 10), (8, 1, 3, 3), {"groups": 4, "stride": 2, "padding": 1}),
+    ((3, 1, 12, 12), (4, 1, 3, 3), {"padding": 1}),
+    ((2, 33, 7, 5), (17, 33, 1, 1), {}),
+    ((2, 6, 9, 9), (5, 6, 1, 1), {"stride": 2}),
+    ((1, 3, 23, 23), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 4, 11, 13), (6, 4, 3, 2), {"stride": (2, 1), "padding": (0, 2), "dilation": (1, 2)}),
+    ((1, 2, 4, 5), (3, 2, 3, 3), {"padding": 3}),
+    ((16, 6, 14, 14), (16, 6, 5, 5), {}),
+]
+IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
+VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
+
+
+def _case_params(cases, ids):
+    """Cases with torch's warn-once note about 'same' with even kernels filtered."""
+    out = []
+    for case, i in zip(cases, ids):
+        even = case[1][2] % 2 == 0 or case[1][3] % 2 == 0
+        marks = []
+        if case[2].get("padding") == "same" and even:
+            marks = [pytest.mark.filterwarnings("ignore:Using padding='same' with even kernel")]
+        out.append(pytest.param(*case, id=i, marks=marks))
+    return out
+
+
+PARAMS = _case_params(CASES, IDS)
+
+
+def _core_args(ws, kw):
+    """The normalized (stride, padding, dilation, groups) that _core takes."""
+    st = fastcnn._args.positive_pair(kw.get("stride", 1), "stride")
+    dil = fastcnn._args.positive_pair(kw.get("dilation", 1), "dilation")
+    pad = F._conv2d_padding(kw.get("padding", 0), np.empty(ws), st, dil)
+    return st, pad, dil, kw.get("groups", 1)
+
+
+def _inputs(rng, xs, ws):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal(ws).astype(np.float32)
+    b = rng.standard_normal(ws[0]).astype(np.float32)
+    return x, w, b
+
+
+def _close(got, want, length):
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * max(length, 1) ** 0.5)
+
+
+def _check_variant(core, rng, xs, ws, kw):
+    x, w, b = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dx, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    N, K, P, Q = want_y.shape
+    crs = ws[1] * ws[2] * ws[3]
+    _close(core.conv2d_forward(x, w, b, *args), want_y, crs)
+    _close(core.conv2d_forward(x, w, None, *args), want_y - b.reshape(1, -1, 1, 1), crs)
+    _close(core.conv2d_backward_input(dy, w, x.shape, *args), want_dx, K // args[3] * ws[2] * ws[3])
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, N * P * Q)
+    _close(db, want_db, N * P * Q)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
+def test_variants_match_oracle(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+def test_vgg_layer_matches_oracle(core, rng) -> None:
+    _check_variant(core, rng, *VGG)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
+def test_functional_matches_torch(rng, xs, ws, kw) -> None:
+    torch = pytest.importorskip("torch")
+    x, w, b = _inputs(rng, xs, ws)
+    tx, tw, tb = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **kw)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(dy, dtype=torch.float64))
+    y = F.conv2d(x, w, b, **kw)
+    dx, dw, db = F.conv2d_backward(dy, x, w, **kw)
+    N, K, P, Q = y.shape
+    _close(y, ty.detach().numpy(), ws[1] * ws[2] * ws[3])
+    _close(dx, tx.grad.numpy(), K * ws[2] * ws[3])
+    _close(dw, tw.grad.numpy(), N * P * Q)
+    _close(db, tb.grad.numpy(), N * P * Q)
+
+
+def test_thread_count_does_not_change_results(rng) -> None:
+    x, w, b = _inputs(rng, (3, 16, 15, 15), (24, 16, 3, 3))
+    dy = rng.standard_normal((3, 24, 15, 15)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+
+    def run():
+        return F.conv2d(x, w, b, padding=1), *F.conv2d_backward(dy, x, w, padding=1)
+
+    try:
+        fastcnn.set_num_threads(1)
+        serial = run()
+        fastcnn.set_num_threads(2)
+        parallel, again = run(), run()
+    finally:
+        fastcnn.set_num_threads(before)
+    for s, p, a in zip(serial, parallel, again):
+        np.testing.assert_allclose(p, s, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(p, a)  # run to run: bit-identical
+
+
+def test_concurrent_python_threads_match_serial(rng) -> None:
+    jobs = []
+    for i in range(6):
+        x, w, b = _inputs(rng, (2, 8 + i, 12, 10), (9, 8 + i, 3, 3))
+        dy = rng.standard_normal((2, 9, 6, 5)).astype(np.float32)
+        jobs.append((x, w, b, dy))
+
+    def run(job):
+        x, w, b, dy = job
+        return F.conv2d(x, w, b, stride=2, padding=1), *F.conv2d_backward(
+            dy, x, w, stride=2, padding=1
+        )
+
+    serial = [run(j) for j in jobs]
+    results = [None] * len(jobs)
+
+    def worker(i):
+        for _ in range(3):
+            results[i] = run(jobs[i])
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for s, r in zip(serial, results):
+        for a, b in zip(s, r):
+            np.testing.assert_array_equal(a, b)
+
+
+# --- output_mask, conversion, zero sizes, caller arrays ------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [
+        (True, False, False),
+        (False, True, False),
+        (False, False, True),
+        (False, True, True),
+        (True, True, False),
+        (False, False, False),
+    ],
+)
+def test_output_mask(rng, mask) -> None:
+    x, w, _ = _inputs(rng, (2, 4, 9, 8), (6, 4, 3, 3))
+    dy = rng.standard_normal((2, 6, 5, 4)).astype(np.float32)
+    full = F.conv2d_backward(dy, x, w, stride=2, padding=1)
+    got = F.conv2d_backward(dy, x, w, stride=2, padding=1, output_mask=mask)
+    for want_it, g, f in zip(mask, got, full):
+        if want_it:
+            np.testing.assert_array_equal(g, f)
+        else:
+            assert g is None
+
+
+def test_converts_dtype_and_layout(rng) -> None:
+    x64 = rng.standard_normal((2, 9, 7, 3))  # float64, transposed below to (2, 3, 9, 7)
+    xt = x64.transpose(0, 3, 1, 2)
+    w = rng.integers(-3, 4, (4, 3, 3, 3))  # integer weights
+    b = rng.standard_normal(4)
+    want = F.conv2d(
+        np.ascontiguousarray(xt, np.float32), w.astype(np.float32), b.astype(np.float32), padding=1
+    )
+    got = F.conv2d(xt, w, b, padding=1)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    dy = rng.standard_normal(got.shape)[..., ::-1]  # float64, negative strides
+    want_g = F.conv2d_backward(
+        np.ascontiguousarray(dy, np.float32),
+        np.ascontiguousarray(xt, np.float32),
+        w.astype(np.float32),
+        padding=1,
+    )
+    for g, wg in zip(F.conv2d_backward(dy, xt, w, padding=1), want_g):
+        np.testing.assert_array_equal(g, wg)
+
+
+def test_zero_size_batch(core) -> None:
+    x = np.ones((0, 3, 8, 8), np.float32)
+    w = np.ones((5, 3, 3, 3), np.float32)
+    y = core.conv2d_forward(x, w, np.ones(5, np.float32), 2, (1, 1, 1, 1), 1, 1)
+    assert y.shape == (0, 5, 4, 4)
+    dx = core.conv2d_backward_input(y, w, x.shape, 2, (1, 1, 1, 1), 1, 1)
+    assert dx.shape == x.shape
+    dw, db = core.conv2d_backward_weight(y, x, w.shape, 2, (1, 1, 1, 1), 1, 1)
+    np.testing.assert_array_equal(dw, np.zeros_like(w))
+    np.testing.assert_array_equal(db, np.zeros(5, np.float32))
+
+
+def test_caller_arrays_unchanged(rng) -> None:
+    x, w, b = _inputs(rng, (2, 3, 7, 7), (4, 3, 3, 3))
+    dy = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
+    copies = [a.copy() for a in (x, w, b, dy)]
+    F.conv2d(x, w, b, padding="same")
+    F.conv2d_backward(dy, x, w, padding="same")
+    for a, c in zip((x, w, b, dy), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+X = np.ones((2, 4, 8, 8), np.float32)
+W = np.ones((6, 4, 3, 3), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"x": np.ones((4, 8, 8), np.float32)}, ValueError, "x"),
+        ({"weight": np.ones((6, 4, 3), np.float32)}, ValueError, "weight"),
+        ({"weight": np.ones((6, 3, 3, 3), np.float32)}, ValueError, "weight"),
+        ({"weight": np.ones((6, 2, 3, 3), np.float32), "groups": 3}, ValueError, "x"),
+        ({"weight": np.ones((5, 2, 3, 3), np.float32), "groups": 2}, ValueError, "weight"),
+        ({"bias": np.ones(5, np.float32)}, ValueError, "bias"),
+        ({"bias": np.ones((6, 1), np.float32)}, ValueError, "bias"),
+        ({"stride": 0}, ValueError, "stride"),
+        ({"stride": (1, 2, 3)}, ValueError, "stride"),
+        ({"stride": 1.5}, TypeError, "stride"),
+        ({"dilation": 0}, ValueError, "dilation"),
+        ({"padding": -1}, ValueError, "padding"),
+        ({"padding": "full"}, ValueError, "padding"),
+        ({"padding": "same", "stride": 2}, ValueError, "padding"),
+        ({"groups": 0}, ValueError, "groups"),
+        ({"groups": True}, TypeError, "groups"),
+        ({"weight": np.ones((6, 4, 11, 3), np.float32)}, ValueError, "weight"),
+        ({"weight": np.ones((6, 4, 5, 5), np.float32), "dilation": 3}, ValueError, "weight"),
+        ({"x": "abc"}, TypeError, "x"),
+        ({"x": None}, TypeError, "x"),
+        ({"weight": np.ones((6, 4, 3, 3), np.complex64)}, TypeError, "weight"),
+        (
+            {"weight": np.ones((6, 0, 3, 3), np.float32), "x": np.ones((2, 0, 8, 8))},
+            ValueError,
+            "x",
+        ),
+    ],
+)
+def test_bad_input_functional(kwargs, error, match) -> None:
+    args = {"x": X, "weight": W}
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        F.conv2d(**args)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((X, W, None, 1, 2**40, 1, 1), ValueError, "padding"),
+        ((X, W, None, 2**70, 0, 1, 1), ValueError, "stride"),
+        ((X, W, None, 1, (1, 2, 3), 1, 1), ValueError, "padding"),
+        ((X, W, None, 1, "same", 1, 1), TypeError, "padding"),
+        ((X, W, None, 1, 0, (1, -1), 1), ValueError, "dilation"),
+        ((X, np.ones((6, 4, 1, 1), np.float32), None, 1, 0, 2**31, 1), None, None),
+    ],
+)
+def test_bad_input_core_forward(args, error, match) -> None:
+    if error is None:  # a valid call with an extreme dilation on a 1-tall kernel
+        assert fastcnn._core.conv2d_forward(*args).shape == (2, 6, 8, 8)
+        return
+    with pytest.raises(error, match=match):
+        fastcnn._core.conv2d_forward(*args)
+
+
+def test_bad_input_core_backward(core) -> None:
+    dy = np.ones((2, 6, 6, 6), np.float32)
+    with pytest.raises(ValueError, match="dy"):
+        core.conv2d_backward_input(dy[:, :5], W, X.shape, 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="x_shape"):
+        core.conv2d_backward_input(dy, W, (2, 4, 8), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="x_shape"):
+        core.conv2d_backward_input(dy, W, (2, 4, -8, 8), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="weight_shape"):
+        core.conv2d_backward_weight(dy, X, (6, 3, 3, 3), 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="dy"):
+        core.conv2d_backward_weight(dy[:1], X, W.shape, 1, 0, 1, 1)
+    with pytest.raises(TypeError, match="weight_shape"):
+        core.conv2d_backward_weight(dy, X, "weight", 1, 0, 1, 1)
+    with pytest.raises(ValueError, match="output_mask"):
+        F.conv2d_backward(dy, X, W, output_mask=(True, True))

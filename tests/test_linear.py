@@ -1,0 +1,207 @@
+"""linear: every compiled CPU variant against the float64 oracle, fastcnn.functional against torch,
+argument checking, output_mask, dtype/layout conversion, zero-size batches and thread safety.
+
+Layout key: x (..., C) with C in-features, w (K, C), b (K,), y and dy (..., K).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fastcnn
+import numpy as np
+import pytest
+import reference as ref
+from fastcnn import functional as F
+
+RTOL = 1e-4
+# Per-term float32 rounding; a sum of L terms of size ~1 drifts by ~sqrt(L) times that, so the
+# absolute tolerance of each comparison is ATOL * sqrt(reduction length).
+ATOL = 1e-5
+
+# (x shape, out_features)
+CASES = [
+    ((1, 1), 1),
+    ((7,), 5),
+    ((5, 7), 9),
+    ((3, 4, 40), 70),
+    ((2, 3, 2, 17), 33),
+    ((64, 200), 33),
+    ((130, 513), 257),
+    ((16, 400), 120),  # LeNet's first fully connected layer
+    ((2, 3136), 128),  # a 64*7*7 feature map into 128 units, batch 2
+]
+IDS = [f"{x}-{k}" for x, k in CASES]
+
+
+def _inputs(rng, xs, k):
+    x = rng.standard_normal(xs).astype(np.float32)
+    w = rng.standard_normal((k, xs[-1])).astype(np.float32)
+    b = rng.standard_normal(k).astype(np.float32)
+    return x, w, b
+
+
+def _close(got, want, length):
+    np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * max(length, 1) ** 0.5)
+
+
+@pytest.mark.parametrize(("xs", "k"), CASES, ids=IDS)
+def test_variants_match_oracle(core, rng, xs, k) -> None:
+    x, w, b = _inputs(rng, xs, k)
+    want_y = ref.linear(x, w, b)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dx, want_dw, want_db = ref.linear_backward(dy, x, w)
+    rows = x.size // xs[-1]
+    _close(core.linear_forward(x, w, b), want_y, xs[-1])
+    _close(core.linear_forward(x, w, None), want_y - b, xs[-1])
+    _close(core.linear_backward_input(dy, w), want_dx, k)
+    dw, db = core.linear_backward_weight(dy, x)
+    _close(dw, want_dw, rows)
+    _close(db, want_db, rows)
+
+
+@pytest.mark.parametrize(("xs", "k"), CASES, ids=IDS)
+def test_functional_matches_torch(rng, xs, k) -> None:
+    torch = pytest.importorskip("torch")
+    x, w, b = _inputs(rng, xs, k)
+    tx, tw, tb = (torch.tensor(a, dtype=torch.float64, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.linear(tx, tw, tb)
+    dy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.tensor(dy, dtype=torch.float64))
+    rows = x.size // xs[-1]
+    _close(F.linear(x, w, b), ty.detach().numpy(), xs[-1])
+    dx, dw, db = F.linear_backward(dy, x, w)
+    _close(dx, tx.grad.numpy(), k)
+    _close(dw, tw.grad.numpy(), rows)
+    _close(db, tb.grad.numpy(), rows)
+
+
+@pytest.mark.parametrize(
+    "mask",
+    [(True, False, False), (False, True, False), (False, False, True), (False, False, False)],
+)
+def test_output_mask(rng, mask) -> None:
+    x, w, _ = _inputs(rng, (6, 11), 7)
+    dy = rng.standard_normal((6, 7)).astype(np.float32)
+    full = F.linear_backward(dy, x, w)
+    for want_it, g, f in zip(mask, F.linear_backward(dy, x, w, output_mask=mask), full):
+        if want_it:
+            np.testing.assert_array_equal(g, f)
+        else:
+            assert g is None
+
+
+def test_converts_dtype_and_layout(rng) -> None:
+    xt = rng.standard_normal((9, 5)).T  # float64, Fortran order
+    w = rng.integers(-3, 4, (4, 9))
+    b = rng.standard_normal(4)
+    want = F.linear(
+        np.ascontiguousarray(xt, np.float32), w.astype(np.float32), b.astype(np.float32)
+    )
+    got = F.linear(xt, w, b)
+    assert got.dtype == np.float32 and got.flags.c_contiguous
+    np.testing.assert_array_equal(got, want)
+    dy = rng.standard_normal((5, 4))[::-1]
+    want_g = F.linear_backward(
+        np.ascontiguousarray(dy, np.float32),
+        np.ascontiguousarray(xt, np.float32),
+        w.astype(np.float32),
+    )
+    for g, wg in zip(F.linear_backward(dy, xt, w), want_g):
+        np.testing.assert_array_equal(g, wg)
+
+
+def test_zero_size_batch(core) -> None:
+    x = np.ones((0, 7), np.float32)
+    w = np.ones((5, 7), np.float32)
+    y = core.linear_forward(x, w, np.ones(5, np.float32))
+    assert y.shape == (0, 5)
+    assert core.linear_backward_input(y, w).shape == (0, 7)
+    dw, db = core.linear_backward_weight(y, x)
+    np.testing.assert_array_equal(dw, np.zeros_like(w))
+    np.testing.assert_array_equal(db, np.zeros(5, np.float32))
+
+
+def test_caller_arrays_unchanged(rng) -> None:
+    x, w, b = _inputs(rng, (4, 12), 6)
+    dy = rng.standard_normal((4, 6)).astype(np.float32)
+    copies = [a.copy() for a in (x, w, b, dy)]
+    F.linear(x, w, b)
+    F.linear_backward(dy, x, w)
+    for a, c in zip((x, w, b, dy), copies):
+        np.testing.assert_array_equal(a, c)
+
+
+def test_thread_count_and_concurrent_callers(rng) -> None:
+    jobs = [_inputs(rng, (96 + i, 300), 150) for i in range(4)]
+    jobs = [
+        (x, w, b, rng.standard_normal((x.shape[0], 150)).astype(np.float32)) for x, w, b in jobs
+    ]
+
+    def run(job):
+        x, w, b, dy = job
+        return F.linear(x, w, b), *F.linear_backward(dy, x, w)
+
+    before = fastcnn.get_num_threads()
+    try:
+        fastcnn.set_num_threads(1)
+        serial = [run(j) for j in jobs]
+        fastcnn.set_num_threads(2)
+        parallel = [run(j) for j in jobs]
+    finally:
+        fastcnn.set_num_threads(before)
+    for s, p in zip(serial, parallel):
+        for a, b in zip(s, p):
+            np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    results = [None] * len(jobs)
+    threads = [
+        threading.Thread(target=lambda i=i: results.__setitem__(i, run(jobs[i])))
+        for i in range(len(jobs))
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p, r in zip(parallel, results):
+        for a, b in zip(p, r):
+            np.testing.assert_array_equal(b, a)
+
+
+X = np.ones((3, 8), np.float32)
+W = np.ones((5, 8), np.float32)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        ((np.float32(1.0), W), ValueError, "x"),
+        ((X, np.ones(8, np.float32)), ValueError, "weight"),
+        ((X, np.ones((5, 7), np.float32)), ValueError, "x"),
+        ((X, W, np.ones(4, np.float32)), ValueError, "bias"),
+        ((X, W, np.ones((5, 1), np.float32)), ValueError, "bias"),
+        (("abc", W), TypeError, "x"),
+        ((X, None), TypeError, "weight"),
+        ((X, W, "b"), TypeError, "bias"),
+    ],
+)
+def test_bad_input_forward(args, error, match) -> None:
+    with pytest.raises(error, match=match):
+        F.linear(*args)
+    with pytest.raises(error, match=match):
+        fastcnn._core.linear_forward(*args, *([None] if len(args) == 2 else []))
+
+
+def test_bad_input_backward(core) -> None:
+    dy = np.ones((3, 5), np.float32)
+    with pytest.raises(ValueError, match="dy"):
+        core.linear_backward_input(dy[:, :4], W)
+    with pytest.raises(ValueError, match="weight"):
+        core.linear_backward_input(dy, W[0])
+    with pytest.raises(ValueError, match="dy"):
+        core.linear_backward_weight(dy[:2], X)
+    with pytest.raises(ValueError, match="x"):
+        core.linear_backward_weight(dy, np.float32(2.0))
+    with pytest.raises(ValueError, match="dy"):
+        F.linear_backward(dy[:, :4], X, W)
+    with pytest.raises(ValueError, match="output_mask"):
+        F.linear_backward(dy, X, W, output_mask=(True,))
