@@ -2,6 +2,7 @@
 // (any rank >= 2: the dims after C are flattened into L). running_mean and running_var are the one
 // documented exception to "caller arrays are never modified": forward_train updates them in place,
 // as PyTorch does, so they must be float32 C-contiguous writable arrays and are never converted.
+#include <cmath>
 #include <string>
 
 #include "bindings/arrays.h"
@@ -25,11 +26,17 @@ BatchNormShape batchnorm_shape(const F32& x, const char* name) {
   return {x.shape(0), x.shape(1), L};
 }
 
-// An optional per-channel vector, converted: None gives an empty handle, else shape (C,).
-F32 channel_vector_or_none(py::handle obj, int64_t C, const char* name) {
-  F32 a = to_f32_or_none(obj, name);
-  if (a) require_shape(a, {C}, name);
-  return a;
+// An optional per-channel vector, converted and checked to be (C,); data is null for None.
+struct OptionalVector {
+  F32 array;
+  const float* data;
+};
+
+OptionalVector channel_vector_or_none(py::handle obj, int64_t C, const char* name) {
+  if (obj.is_none()) return {F32(), nullptr};
+  F32 a = to_f32(obj, name);
+  require_shape(a, {C}, name);
+  return {a, a.data()};
 }
 
 F32 channel_vector(py::handle obj, int64_t C, const char* name) {
@@ -66,8 +73,6 @@ void require_eps(float eps) {
     throw py::value_error("eps: expected a value >= 0, got " + std::to_string(eps));
 }
 
-const float* data_or_null(const F32& a) { return a ? a.data() : nullptr; }
-
 }  // namespace
 
 void register_batchnorm(py::module_& m, CpuVariant v) {
@@ -79,8 +84,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
             py::handle rv_obj, float momentum, float eps) {
         F32 x = to_f32(x_obj, "x");
         const BatchNormShape s = batchnorm_shape(x, "x");
-        F32 weight = channel_vector_or_none(weight_obj, s.C, "weight");
-        F32 bias = channel_vector_or_none(bias_obj, s.C, "bias");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
         float* rm = running_stat_inout(rm_obj, s.C, "running_mean");
         float* rv = running_stat_inout(rv_obj, s.C, "running_var");
         require_eps(eps);
@@ -91,7 +96,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         F32 y = new_f32(shape_of(x), "batchnorm2d_forward_train output");
         F32 save_mean = new_f32({s.C}, "batchnorm2d_forward_train save_mean");
         F32 save_invstd = new_f32({s.C}, "batchnorm2d_forward_train save_invstd");
-        const float *xp = x.data(), *wp = data_or_null(weight), *bp = data_or_null(bias);
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data;
         float *yp = y.mutable_data(), *mp = save_mean.mutable_data(),
               *ip = save_invstd.mutable_data();
         {
@@ -113,13 +118,13 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
             py::handle rv_obj, float eps) {
         F32 x = to_f32(x_obj, "x");
         const BatchNormShape s = batchnorm_shape(x, "x");
-        F32 weight = channel_vector_or_none(weight_obj, s.C, "weight");
-        F32 bias = channel_vector_or_none(bias_obj, s.C, "bias");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
         F32 rm = channel_vector(rm_obj, s.C, "running_mean");
         F32 rv = channel_vector(rv_obj, s.C, "running_var");
         require_eps(eps);
         F32 y = new_f32(shape_of(x), "batchnorm2d_forward_eval output");
-        const float *xp = x.data(), *wp = data_or_null(weight), *bp = data_or_null(bias),
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data,
                     *rmp = rm.data(), *rvp = rv.data();
         float* yp = y.mutable_data();
         {
@@ -140,13 +145,13 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         F32 x = to_f32(x_obj, "x");
         const BatchNormShape s = batchnorm_shape(x, "x");
         require_shape(dy, shape_of(x), "dy");
-        F32 weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         F32 mean = channel_vector(mean_obj, s.C, "mean");
         F32 invstd = channel_vector(invstd_obj, s.C, "invstd");
         F32 dx = new_f32(shape_of(x), "batchnorm2d_backward dx");
         F32 dweight = new_f32({s.C}, "batchnorm2d_backward dweight");
         F32 dbias = new_f32({s.C}, "batchnorm2d_backward dbias");
-        const float *dyp = dy.data(), *xp = x.data(), *wp = data_or_null(weight),
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data,
                     *mp = mean.data(), *ip = invstd.data();
         float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
         {
@@ -159,7 +164,41 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       py::arg("training") = true,
       "Batch norm gradients -> (dx, dweight, dbias). training=True: mean/invstd are the batch\n"
       "statistics from forward_train (save_mean, save_invstd) and dx includes the paths through\n"
-      "them; training=False: mean/invstd come from the running stats and are constants.");
+      "them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval).");
+
+  m.def(
+      "batchnorm2d_backward_eval",
+      [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle rm_obj,
+            py::handle rv_obj, float eps) {
+        F32 dy = to_f32(dy_obj, "dy");
+        F32 x = to_f32(x_obj, "x");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        require_shape(dy, shape_of(x), "dy");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        F32 rm = channel_vector(rm_obj, s.C, "running_mean");
+        F32 rv = channel_vector(rv_obj, s.C, "running_var");
+        require_eps(eps);
+        // The kernel takes invstd, as saved in training; here it comes from the running variance.
+        F32 invstd = new_f32({s.C}, "batchnorm2d_backward_eval invstd");
+        for (int64_t c = 0; c < s.C; ++c)
+          invstd.mutable_data()[c] =
+              static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv.data()[c]) + eps));
+        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_eval dx");
+        F32 dweight = new_f32({s.C}, "batchnorm2d_backward_eval dweight");
+        F32 dbias = new_f32({s.C}, "batchnorm2d_backward_eval dbias");
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data,
+                    *mp = rm.data(), *ip = invstd.data();
+        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_backward(s, false, dyp, xp, wp, mp, ip, dxp, dwp, dbp);
+        }
+        return py::make_tuple(dx, dweight, dbias);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("eps") = 1e-5f,
+      "Gradients of eval-mode batch norm (running stats are constants) -> (dx, dweight, dbias):\n"
+      "dx = dy * weight / sqrt(running_var + eps).");
 }
 
 }  // namespace fastcnn::bind
