@@ -116,7 +116,9 @@ def batch_norm_backward(
     if (save_mean is None) != (save_invstd is None):
         raise ValueError("save_mean, save_invstd: give both (from batch_norm_train) or neither")
     if save_mean is None:
-        _, save_mean, save_invstd = _core.batchnorm2d_forward_train(x, None, None, None, None, 0.0, eps)
+        _, save_mean, save_invstd = _core.batchnorm2d_forward_train(
+            x, None, None, None, None, 0.0, eps
+        )
     return _core.batchnorm2d_backward(dy, x, weight, save_mean, save_invstd, True)
 
 

@@ -73,14 +73,24 @@ void batchnorm2d_forward_eval(const BatchNormShape& s, float eps, const float* x
 // Gradients of y = (x - mean) * invstd * weight + bias. dbias = sum(dy), dweight = sum(dy * xhat)
 // with xhat = (x - mean) * invstd. Training (mean, invstd are the batch statistics, as saved by
 // forward_train): dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the two means
-// being the paths through the batch mean and variance. Eval (mean, invstd from the running stats,
-// constants): dx = dy * weight * invstd. Overwrites dx, dweight, dbias.
+// being the paths through the batch mean and variance; the batch mean is refined from x in double
+// (the float32 save_mean is off by up to |mean| * 2^-24, which matters when |mean| >> std).
+// Eval (mean, invstd from the running stats, constants): dx = dy * weight * invstd.
+// Overwrites dx, dweight, dbias.
 void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* dy, const float* x,
                           const float* weight, const float* mean, const float* invstd, float* dx,
                           float* dweight, float* dbias) {
   const int64_t count = s.N * s.L;
+  const bool batch_terms = training && count > 0;
   for (int64_t c = 0; c < s.C; ++c) {
-    const double mu = mean[c], is = invstd[c];
+    double mu = mean[c];
+    if (batch_terms) {
+      double sum = 0.0;
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t l = 0; l < s.L; ++l) sum += x[(n * s.C + c) * s.L + l];
+      mu = sum / count;
+    }
+    const double is = invstd[c];
     double sum_dy = 0.0, sum_dy_xmu = 0.0;
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t l = 0; l < s.L; ++l) {
@@ -92,7 +102,6 @@ void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* d
     dweight[c] = static_cast<float>(sum_dy_xmu * is);
     const double k = is * (weight ? weight[c] : 1.0f);
     // dx = k * (dy - a - (x - mean) * b); in eval mode a = b = 0.
-    const bool batch_terms = training && count > 0;
     const double a = batch_terms ? sum_dy / count : 0.0;
     const double b = batch_terms ? sum_dy_xmu * is * is / count : 0.0;
     for (int64_t n = 0; n < s.N; ++n)
