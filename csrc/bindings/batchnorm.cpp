@@ -50,12 +50,12 @@ F32 channel_vector(py::handle obj, int64_t C, const char* name) {
 float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
   if (obj.is_none()) return nullptr;
   if (!py::isinstance<py::array_t<float>>(obj))
-    throw py::type_error(std::string(name) +
-                         ": expected a float32 NumPy array (it is updated in place, so it cannot be "
-                         "converted), got " +
-                         (py::isinstance<py::array>(obj)
-                              ? "dtype " + std::string(py::str(obj.attr("dtype")))
-                              : type_name(obj)));
+    throw py::type_error(
+        std::string(name) +
+        ": expected a float32 NumPy array (it is updated in place, so it cannot be "
+        "converted), got " +
+        (py::isinstance<py::array>(obj) ? "dtype " + std::string(py::str(obj.attr("dtype")))
+                                        : type_name(obj)));
   py::array a = py::reinterpret_borrow<py::array>(obj);
   require_shape(a, {C}, name);
   if (!(a.flags() & py::array::c_style))
@@ -63,8 +63,9 @@ float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
                           ": expected a C-contiguous array (it is updated in place), got a strided "
                           "view");
   if (!a.writeable())
-    throw py::value_error(std::string(name) +
-                          ": expected a writeable array (it is updated in place), got a read-only one");
+    throw py::value_error(
+        std::string(name) +
+        ": expected a writeable array (it is updated in place), got a read-only one");
   return static_cast<float*>(a.mutable_data());
 }
 
@@ -107,8 +108,10 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("momentum") = 0.1f, py::arg("eps") = 1e-5f,
-      "Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, bias,\n"
-      "running_mean, running_var may be None; the running stats (float32 C-contiguous (C,) arrays)\n"
+      "Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, "
+      "bias,\n"
+      "running_mean, running_var may be None; the running stats (float32 C-contiguous (C,) "
+      "arrays)\n"
       "are updated in place with momentum and the unbiased batch variance. An empty batch leaves\n"
       "them untouched and gives save_mean = save_invstd = 0.");
 
@@ -124,8 +127,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         F32 rv = channel_vector(rv_obj, s.C, "running_var");
         require_eps(eps);
         F32 y = new_f32(shape_of(x), "batchnorm2d_forward_eval output");
-        const float *xp = x.data(), *wp = weight.data, *bp = bias.data,
-                    *rmp = rm.data(), *rvp = rv.data();
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data, *rmp = rm.data(),
+                    *rvp = rv.data();
         float* yp = y.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -151,8 +154,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         F32 dx = new_f32(shape_of(x), "batchnorm2d_backward dx");
         F32 dweight = new_f32({s.C}, "batchnorm2d_backward dweight");
         F32 dbias = new_f32({s.C}, "batchnorm2d_backward dbias");
-        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data,
-                    *mp = mean.data(), *ip = invstd.data();
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
+                    *ip = invstd.data();
         float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
         {
           py::gil_scoped_release nogil;
@@ -186,8 +189,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_eval dx");
         F32 dweight = new_f32({s.C}, "batchnorm2d_backward_eval dweight");
         F32 dbias = new_f32({s.C}, "batchnorm2d_backward_eval dbias");
-        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data,
-                    *mp = rm.data(), *ip = invstd.data();
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = rm.data(),
+                    *ip = invstd.data();
         float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
         {
           py::gil_scoped_release nogil;

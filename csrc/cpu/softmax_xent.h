@@ -1,7 +1,8 @@
 // Softmax, log-softmax and the fused softmax + cross-entropy loss: every variant's declarations and
-// the per-variant op table. Arrays are (outer, C, inner) views with the softmax taken over C, so any
-// dim of any rank is handled without a transpose: element (o, c, i) is at (o * C + c) * inner + i.
-// For the loss, logits are (N, C, d...) = (outer, C, inner) and labels are (N, d...) = (outer, inner).
+// the per-variant op table. Arrays are (outer, C, inner) views with the softmax taken over C, so
+// any dim of any rank is handled without a transpose: element (o, c, i) is at (o * C + c) * inner +
+// i. For the loss, logits are (N, C, d...) = (outer, C, inner) and labels are (N, d...) = (outer,
+// inner).
 #pragma once
 #include <cstdint>
 
@@ -17,19 +18,25 @@ struct SoftmaxShape {
 // softmax_xent_forward: row_loss is caller scratch of outer * inner doubles (the per-position
 // losses, summed in a fixed order so that the loss does not depend on the thread count); labels
 // must lie in [0, C) (the binding checks). grad_scale in backward is grad_output / (outer * inner).
-#define FASTCNN_SOFTMAX_XENT_DECLARATIONS                                                          \
-  void softmax_forward(const SoftmaxShape& s, const float* x, float* y);                           \
-  void log_softmax_forward(const SoftmaxShape& s, const float* x, float* y);                       \
-  void softmax_backward(const SoftmaxShape& s, const float* y, const float* dy, float* dx);        \
-  void log_softmax_backward(const SoftmaxShape& s, const float* y, const float* dy, float* dx);    \
-  void softmax_xent_forward(const SoftmaxShape& s, float label_smoothing, const float* logits,     \
+#define FASTCNN_SOFTMAX_XENT_DECLARATIONS                                                         \
+  void softmax_forward(const SoftmaxShape& s, const float* x, float* y);                          \
+  void log_softmax_forward(const SoftmaxShape& s, const float* x, float* y);                      \
+  void softmax_backward(const SoftmaxShape& s, const float* y, const float* dy, float* dx);       \
+  void log_softmax_backward(const SoftmaxShape& s, const float* y, const float* dy, float* dx);   \
+  void softmax_xent_forward(const SoftmaxShape& s, float label_smoothing, const float* logits,    \
                             const int64_t* labels, float* probs, double* row_loss, double* loss); \
-  void softmax_xent_backward(const SoftmaxShape& s, float label_smoothing, float grad_scale,       \
+  void softmax_xent_backward(const SoftmaxShape& s, float label_smoothing, float grad_scale,      \
                              const float* probs, const int64_t* labels, float* dlogits);
 
-namespace ref { FASTCNN_SOFTMAX_XENT_DECLARATIONS }
-namespace avx2 { FASTCNN_SOFTMAX_XENT_DECLARATIONS }
-namespace avx512 { FASTCNN_SOFTMAX_XENT_DECLARATIONS }
+namespace ref {
+FASTCNN_SOFTMAX_XENT_DECLARATIONS
+}
+namespace avx2 {
+FASTCNN_SOFTMAX_XENT_DECLARATIONS
+}
+namespace avx512 {
+FASTCNN_SOFTMAX_XENT_DECLARATIONS
+}
 #undef FASTCNN_SOFTMAX_XENT_DECLARATIONS
 
 struct SoftmaxXentOps {

@@ -12,9 +12,8 @@ namespace fastcnn::ref {
 // with the unbiased variance for running_var (PyTorch's convention). Overwrites y and save_*.
 // An empty batch (N * L == 0) has no statistics: save_* = 0 and the running stats are untouched.
 void batchnorm2d_forward_train(const BatchNormShape& s, float momentum, float eps, const float* x,
-                               const float* weight, const float* bias, float* y,
-                               float* save_mean, float* save_invstd, float* running_mean,
-                               float* running_var) {
+                               const float* weight, const float* bias, float* y, float* save_mean,
+                               float* save_invstd, float* running_mean, float* running_var) {
   const int64_t count = s.N * s.L;
   for (int64_t c = 0; c < s.C; ++c) {
     if (count == 0) {
@@ -46,7 +45,8 @@ void batchnorm2d_forward_train(const BatchNormShape& s, float momentum, float ep
     // The running update needs the unbiased variance, undefined for a single value.
     if (count > 1) {
       const double m = momentum;
-      if (running_mean) running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+      if (running_mean)
+        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
       if (running_var)
         running_var[c] = static_cast<float>((1.0 - m) * running_var[c] +
                                             m * var * count / static_cast<double>(count - 1));
