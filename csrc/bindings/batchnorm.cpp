@@ -1,12 +1,207 @@
-// Bindings for the batchnorm family.
+// Bindings for batch normalization over channel dim 1 of (N, C), (N, C, L) or (N, C, H, W) arrays
+// (any rank >= 2: the dims after C are flattened into L). running_mean and running_var are the one
+// documented exception to "caller arrays are never modified": forward_train updates them in place,
+// as PyTorch does, so they must be float32 C-contiguous writable arrays and are never converted.
+#include <cmath>
+#include <string>
+
 #include "bindings/arrays.h"
 #include "bindings/registry.h"
+#include "common/shapes.h"
+#include "cpu/batchnorm.h"
 
 namespace fastcnn::bind {
+namespace {
+
+std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
+
+// x (or dy) as an (N, C, L) view.
+BatchNormShape batchnorm_shape(const F32& x, const char* name) {
+  if (x.ndim() < 2)
+    throw py::value_error(std::string(name) +
+                          ": expected an array (N, C), (N, C, L) or (N, C, H, W), got shape " +
+                          shape_string(x));
+  int64_t L = 1;
+  for (py::ssize_t d = 2; d < x.ndim(); ++d) L *= x.shape(d);  // an existing array: no overflow
+  return {x.shape(0), x.shape(1), L};
+}
+
+// An optional per-channel vector, converted and checked to be (C,); data is null for None.
+struct OptionalVector {
+  F32 array;
+  const float* data;
+};
+
+OptionalVector channel_vector_or_none(py::handle obj, int64_t C, const char* name) {
+  if (obj.is_none()) return {F32(), nullptr};
+  F32 a = to_f32(obj, name);
+  require_shape(a, {C}, name);
+  return {a, a.data()};
+}
+
+F32 channel_vector(py::handle obj, int64_t C, const char* name) {
+  F32 a = to_f32(obj, name);
+  require_shape(a, {C}, name);
+  return a;
+}
+
+// A running statistic that forward_train updates in place. Converting it would update a copy the
+// caller never sees, so anything but the caller's own float32 (C,) buffer is refused.
+float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
+  if (obj.is_none()) return nullptr;
+  if (!py::isinstance<py::array_t<float>>(obj))
+    throw py::type_error(
+        std::string(name) +
+        ": expected a float32 NumPy array (it is updated in place, so it cannot be "
+        "converted), got " +
+        (py::isinstance<py::array>(obj) ? "dtype " + std::string(py::str(obj.attr("dtype")))
+                                        : type_name(obj)));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  require_shape(a, {C}, name);
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) +
+                          ": expected a C-contiguous array (it is updated in place), got a strided "
+                          "view");
+  if (!a.writeable())
+    throw py::value_error(
+        std::string(name) +
+        ": expected a writeable array (it is updated in place), got a read-only one");
+  return static_cast<float*>(a.mutable_data());
+}
+
+void require_eps(float eps) {
+  if (!(eps >= 0.0f))
+    throw py::value_error("eps: expected a value >= 0, got " + std::to_string(eps));
+}
+
+}  // namespace
 
 void register_batchnorm(py::module_& m, CpuVariant v) {
-  (void)m;
-  (void)v;
+  const BatchNormOps ops = batchnorm_ops(v);
+
+  m.def(
+      "batchnorm2d_forward_train",
+      [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
+            py::handle rv_obj, float momentum, float eps) {
+        F32 x = to_f32(x_obj, "x");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
+        float* rm = running_stat_inout(rm_obj, s.C, "running_mean");
+        float* rv = running_stat_inout(rv_obj, s.C, "running_var");
+        require_eps(eps);
+        if (s.N * s.L == 1)
+          throw py::value_error(
+              "x: Expected more than 1 value per channel when training, got input shape " +
+              shape_string(x));
+        F32 y = new_f32(shape_of(x), "batchnorm2d_forward_train output");
+        F32 save_mean = new_f32({s.C}, "batchnorm2d_forward_train save_mean");
+        F32 save_invstd = new_f32({s.C}, "batchnorm2d_forward_train save_invstd");
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data;
+        float *yp = y.mutable_data(), *mp = save_mean.mutable_data(),
+              *ip = save_invstd.mutable_data();
+        {
+          py::gil_scoped_release nogil;  // only raw pointers and ints in here
+          ops.batchnorm2d_forward_train(s, momentum, eps, xp, wp, bp, yp, mp, ip, rm, rv);
+        }
+        return py::make_tuple(y, save_mean, save_invstd);
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("momentum") = 0.1f, py::arg("eps") = 1e-5f,
+      "Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, "
+      "bias,\n"
+      "running_mean, running_var may be None; the running stats (float32 C-contiguous (C,) "
+      "arrays)\n"
+      "are updated in place with momentum and the unbiased batch variance. An empty batch leaves\n"
+      "them untouched and gives save_mean = save_invstd = 0.");
+
+  m.def(
+      "batchnorm2d_forward_eval",
+      [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
+            py::handle rv_obj, float eps) {
+        F32 x = to_f32(x_obj, "x");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
+        F32 rm = channel_vector(rm_obj, s.C, "running_mean");
+        F32 rv = channel_vector(rv_obj, s.C, "running_var");
+        require_eps(eps);
+        F32 y = new_f32(shape_of(x), "batchnorm2d_forward_eval output");
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data, *rmp = rm.data(),
+                    *rvp = rv.data();
+        float* yp = y.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_forward_eval(s, eps, xp, wp, bp, rmp, rvp, yp);
+        }
+        return y;
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("eps") = 1e-5f,
+      "Eval-mode batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.");
+
+  m.def(
+      "batchnorm2d_backward",
+      [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle mean_obj,
+            py::handle invstd_obj, bool training) {
+        F32 dy = to_f32(dy_obj, "dy");
+        F32 x = to_f32(x_obj, "x");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        require_shape(dy, shape_of(x), "dy");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        F32 mean = channel_vector(mean_obj, s.C, "mean");
+        F32 invstd = channel_vector(invstd_obj, s.C, "invstd");
+        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward dx");
+        F32 dweight = new_f32({s.C}, "batchnorm2d_backward dweight");
+        F32 dbias = new_f32({s.C}, "batchnorm2d_backward dbias");
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
+                    *ip = invstd.data();
+        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_backward(s, training, dyp, xp, wp, mp, ip, dxp, dwp, dbp);
+        }
+        return py::make_tuple(dx, dweight, dbias);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("mean"), py::arg("invstd"),
+      py::arg("training") = true,
+      "Batch norm gradients -> (dx, dweight, dbias). training=True: mean/invstd are the batch\n"
+      "statistics from forward_train (save_mean, save_invstd) and dx includes the paths through\n"
+      "them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval).");
+
+  m.def(
+      "batchnorm2d_backward_eval",
+      [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle rm_obj,
+            py::handle rv_obj, float eps) {
+        F32 dy = to_f32(dy_obj, "dy");
+        F32 x = to_f32(x_obj, "x");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        require_shape(dy, shape_of(x), "dy");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        F32 rm = channel_vector(rm_obj, s.C, "running_mean");
+        F32 rv = channel_vector(rv_obj, s.C, "running_var");
+        require_eps(eps);
+        // The kernel takes invstd, as saved in training; here it comes from the running variance.
+        F32 invstd = new_f32({s.C}, "batchnorm2d_backward_eval invstd");
+        for (int64_t c = 0; c < s.C; ++c)
+          invstd.mutable_data()[c] =
+              static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv.data()[c]) + eps));
+        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_eval dx");
+        F32 dweight = new_f32({s.C}, "batchnorm2d_backward_eval dweight");
+        F32 dbias = new_f32({s.C}, "batchnorm2d_backward_eval dbias");
+        const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = rm.data(),
+                    *ip = invstd.data();
+        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_backward(s, false, dyp, xp, wp, mp, ip, dxp, dwp, dbp);
+        }
+        return py::make_tuple(dx, dweight, dbias);
+      },
+      py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("eps") = 1e-5f,
+      "Gradients of eval-mode batch norm (running stats are constants) -> (dx, dweight, dbias):\n"
+      "dx = dy * weight / sqrt(running_var + eps).");
 }
 
 }  // namespace fastcnn::bind

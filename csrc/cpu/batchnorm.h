@@ -1,0 +1,65 @@
+// Batch normalization over channel dim 1: every variant's declarations and the per-variant op
+// table. x, y, dy, dx are (N, C, L) views of (N, C), (N, C, L) or (N, C, H, W) arrays (L = H * W,
+// or 1); per-channel vectors (weight, bias, running stats, save_mean, save_invstd, dweight, dbias)
+// are (C,).
+#pragma once
+#include <cstdint>
+
+#include "common/dispatch.h"
+
+namespace fastcnn {
+
+// N batch, C channels, L positions per channel and sample (the product of the dims after C).
+struct BatchNormShape {
+  int64_t N, C, L;
+};
+
+// weight and bias may be null (then 1 and 0). In forward_train, running_mean and running_var may be
+// null (no update); when given they are updated in place, the one in-out argument of any kernel.
+#define FASTCNN_BATCHNORM_DECLARATIONS                                                             \
+  void batchnorm2d_forward_train(const BatchNormShape& s, float momentum, float eps,               \
+                                 const float* x, const float* weight, const float* bias, float* y, \
+                                 float* save_mean, float* save_invstd, float* running_mean,        \
+                                 float* running_var);                                              \
+  void batchnorm2d_forward_eval(const BatchNormShape& s, float eps, const float* x,                \
+                                const float* weight, const float* bias, const float* running_mean, \
+                                const float* running_var, float* y);                               \
+  void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* dy,               \
+                            const float* x, const float* weight, const float* mean,                \
+                            const float* invstd, float* dx, float* dweight, float* dbias);
+
+namespace ref {
+FASTCNN_BATCHNORM_DECLARATIONS
+}
+namespace avx2 {
+FASTCNN_BATCHNORM_DECLARATIONS
+}
+namespace avx512 {
+FASTCNN_BATCHNORM_DECLARATIONS
+}
+#undef FASTCNN_BATCHNORM_DECLARATIONS
+
+struct BatchNormOps {
+  void (*batchnorm2d_forward_train)(const BatchNormShape&, float, float, const float*, const float*,
+                                    const float*, float*, float*, float*, float*, float*);
+  void (*batchnorm2d_forward_eval)(const BatchNormShape&, float, const float*, const float*,
+                                   const float*, const float*, const float*, float*);
+  void (*batchnorm2d_backward)(const BatchNormShape&, bool, const float*, const float*,
+                               const float*, const float*, const float*, float*, float*, float*);
+};
+
+inline BatchNormOps batchnorm_ops(CpuVariant v) {
+  switch (v) {
+    case CpuVariant::avx2:
+      return {avx2::batchnorm2d_forward_train, avx2::batchnorm2d_forward_eval,
+              avx2::batchnorm2d_backward};
+    case CpuVariant::avx512:
+      return {avx512::batchnorm2d_forward_train, avx512::batchnorm2d_forward_eval,
+              avx512::batchnorm2d_backward};
+    default:
+      return {ref::batchnorm2d_forward_train, ref::batchnorm2d_forward_eval,
+              ref::batchnorm2d_backward};
+  }
+}
+
+}  // namespace fastcnn

@@ -1,0 +1,115 @@
+// Scalar reference for batch normalization: the spec the fast variants must match.
+// x, y, dy, dx are (N, C, L) float32 arrays, channel c of sample n at x[(n * C + c) * L + l];
+// per-channel vectors are (C,). Statistics are accumulated in double, two passes per channel.
+#include <cmath>
+
+#include "cpu/batchnorm.h"
+
+namespace fastcnn::ref {
+
+// save_mean = mean(x[:, c]), save_invstd = 1 / sqrt(var(x[:, c]) + eps) with the biased variance;
+// y = (x - mean) * invstd * weight + bias; running = (1 - momentum) * running + momentum * stat,
+// with the unbiased variance for running_var (PyTorch's convention). Overwrites y and save_*.
+// An empty batch (N * L == 0) has no statistics: save_* = 0 and the running stats are untouched.
+void batchnorm2d_forward_train(const BatchNormShape& s, float momentum, float eps, const float* x,
+                               const float* weight, const float* bias, float* y, float* save_mean,
+                               float* save_invstd, float* running_mean, float* running_var) {
+  const int64_t count = s.N * s.L;
+  for (int64_t c = 0; c < s.C; ++c) {
+    if (count == 0) {
+      save_mean[c] = 0.0f;
+      save_invstd[c] = 0.0f;
+      continue;
+    }
+    double sum = 0.0;
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t l = 0; l < s.L; ++l) sum += x[(n * s.C + c) * s.L + l];
+    const double mean = sum / static_cast<double>(count);
+    double sq = 0.0;
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t l = 0; l < s.L; ++l) {
+        const double d = x[(n * s.C + c) * s.L + l] - mean;
+        sq += d * d;
+      }
+    const double var = sq / static_cast<double>(count);
+    const double invstd = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    const double scale = invstd * (weight ? weight[c] : 1.0f);
+    const double shift = bias ? bias[c] : 0.0f;
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t l = 0; l < s.L; ++l) {
+        const int64_t i = (n * s.C + c) * s.L + l;
+        y[i] = static_cast<float>((x[i] - mean) * scale + shift);
+      }
+    save_mean[c] = static_cast<float>(mean);
+    save_invstd[c] = static_cast<float>(invstd);
+    // The running update needs the unbiased variance, undefined for a single value.
+    if (count > 1) {
+      const double m = momentum;
+      if (running_mean)
+        running_mean[c] = static_cast<float>((1.0 - m) * running_mean[c] + m * mean);
+      if (running_var)
+        running_var[c] = static_cast<float>((1.0 - m) * running_var[c] +
+                                            m * var * count / static_cast<double>(count - 1));
+    }
+  }
+}
+
+// y = (x - running_mean) / sqrt(running_var + eps) * weight + bias. Overwrites y.
+void batchnorm2d_forward_eval(const BatchNormShape& s, float eps, const float* x,
+                              const float* weight, const float* bias, const float* running_mean,
+                              const float* running_var, float* y) {
+  for (int64_t n = 0; n < s.N; ++n)
+    for (int64_t c = 0; c < s.C; ++c) {
+      const double invstd = 1.0 / std::sqrt(static_cast<double>(running_var[c]) + eps);
+      const double scale = invstd * (weight ? weight[c] : 1.0f);
+      const double shift = bias ? bias[c] : 0.0f;
+      for (int64_t l = 0; l < s.L; ++l) {
+        const int64_t i = (n * s.C + c) * s.L + l;
+        y[i] = static_cast<float>((x[i] - static_cast<double>(running_mean[c])) * scale + shift);
+      }
+    }
+}
+
+// Gradients of y = (x - mean) * invstd * weight + bias. dbias = sum(dy), dweight = sum(dy * xhat)
+// with xhat = (x - mean) * invstd. Training (mean, invstd are the batch statistics, as saved by
+// forward_train): dx = weight * invstd * (dy - mean(dy) - xhat * mean(dy * xhat)), the two means
+// being the paths through the batch mean and variance; the batch mean is refined from x in double
+// (the float32 save_mean is off by up to |mean| * 2^-24, which matters when |mean| >> std).
+// Eval (mean, invstd from the running stats, constants): dx = dy * weight * invstd.
+// Overwrites dx, dweight, dbias.
+void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* dy, const float* x,
+                          const float* weight, const float* mean, const float* invstd, float* dx,
+                          float* dweight, float* dbias) {
+  const int64_t count = s.N * s.L;
+  const bool batch_terms = training && count > 0;
+  for (int64_t c = 0; c < s.C; ++c) {
+    double mu = mean[c];
+    if (batch_terms) {
+      double sum = 0.0;
+      for (int64_t n = 0; n < s.N; ++n)
+        for (int64_t l = 0; l < s.L; ++l) sum += x[(n * s.C + c) * s.L + l];
+      mu = sum / count;
+    }
+    const double is = invstd[c];
+    double sum_dy = 0.0, sum_dy_xmu = 0.0;
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t l = 0; l < s.L; ++l) {
+        const int64_t i = (n * s.C + c) * s.L + l;
+        sum_dy += dy[i];
+        sum_dy_xmu += dy[i] * (x[i] - mu);
+      }
+    dbias[c] = static_cast<float>(sum_dy);
+    dweight[c] = static_cast<float>(sum_dy_xmu * is);
+    const double k = is * (weight ? weight[c] : 1.0f);
+    // dx = k * (dy - a - (x - mean) * b); in eval mode a = b = 0.
+    const double a = batch_terms ? sum_dy / count : 0.0;
+    const double b = batch_terms ? sum_dy_xmu * is * is / count : 0.0;
+    for (int64_t n = 0; n < s.N; ++n)
+      for (int64_t l = 0; l < s.L; ++l) {
+        const int64_t i = (n * s.C + c) * s.L + l;
+        dx[i] = static_cast<float>(k * (dy[i] - a - (x[i] - mu) * b));
+      }
+  }
+}
+
+}  // namespace fastcnn::ref

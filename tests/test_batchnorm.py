@@ -1,0 +1,371 @@
+"""Batch normalization: every compiled variant against the float64 oracle, functional against PyTorch.
+
+Layout key: x is (N, C), (N, C, L) or (N, C, H, W), normalized per channel (dim 1); per-channel
+vectors (weight, bias, running stats, save_mean, save_invstd) are (C,).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fastcnn
+import numpy as np
+import pytest
+
+# tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
+import reference as oracle
+from fastcnn import functional as F
+
+RTOL = 1e-4
+ATOL = 1e-5
+# float32 torch sums a channel in its own order; its rounding, not ours, sets this limit.
+TORCH_RTOL = 1e-4
+TORCH_ATOL = 1e-4
+
+SHAPES = [
+    (5, 7),  # rank 2, odd C
+    (3, 33, 10),  # rank 3, odd C and L
+    (4, 3, 5, 7),  # RGB input
+    (1, 7, 4, 4),  # batch 1, H * W > 1
+    (8, 64, 14, 14),  # VGG-sized layer
+]
+
+
+def _channels(shape) -> int:
+    return shape[1]
+
+
+def _params(rng, C, affine):
+    if not affine:
+        return None, None
+    return (rng.uniform(0.5, 1.5, C).astype(np.float32), rng.standard_normal(C).astype(np.float32))
+
+
+def _running(rng, C):
+    return rng.standard_normal(C).astype(np.float32), rng.uniform(0.5, 2.0, C).astype(np.float32)
+
+
+# ---- kernels, every variant, against the oracle ----------------------------------------------
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+@pytest.mark.parametrize("momentum", [0.1, 0.3])
+def test_forward_train_matches_oracle(core, rng, shape, affine, momentum):
+    C = _channels(shape)
+    x = rng.standard_normal(shape).astype(np.float32) * 2.0 + 0.5
+    w, b = _params(rng, C, affine)
+    rm, rv = _running(rng, C)
+    want = oracle.batch_norm(x, rm, rv, w, b, True, momentum, 1e-5)
+    y, save_mean, save_invstd = core.batchnorm2d_forward_train(x, w, b, rm, rv, momentum, 1e-5)
+    np.testing.assert_allclose(y, want[0], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(rm, want[1], rtol=RTOL, atol=ATOL)  # updated in place
+    np.testing.assert_allclose(rv, want[2], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(save_mean, want[3], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(save_invstd, want[4], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_forward_train_without_running_stats(core, rng, shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    want = oracle.batch_norm(x, None, None, training=True)
+    y, save_mean, save_invstd = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
+    np.testing.assert_allclose(y, want[0], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(save_mean, want[3], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(save_invstd, want[4], rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_forward_eval_matches_oracle(core, rng, shape, affine):
+    C = _channels(shape)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w, b = _params(rng, C, affine)
+    rm, rv = _running(rng, C)
+    rm0, rv0 = rm.copy(), rv.copy()
+    want = oracle.batch_norm(x, rm, rv, w, b, False, 0.1, 1e-3)[0]
+    np.testing.assert_allclose(
+        core.batchnorm2d_forward_eval(x, w, b, rm, rv, 1e-3), want, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_array_equal(rm, rm0)
+    np.testing.assert_array_equal(rv, rv0)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_backward_train_matches_oracle(core, rng, shape, affine):
+    C = _channels(shape)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w, _ = _params(rng, C, affine)
+    _, save_mean, save_invstd = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
+    got = core.batchnorm2d_backward(dy, x, w, save_mean, save_invstd, True)
+    for g, want in zip(got, oracle.batch_norm_backward(dy, x, w, 1e-5)):
+        np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_backward_eval_matches_oracle(core, rng, shape, affine):
+    C = _channels(shape)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w, _ = _params(rng, C, affine)
+    rm, rv = _running(rng, C)
+    got = core.batchnorm2d_backward_eval(dy, x, w, rm, rv, 1e-5)
+    for g, want in zip(got, oracle.batch_norm_eval_backward(dy, x, rm, rv, w, 1e-5)):
+        np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)
+
+
+def test_large_offset_stays_accurate(core, rng):
+    """x = 1000 + noise: a naive one-pass E[x^2] - E[x]^2 in float would lose every digit."""
+    shape = (16, 5, 12, 12)
+    x = (1000.0 + 0.01 * rng.standard_normal(shape)).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    rm, rv = _running(rng, 5)
+    want = oracle.batch_norm(x, rm, rv, None, None, True, 0.1, 1e-5)
+    y, save_mean, save_invstd = core.batchnorm2d_forward_train(x, None, None, rm, rv, 0.1, 1e-5)
+    np.testing.assert_allclose(y, want[0], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(rv, want[2], rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(save_invstd, want[4], rtol=RTOL)
+    # Backward refines the float32 save_mean (off by ~1000 * 2**-24, a few 1e-3 of the std) from x.
+    got = core.batchnorm2d_backward(dy, x, None, save_mean, save_invstd, True)
+    for g, w in zip(got, oracle.batch_norm_backward(dy, x, None, 1e-5)):
+        # dx and dweight scale with invstd = 100: compare relative to the largest entry.
+        np.testing.assert_allclose(g, w, rtol=RTOL, atol=ATOL * np.abs(w).max())
+
+
+def test_constant_channel_gives_bias(core, rng):
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    x[:, 1] = 7.25
+    w, b = _params(rng, 3, True)
+    y, _, save_invstd = core.batchnorm2d_forward_train(x, w, b, None, None, 0.1, 1e-5)
+    assert np.isfinite(y).all()
+    np.testing.assert_allclose(y[:, 1], b[1], atol=ATOL)
+    np.testing.assert_allclose(save_invstd[1], 1.0 / np.sqrt(1e-5), rtol=RTOL)
+    grads = core.batchnorm2d_backward(rng.standard_normal(x.shape), x, w, *_stats(core, x))
+    assert all(np.isfinite(g).all() for g in grads)
+
+
+def _stats(core, x):
+    _, m, s = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
+    return m, s
+
+
+def test_same_result_for_any_thread_count(core, rng):
+    x = rng.standard_normal((8, 6, 20, 20)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        results = []
+        for n in (1, 3):
+            fastcnn.set_num_threads(n)
+            y, m, s = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
+            results.append((y, m, s, *core.batchnorm2d_backward(dy, x, None, m, s, True)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- functional against PyTorch --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape", [(6, 5), (3, 7, 9), (2, 3, 6, 5), (1, 4, 3, 3)])
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("affine", [True, False])
+def test_functional_matches_torch(rng, shape, training, affine):
+    torch = pytest.importorskip("torch")
+    C = _channels(shape)
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    w, b = _params(rng, C, affine)
+    rm, rv = _running(rng, C)
+    t_rm, t_rv = torch.tensor(rm), torch.tensor(rv)
+    tx = torch.tensor(x, requires_grad=True)
+    tw = None if w is None else torch.tensor(w, requires_grad=True)
+    tb = None if b is None else torch.tensor(b, requires_grad=True)
+    ty = torch.nn.functional.batch_norm(tx, t_rm, t_rv, tw, tb, training, 0.3, 1e-4)
+    ty.backward(torch.tensor(dy))
+
+    y = F.batch_norm(x, rm, rv, w, b, training=training, momentum=0.3, eps=1e-4)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    np.testing.assert_allclose(rm, t_rm.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    np.testing.assert_allclose(rv, t_rv.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+
+    # rm/rv were updated in place; the eval gradient needs the stats forward used.
+    rm_fwd, rv_fwd = (rm, rv) if training else (t_rm.numpy(), t_rv.numpy())
+    dx, dw, db = F.batch_norm_backward(dy, x, w, rm_fwd, rv_fwd, training=training, eps=1e-4)
+    np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    if affine:
+        np.testing.assert_allclose(dw, tw.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+        np.testing.assert_allclose(db, tb.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+
+
+def test_functional_reuses_saved_stats(rng):
+    x = rng.standard_normal((4, 6, 5, 5)).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = _params(rng, 6, True)
+    y, save_mean, save_invstd = F.batch_norm_train(x, None, None, w, b)
+    np.testing.assert_array_equal(y, F.batch_norm(x, None, None, w, b, training=True))
+    reused = F.batch_norm_backward(dy, x, w, save_mean=save_mean, save_invstd=save_invstd)
+    for a, e in zip(reused, F.batch_norm_backward(dy, x, w)):
+        np.testing.assert_array_equal(a, e)
+
+
+def test_running_stats_none_in_training_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((5, 4, 3, 3)).astype(np.float32)
+    want = torch.nn.functional.batch_norm(torch.tensor(x), None, None, training=True).numpy()
+    np.testing.assert_allclose(
+        F.batch_norm(x, None, None, training=True), want, rtol=1e-4, atol=1e-4
+    )
+
+
+def test_empty_batch_matches_torch(core, rng):
+    torch = pytest.importorskip("torch")
+    x = np.zeros((0, 3, 4, 4), np.float32)
+    rm, rv = _running(rng, 3)
+    t_rm, t_rv = torch.tensor(rm), torch.tensor(rv)
+    ty = torch.nn.functional.batch_norm(torch.tensor(x), t_rm, t_rv, training=True)
+    y, save_mean, save_invstd = core.batchnorm2d_forward_train(x, None, None, rm, rv, 0.1, 1e-5)
+    assert y.shape == tuple(ty.shape)
+    np.testing.assert_array_equal(rm, t_rm.numpy())
+    np.testing.assert_array_equal(rv, t_rv.numpy())
+    np.testing.assert_array_equal(save_mean, 0.0)
+    assert core.batchnorm2d_forward_eval(x, None, None, rm, rv, 1e-5).shape == x.shape
+    dx, dw, db = core.batchnorm2d_backward(x, x, None, save_mean, save_invstd, True)
+    assert dx.shape == x.shape
+    np.testing.assert_array_equal(dw, 0.0)
+    np.testing.assert_array_equal(db, 0.0)
+
+
+def test_converts_inputs_and_leaves_them_unchanged(rng):
+    x64 = rng.standard_normal((4, 3, 6, 8))
+    x_view = x64[:, :, :, ::2]  # float64, non-contiguous
+    x_copy = x_view.copy()
+    w = rng.uniform(0.5, 1.5, 3)  # float64 weight and bias are converted, never written
+    b = rng.standard_normal(3)
+    w0, b0 = w.copy(), b.copy()
+    want = oracle.batch_norm(x_view, None, None, w, b, True)[0]
+    np.testing.assert_allclose(
+        F.batch_norm(x_view, None, None, w, b, training=True), want, rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_array_equal(x_view, x_copy)
+    np.testing.assert_array_equal(w, w0)
+    np.testing.assert_array_equal(b, b0)
+    xi = rng.integers(-5, 5, (3, 2, 4))
+    np.testing.assert_allclose(
+        F.batch_norm(xi, None, None, training=True),
+        oracle.batch_norm(xi, None, None, training=True)[0],
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_python_threads_at_once(rng):
+    xs = [rng.standard_normal((8, 16, 10, 10)).astype(np.float32) for _ in range(4)]
+    want = [F.batch_norm_train(x) for x in xs]
+    got = [None] * len(xs)
+
+    def work(i):
+        for _ in range(10):
+            got[i] = F.batch_norm_train(xs[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for g, w in zip(got, want):
+        for a, e in zip(g, w):
+            np.testing.assert_array_equal(a, e)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def _good(rng):
+    return (
+        rng.standard_normal((2, 3, 4, 4)).astype(np.float32),
+        np.zeros(3, np.float32),
+        np.ones(3, np.float32),
+    )
+
+
+def test_single_value_per_channel_in_training(core, rng):
+    rm, rv = np.zeros(3, np.float32), np.ones(3, np.float32)
+    for shape in [(1, 3), (1, 3, 1, 1)]:
+        x = rng.standard_normal(shape).astype(np.float32)
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+            F.batch_norm(x, rm, rv, training=True)
+        with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+            core.batchnorm2d_forward_train(x, None, None, rm, rv, 0.1, 1e-5)
+        np.testing.assert_array_equal(rm, 0.0)
+        F.batch_norm(x, rm, rv, training=False)  # eval mode has no such limit
+
+
+@pytest.mark.parametrize(
+    "bad, error, match",
+    [
+        (np.zeros(3, np.float64), TypeError, "running_mean.*float32"),
+        ([0.0, 0.0, 0.0], TypeError, "running_mean"),
+        (np.zeros(4, np.float32), ValueError, "running_mean.*shape"),
+        (np.zeros(6, np.float32)[::2], ValueError, "running_mean.*C-contiguous"),
+        (np.zeros(3, np.float32).astype(">f4"), TypeError, "running_mean"),
+    ],
+)
+def test_running_mean_must_be_updatable(core, rng, bad, error, match):
+    x, _, rv = _good(rng)
+    with pytest.raises(error, match=match):
+        F.batch_norm(x, bad, rv, training=True)
+    with pytest.raises(error, match=match):
+        core.batchnorm2d_forward_train(x, None, None, bad, rv, 0.1, 1e-5)
+
+
+def test_read_only_running_var(core, rng):
+    x, rm, rv = _good(rng)
+    rv.flags.writeable = False
+    with pytest.raises(ValueError, match="running_var.*writeable"):
+        F.batch_norm(x, rm, rv, training=True)
+    with pytest.raises(ValueError, match="running_var.*writeable"):
+        core.batchnorm2d_forward_train(x, None, None, rm, rv, 0.1, 1e-5)
+    F.batch_norm(x, rm, rv, training=False)  # eval only reads it
+
+
+def test_bad_arguments(core, rng):
+    x, rm, rv = _good(rng)
+    with pytest.raises(ValueError, match="x: expected an array \\(N, C\\)"):
+        F.batch_norm(np.ones(3, np.float32), rm, rv, training=True)
+    with pytest.raises(ValueError, match="x: expected"):
+        core.batchnorm2d_forward_eval(np.ones(3, np.float32), None, None, rm, rv, 1e-5)
+    with pytest.raises(TypeError, match="x"):
+        F.batch_norm("abc", rm, rv)
+    with pytest.raises(TypeError, match="x"):
+        core.batchnorm2d_forward_train(None, None, None, rm, rv, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="weight: expected shape \\(3,\\), got shape \\(4,\\)"):
+        F.batch_norm(x, rm, rv, np.ones(4, np.float32))
+    with pytest.raises(ValueError, match="bias"):
+        core.batchnorm2d_forward_train(x, None, np.ones((3, 1)), None, None, 0.1, 1e-5)
+    with pytest.raises(ValueError, match="running_mean, running_var: required"):
+        F.batch_norm(x, None, None, training=False)
+    with pytest.raises(TypeError, match="running_mean"):
+        core.batchnorm2d_forward_eval(x, None, None, None, rv, 1e-5)
+    with pytest.raises(ValueError, match="running_var"):
+        F.batch_norm(x, rm, np.ones(2), training=False)
+    with pytest.raises(ValueError, match="eps"):
+        F.batch_norm(x, rm, rv, eps=-1.0)
+    with pytest.raises(TypeError, match="momentum"):
+        F.batch_norm(x, rm, rv, training=True, momentum="fast")
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        F.batch_norm_backward(x[:1], x)
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        core.batchnorm2d_backward(x[:1], x, None, rm, rv, True)
+    with pytest.raises(ValueError, match="invstd"):
+        core.batchnorm2d_backward(x, x, None, rm, rv[:2], True)
+    with pytest.raises(ValueError, match="save_mean, save_invstd"):
+        F.batch_norm_backward(x, x, save_mean=rm)
+    with pytest.raises(ValueError, match="running_mean, running_var"):
+        F.batch_norm_backward(x, x, training=False)
+    with pytest.raises(ValueError, match="running_var"):
+        core.batchnorm2d_backward_eval(x, x, None, rm, rv[:2], 1e-5)

@@ -1,0 +1,352 @@
+"""Softmax, log-softmax, cross-entropy and MSE: every compiled variant against the float64 oracle,
+functional against PyTorch.
+
+Layout key: softmax reduces over `dim` of any rank; cross_entropy takes logits (N, C) or
+(N, C, d1, ...) and integer labels (N,) or (N, d1, ...).
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fastcnn
+import numpy as np
+import pytest
+
+# tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
+import reference as oracle
+from fastcnn import functional as F
+
+RTOL = 1e-4
+ATOL = 1e-5
+# float32 torch rounds its own way; agreement with it pins conventions, not the last digit.
+TORCH_RTOL = 1e-4
+TORCH_ATOL = 1e-5
+
+# (shape, dim): rank 1 to 4, dims 0, 1 and -1; (2, 3, 5, 70) has a strided row of 350 positions,
+# more than one block of 64 and a partial one.
+CASES = [
+    ((7,), 0),
+    ((7,), -1),
+    ((5, 10), 0),
+    ((5, 10), 1),
+    ((4, 1000), -1),
+    ((3, 33, 7), 1),
+    ((3, 33, 7), 0),
+    ((3, 33, 7), -1),
+    ((2, 3, 5, 70), 1),
+    ((2, 3, 5, 70), -1),
+    ((1, 10, 1, 1), 1),
+]
+
+
+def _logits(rng, shape, scale=3.0):
+    return (rng.standard_normal(shape) * scale).astype(np.float32)
+
+
+# ---- softmax / log_softmax kernels, every variant --------------------------------------------
+
+
+@pytest.mark.parametrize("shape, dim", CASES)
+def test_softmax_matches_oracle(core, rng, shape, dim):
+    x = _logits(rng, shape)
+    np.testing.assert_allclose(
+        core.softmax_forward(x, dim), oracle.softmax(x, dim), rtol=RTOL, atol=ATOL
+    )
+    np.testing.assert_allclose(
+        core.log_softmax_forward(x, dim), oracle.log_softmax(x, dim), rtol=RTOL, atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("shape, dim", CASES)
+def test_softmax_backward_matches_oracle(core, rng, shape, dim):
+    x = _logits(rng, shape)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    y = core.softmax_forward(x, dim)
+    np.testing.assert_allclose(
+        core.softmax_backward(dy, y, dim), oracle.softmax_backward(dy, x, dim), rtol=RTOL, atol=ATOL
+    )
+    logy = core.log_softmax_forward(x, dim)
+    np.testing.assert_allclose(
+        core.log_softmax_backward(dy, logy, dim),
+        oracle.log_softmax_backward(dy, x, dim),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize("shape, dim", [((6, 50), 1), ((3, 8, 80), 1)])
+def test_huge_logits_stay_finite(core, rng, shape, dim):
+    x = (rng.choice([-1e4, 1e4], shape) + rng.standard_normal(shape)).astype(np.float32)
+    for op, want in [
+        (core.softmax_forward, oracle.softmax),
+        (core.log_softmax_forward, oracle.log_softmax),
+    ]:
+        y = op(x, dim)
+        assert np.isfinite(y).all()
+        np.testing.assert_allclose(y, want(x, dim), rtol=RTOL, atol=ATOL)
+    labels = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    loss, _ = core.softmax_xent_forward(x, labels, 0.1)
+    assert loss == pytest.approx(oracle.cross_entropy(x, labels, 0.1), rel=RTOL)
+
+
+def test_nan_spreads_over_its_row_like_torch(core, rng):
+    torch = pytest.importorskip("torch")
+    x = _logits(rng, (3, 20))
+    x[1, 4] = np.nan
+    want = torch.softmax(torch.tensor(x), 1).numpy()
+    np.testing.assert_array_equal(np.isnan(core.softmax_forward(x, 1)), np.isnan(want))
+    np.testing.assert_array_equal(np.isnan(core.log_softmax_forward(x, 1)), np.isnan(want))
+
+
+def test_same_result_for_any_thread_count(core, rng):
+    x = _logits(rng, (64, 300))
+    x4 = _logits(rng, (8, 30, 90))
+    labels = rng.integers(0, 300, 64)
+    before = fastcnn.get_num_threads()
+    try:
+        results = []
+        for n in (1, 3):
+            fastcnn.set_num_threads(n)
+            loss, probs = core.softmax_xent_forward(x, labels, 0.1)
+            results.append((np.float64(loss), probs, core.softmax_forward(x4, 1)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for a, b in zip(*results):
+        np.testing.assert_array_equal(a, b)
+
+
+# ---- cross-entropy kernels, every variant ----------------------------------------------------
+
+
+@pytest.mark.parametrize("N", [1, 7, 128])
+@pytest.mark.parametrize("C", [2, 10, 1000])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_xent_matches_oracle(core, rng, N, C, label_smoothing):
+    z = _logits(rng, (N, C))
+    t = rng.integers(0, C, N)
+    loss, probs = core.softmax_xent_forward(z, t, label_smoothing)
+    assert isinstance(loss, float)
+    assert loss == pytest.approx(oracle.cross_entropy(z, t, label_smoothing), rel=1e-6)
+    np.testing.assert_allclose(probs, oracle.softmax(z, 1), rtol=RTOL, atol=ATOL)
+    dz = core.softmax_xent_backward(probs, t, label_smoothing, 2.5)
+    want = oracle.cross_entropy_backward(z, t, label_smoothing, 2.5)
+    np.testing.assert_allclose(dz, want, rtol=RTOL, atol=ATOL / N)
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_xent_spatial_matches_oracle(core, rng, label_smoothing):
+    z = _logits(rng, (3, 5, 4, 6))
+    t = rng.integers(0, 5, (3, 4, 6))
+    loss, probs = core.softmax_xent_forward(z, t, label_smoothing)
+    assert loss == pytest.approx(oracle.cross_entropy(z, t, label_smoothing), rel=1e-6)
+    np.testing.assert_allclose(probs, oracle.softmax(z, 1), rtol=RTOL, atol=ATOL)
+    dz = core.softmax_xent_backward(probs, t, label_smoothing, 1.0)
+    want = oracle.cross_entropy_backward(z, t, label_smoothing)
+    np.testing.assert_allclose(dz, want, rtol=RTOL, atol=ATOL / t.size)
+
+
+# ---- functional against PyTorch --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "shape, dim", [((5, 10), 1), ((3, 33, 7), -1), ((2, 3, 5, 6), 1), ((9,), 0)]
+)
+def test_functional_softmax_matches_torch(rng, shape, dim):
+    torch = pytest.importorskip("torch")
+    x = _logits(rng, shape)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    for ours, ours_bwd, theirs in [
+        (F.softmax, F.softmax_backward, torch.softmax),
+        (F.log_softmax, F.log_softmax_backward, torch.log_softmax),
+    ]:
+        tx = torch.tensor(x, requires_grad=True)
+        ty = theirs(tx, dim)
+        ty.backward(torch.tensor(dy))
+        y = ours(x, dim)
+        np.testing.assert_allclose(y, ty.detach().numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+        np.testing.assert_array_equal(ours(x, axis=dim), y)
+        dx = ours_bwd(dy, x, dim)
+        np.testing.assert_allclose(dx, tx.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+        np.testing.assert_array_equal(ours_bwd(dy, None, axis=dim, y=y), dx)
+
+
+def test_softmax_default_dim_is_1(rng):
+    x = _logits(rng, (4, 6, 3))
+    np.testing.assert_array_equal(F.softmax(x), F.softmax(x, 1))
+    np.testing.assert_array_equal(F.log_softmax(x), F.log_softmax(x, dim=1, axis=1))
+
+
+@pytest.mark.parametrize("N, C", [(1, 2), (7, 10), (128, 1000)])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_functional_cross_entropy_matches_torch(rng, N, C, label_smoothing):
+    torch = pytest.importorskip("torch")
+    z = _logits(rng, (N, C))
+    t = rng.integers(0, C, N)
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(t), label_smoothing=label_smoothing)
+    (tl * 0.5).backward()
+    loss = F.cross_entropy(z, t, label_smoothing)
+    assert loss == pytest.approx(tl.item(), rel=1e-5)
+    dz = F.cross_entropy_backward(z, t, label_smoothing, 0.5)
+    np.testing.assert_allclose(dz, tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL / N)
+    loss2, probs = F.cross_entropy_with_probabilities(z, t, label_smoothing)
+    assert loss2 == loss
+    np.testing.assert_array_equal(
+        F.cross_entropy_backward(None, t, label_smoothing, 0.5, probabilities=probs), dz
+    )
+
+
+def test_functional_cross_entropy_spatial_matches_torch(rng):
+    torch = pytest.importorskip("torch")
+    z = _logits(rng, (2, 4, 3, 5))
+    t = rng.integers(0, 4, (2, 3, 5))
+    tz = torch.tensor(z, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(tz, torch.tensor(t), label_smoothing=0.1)
+    tl.backward()
+    assert F.cross_entropy(z, t, 0.1) == pytest.approx(tl.item(), rel=1e-5)
+    np.testing.assert_allclose(
+        F.cross_entropy_backward(z, t, 0.1), tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
+    )
+
+
+def test_mse_loss_matches_torch_and_oracle(rng):
+    torch = pytest.importorskip("torch")
+    a = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    b = rng.standard_normal((4, 3, 5)).astype(np.float32)
+    ta = torch.tensor(a, requires_grad=True)
+    tb = torch.tensor(b, requires_grad=True)
+    tl = torch.nn.functional.mse_loss(ta, tb)
+    (tl * 3.0).backward()
+    assert F.mse_loss(a, b) == pytest.approx(tl.item(), rel=1e-6)
+    assert F.mse_loss(a, b) == pytest.approx(oracle.mse_loss(a, b), rel=1e-6)
+    da, db = F.mse_loss_backward(a, b, 3.0)
+    np.testing.assert_allclose(da, ta.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    np.testing.assert_allclose(db, tb.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    for g, want in zip((da, db), oracle.mse_loss_backward(a, b, 3.0)):
+        np.testing.assert_allclose(g, want, rtol=RTOL, atol=ATOL)
+
+
+# ---- zero-size, conversions, threads ---------------------------------------------------------
+
+
+def test_zero_size(core):
+    for shape, dim in [((0, 5), 1), ((3, 0), 1), ((2, 0, 4), -1)]:
+        x = np.zeros(shape, np.float32)
+        assert core.softmax_forward(x, dim).shape == shape
+        assert core.log_softmax_backward(x, x, dim).shape == shape
+    # An empty batch's mean loss is NaN, as in PyTorch; its gradient is empty.
+    z = np.zeros((0, 5), np.float32)
+    t = np.zeros(0, np.int64)
+    loss, probs = core.softmax_xent_forward(z, t, 0.0)
+    assert np.isnan(loss) and probs.shape == (0, 5)
+    assert core.softmax_xent_backward(probs, t, 0.0, 1.0).shape == (0, 5)
+    assert np.isnan(F.cross_entropy(z, t))
+    assert F.cross_entropy_backward(z, t).shape == (0, 5)
+    assert np.isnan(F.mse_loss(np.zeros(0), np.zeros(0)))
+    assert F.mse_loss_backward(np.zeros((0, 2)), np.zeros((0, 2)))[0].shape == (0, 2)
+
+
+def test_converts_inputs_and_leaves_them_unchanged(rng):
+    z64 = rng.standard_normal((6, 20)) * 2.0
+    view = z64[:, ::2]  # float64, non-contiguous
+    copy = view.copy()
+    t = rng.integers(0, 10, 6).astype(np.int32)
+    t_copy = t.copy()
+    assert F.cross_entropy(view, t) == pytest.approx(oracle.cross_entropy(view, t), rel=1e-6)
+    np.testing.assert_allclose(F.softmax(view, 0), oracle.softmax(view, 0), rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(view, copy)
+    np.testing.assert_array_equal(t, t_copy)
+    xi = rng.integers(-3, 3, (4, 5))
+    np.testing.assert_allclose(F.log_softmax(xi), oracle.log_softmax(xi, 1), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        F.cross_entropy_backward(z64, t.astype(np.uint8)),
+        oracle.cross_entropy_backward(z64, t),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+def test_python_threads_at_once(rng):
+    zs = [_logits(rng, (64, 100)) for _ in range(4)]
+    ts = [rng.integers(0, 100, 64) for _ in range(4)]
+    want = [(F.cross_entropy(z, t), F.softmax(z, 0)) for z, t in zip(zs, ts)]
+    got = [None] * len(zs)
+
+    def work(i):
+        for _ in range(20):
+            got[i] = (F.cross_entropy(zs[i], ts[i]), F.softmax(zs[i], 0))
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(zs))]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    for (gl, gs), (wl, ws) in zip(got, want):
+        assert gl == wl
+        np.testing.assert_array_equal(gs, ws)
+
+
+# ---- bad input -------------------------------------------------------------------------------
+
+
+def test_bad_labels(core, rng):
+    z = _logits(rng, (4, 10))
+    cases = [
+        (np.array([0.0, 1.0, 2.0, 3.0]), TypeError, "labels: expected an integer array"),
+        (np.array([0, 1, -1, 3]), ValueError, "labels: .*C = 10, got -1 at flat position 2"),
+        (np.array([0, 10, 2, 3]), ValueError, "labels: .*C = 10, got 10 at flat position 1"),
+        (np.array([0, 1, 2]), ValueError, "labels: expected shape \\(4,\\), got shape \\(3,\\)"),
+        (np.zeros((4, 1), np.int64), ValueError, "labels: expected shape"),
+        ("abc", TypeError, "labels"),
+    ]
+    for labels, error, match in cases:
+        with pytest.raises(error, match=match):
+            F.cross_entropy(z, labels)
+        with pytest.raises(error, match=match):
+            F.cross_entropy_backward(z, labels)
+        with pytest.raises(error, match=match):
+            core.softmax_xent_forward(z, labels, 0.0)
+        with pytest.raises(error, match=match):
+            core.softmax_xent_backward(z, labels, 0.0, 1.0)
+
+
+def test_bad_arguments(core, rng):
+    z = _logits(rng, (4, 10))
+    t = rng.integers(0, 10, 4)
+    with pytest.raises(ValueError, match="logits: expected an array \\(N, C\\)"):
+        F.cross_entropy(z[0], t[0])
+    with pytest.raises(ValueError, match="logits"):
+        core.softmax_xent_forward(z[0], t[0], 0.0)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        F.cross_entropy(z, t, label_smoothing=1.5)
+    with pytest.raises(ValueError, match="label_smoothing"):
+        core.softmax_xent_backward(z, t, -0.1, 1.0)
+    with pytest.raises(TypeError, match="label_smoothing"):
+        F.cross_entropy(z, t, label_smoothing="0.1")
+    with pytest.raises(TypeError, match="logits"):
+        core.softmax_xent_forward(None, t, 0.0)
+    with pytest.raises(TypeError, match="grad_output"):
+        F.cross_entropy_backward(z, t, grad_output=None)
+    with pytest.raises(ValueError, match="dim: expected a dim in \\[-2, 1\\]"):
+        F.softmax(z, 2)
+    with pytest.raises(ValueError, match="dim"):
+        core.log_softmax_forward(z, -3)
+    with pytest.raises(ValueError, match="dim"):
+        core.softmax_backward(z, z, 5)
+    with pytest.raises(TypeError, match="dim, axis"):
+        F.softmax(z, 0, axis=1)
+    with pytest.raises(TypeError, match="dim"):
+        F.log_softmax(z, 1.5)
+    with pytest.raises(TypeError, match="x"):
+        F.softmax("abc")
+    with pytest.raises(TypeError, match="x"):
+        core.softmax_forward(np.array([1j, 2j]), 0)
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        F.softmax_backward(z[:2], z)
+    with pytest.raises(ValueError, match="dy: expected shape"):
+        core.log_softmax_backward(z[:2], z, 1)
+    with pytest.raises(ValueError, match="target: expected shape"):
+        F.mse_loss(z, z[:2])
+    with pytest.raises(TypeError, match="input"):
+        F.mse_loss_backward(np.array(["a"]), np.array([1.0]))
