@@ -15,7 +15,6 @@ import numpy as np
 
 from fastcnn import _core
 from fastcnn._args import IntPair, as_float, as_int, nonnegative_pair, positive_pair
-from fastcnn._args import as_float, as_int
 
 # --- activations ---------------------------------------------------------------------------------
 
