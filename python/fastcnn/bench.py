@@ -501,16 +501,23 @@ def compare(result: Any, expected: Any) -> str | None:
     return None
 
 
-def median_ms(fn: Thunk, warmup: int, repeats: int) -> float:
-    """Median wall time of `repeats` calls of fn after `warmup` untimed calls, in milliseconds."""
+def time_calls(fn: Thunk, warmup: int, repeats: int) -> list[float]:
+    """Wall times of `repeats` calls of fn, in milliseconds, after `warmup` untimed calls."""
     for _ in range(warmup):
         fn()
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
+        times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def _timed(row: dict, lib: str, fn: Thunk, warmup: int, repeats: int) -> None:
+    """Store the median in row[lib_ms] and every call in row[lib_times_ms] (for the spread)."""
+    times = time_calls(fn, warmup, repeats)
+    row[f"{lib}_ms"] = statistics.median(times)
+    row[f"{lib}_times_ms"] = times
 
 
 def _error(e: BaseException) -> str:
@@ -553,8 +560,8 @@ def run_case(
     if mismatch:
         row.update(status="mismatch", reason=mismatch)
         return row
-    row["numpy_ms"] = median_ms(numpy_fn, warmup, repeats)
-    row["fastcnn_ms"] = median_ms(fast_fn, warmup, repeats)
+    _timed(row, "numpy", numpy_fn, warmup, repeats)
+    _timed(row, "fastcnn", fast_fn, warmup, repeats)
     if torch is not None:
         try:
             torch_fn = case.torch(d, torch)
@@ -565,7 +572,7 @@ def run_case(
             row["torch_status"] = f"mismatch: {torch_mismatch}"
         else:
             row["torch_status"] = "ok"
-            row["torch_ms"] = median_ms(torch_fn, warmup, repeats)
+            _timed(row, "torch", torch_fn, warmup, repeats)
     for lib in ("numpy", "fastcnn", "torch"):
         ms = row[f"{lib}_ms"]
         row[f"{lib}_rate"] = None if ms is None else case.work / ms / 1e6  # GFLOP/s or GB/s

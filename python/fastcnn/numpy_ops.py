@@ -29,19 +29,41 @@ def _f32(a) -> np.ndarray:
 
 
 # --- convolution -----------------------------------------------------------------------------------
+# Dense and grouped convolutions go through im2col + matmul; depthwise ones (one filter per channel)
+# are a sum over the R*S filter taps of shifted inputs times a per-channel weight, which is what a
+# NumPy user writes for them: their im2col would copy the input R*S times to feed a matmul of width 1.
+
+
+def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
+    return np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+
+
+def _tap(r: int, s: int, st, dil, P: int, Q: int) -> tuple[slice, ...]:
+    """The (N, C, P, Q) slice of the padded input that filter tap (r, s) reads."""
+    h0, w0 = r * dil[0], s * dil[1]
+    return (
+        slice(None),
+        slice(None),
+        slice(h0, h0 + st[0] * (P - 1) + 1, st[0]),
+        slice(w0, w0 + st[1] * (Q - 1) + 1, st[1]),
+    )
 
 
 def _im2col(x, R, S, stride, padding, dilation, groups) -> tuple[np.ndarray, int, int]:
     """Return (cols, P, Q) with cols of shape (G, N*P*Q, C/G*R*S): one row per output position."""
     N, C, _H, _W = x.shape
-    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    (sh, sw), (dh, dw) = stride, dilation
+    xp = _pad(x, *padding)
     win = sliding_window_view(xp, ((R - 1) * dh + 1, (S - 1) * dw + 1), axis=(2, 3))
     win = win[:, :, ::sh, ::sw, ::dh, ::dw]  # (N, C, P, Q, R, S), still a view of xp
     P, Q = win.shape[2], win.shape[3]
     G = groups
     win = win.reshape(N, G, C // G, P, Q, R, S).transpose(1, 0, 3, 4, 2, 5, 6)
     return win.reshape(G, N * P * Q, C // G * R * S), P, Q
+
+
+def _is_depthwise(x: np.ndarray, w: np.ndarray, groups: int) -> bool:
+    return groups > 1 and groups == x.shape[1] == w.shape[0]
 
 
 def conv2d(
@@ -55,13 +77,22 @@ def conv2d(
 ) -> np.ndarray:
     """y = b + cross-correlation of x with w: im2col, then one matmul per group. (N, K, P, Q)."""
     x, w = _f32(x), _f32(w)
-    N = x.shape[0]
+    N, _, H, W = x.shape
     K, _, R, S = w.shape
     G = groups
-    cols, P, Q = _im2col(x, R, S, _pair(stride), _pair(padding), _pair(dilation), G)
-    wmat = w.reshape(G, K // G, -1)
-    y = cols @ wmat.transpose(0, 2, 1)  # (G, N*P*Q, K/G)
-    y = y.reshape(G, N, P, Q, K // G).transpose(1, 0, 4, 2, 3).reshape(N, K, P, Q)
+    st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
+    if _is_depthwise(x, w, G):
+        P = (H + 2 * pad[0] - dil[0] * (R - 1) - 1) // st[0] + 1
+        Q = (W + 2 * pad[1] - dil[1] * (S - 1) - 1) // st[1] + 1
+        xp = _pad(x, *pad)
+        y = np.zeros((N, K, P, Q), np.float32)
+        for r in range(R):
+            for s in range(S):
+                y += xp[_tap(r, s, st, dil, P, Q)] * w[:, 0, r, s].reshape(1, K, 1, 1)
+    else:
+        cols, P, Q = _im2col(x, R, S, st, pad, dil, G)
+        y = cols @ w.reshape(G, K // G, -1).transpose(0, 2, 1)  # (G, N*P*Q, K/G)
+        y = y.reshape(G, N, P, Q, K // G).transpose(1, 0, 4, 2, 3).reshape(N, K, P, Q)
     if b is not None:
         y = y + _f32(b).reshape(1, K, 1, 1)
     return np.ascontiguousarray(y)
@@ -88,26 +119,35 @@ def conv2d_backward(
     G = groups
     st, pad, dil = _pair(stride), _pair(padding), _pair(dilation)
     P, Q = dy.shape[2], dy.shape[3]
-    dycols = dy.reshape(N, G, K // G, P, Q).transpose(1, 0, 3, 4, 2).reshape(G, N * P * Q, K // G)
+    depthwise = _is_depthwise(x, w, G)
     dx = dw = db = None
     if output_mask[0]:
-        dcols = dycols @ w.reshape(G, K // G, Cg * R * S)  # (G, N*P*Q, Cg*R*S)
-        dcols = dcols.reshape(G, N, P, Q, Cg, R, S).transpose(1, 0, 4, 2, 3, 5, 6)
-        dcols = dcols.reshape(N, C, P, Q, R, S)
-        (sh, sw), (ph, pw), (dh, dwl) = st, pad, dil
-        dxp = np.zeros((N, C, H + 2 * ph, W + 2 * pw), np.float32)
+        if not depthwise:
+            dycols = dy.reshape(N, G, K // G, P, Q).transpose(1, 0, 3, 4, 2)
+            cols = dycols.reshape(G, N * P * Q, K // G) @ w.reshape(G, K // G, Cg * R * S)
+            cols = cols.reshape(G, N, P, Q, Cg, R, S).transpose(1, 0, 4, 2, 3, 5, 6)
+            cols = cols.reshape(N, C, P, Q, R, S)
+        dxp = np.zeros((N, C, H + 2 * pad[0], W + 2 * pad[1]), np.float32)
         for r in range(R):
             for s in range(S):
-                h0, w0 = r * dh, s * dwl
                 # Within one tap the output positions read distinct inputs, so a sliced += is exact;
                 # across taps they overlap, hence the accumulation.
-                dxp[:, :, h0 : h0 + sh * (P - 1) + 1 : sh, w0 : w0 + sw * (Q - 1) + 1 : sw] += (
-                    dcols[..., r, s]
-                )
-        dx = np.ascontiguousarray(dxp[:, :, ph : ph + H, pw : pw + W])
+                if depthwise:
+                    dxp[_tap(r, s, st, dil, P, Q)] += dy * w[:, 0, r, s].reshape(1, C, 1, 1)
+                else:
+                    dxp[_tap(r, s, st, dil, P, Q)] += cols[..., r, s]
+        dx = np.ascontiguousarray(dxp[:, :, pad[0] : pad[0] + H, pad[1] : pad[1] + W])
     if output_mask[1]:
-        cols, _, _ = _im2col(x, R, S, st, pad, dil, G)
-        dw = (dycols.transpose(0, 2, 1) @ cols).reshape(K, Cg, R, S)
+        if depthwise:
+            xp = _pad(x, *pad)
+            dw = np.empty_like(w)
+            for r in range(R):
+                for s in range(S):
+                    dw[:, 0, r, s] = np.einsum("ncpq,ncpq->c", dy, xp[_tap(r, s, st, dil, P, Q)])
+        else:
+            cols, _, _ = _im2col(x, R, S, st, pad, dil, G)
+            dycols = dy.reshape(N, G, K // G, P, Q).transpose(1, 2, 0, 3, 4)
+            dw = (dycols.reshape(G, K // G, N * P * Q) @ cols).reshape(K, Cg, R, S)
     if output_mask[2]:
         db = dy.sum(axis=(0, 2, 3))
     return dx, dw, db
