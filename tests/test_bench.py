@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
+from pathlib import Path
 
 import fastcnn
 import numpy as np
@@ -260,3 +262,17 @@ def test_bench_plot_without_matplotlib(monkeypatch, tmp_path, capsys) -> None:
     assert _run(["--quick", "--ops", "relu", "--plot", str(png)]) == 2
     assert not png.exists()
     assert "matplotlib" in capsys.readouterr().err
+
+
+def test_bench_kernels_script(tmp_path) -> None:
+    # The developer script runs the table in a child process with the variant forced at import.
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_kernels.py"
+    out = tmp_path / "kernels.json"
+    cmd = [sys.executable, str(script), "--op", "relu", "--quick", "--variant", "ref"]
+    done = subprocess.run(
+        [*cmd, "--json", str(out)], check=False, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert "git_commit" in done.stdout
+    meta = json.loads(out.read_text())["meta"]
+    assert meta["cpu_variant"] == "ref" and meta["git_commit"]
