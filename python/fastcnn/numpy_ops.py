@@ -211,7 +211,7 @@ def max_pool2d_backward(
     if indices is None:
         indices = _windows(x, k).argmax(axis=-1)
     onehot = np.arange(k * k) == indices[..., None]
-    return _unwindow(np.where(onehot, dy[..., None], np.float32(0)), x.shape, k)
+    return _unwindow(dy[..., None] * onehot, x.shape, k)
 
 
 def avg_pool2d(x: np.ndarray, kernel_size: int, stride: int | None = None) -> np.ndarray:
@@ -244,7 +244,8 @@ def relu(x: np.ndarray) -> np.ndarray:
 
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     """dy where x > 0, else 0."""
-    return np.where(_f32(x) > 0, _f32(dy), np.float32(0))
+    # Multiplying by the mask is the fast spelling: np.where with a scalar takes a slow path.
+    return _f32(dy) * (_f32(x) > 0)
 
 
 # --- linear ----------------------------------------------------------------------------------------
