@@ -14,7 +14,7 @@ import pytest
 import fastcnn as fc
 from fastcnn.images import write_png
 
-QUICK = ["--model", "lenet5", "--train-limit", "1024", "--batch-size", "64", "--no-progress",
+QUICK = ["--train-limit", "1024", "--batch-size", "64", "--no-progress",
          "--threads", "1", "--seed", "7"]
 
 
@@ -33,7 +33,7 @@ def test_info():
 
 def test_train_evaluate_predict(tmp_path):
     ckpt = tmp_path / "m.npz"
-    out = run("train", *QUICK, "--epochs", "1", "--save", str(ckpt)).stdout
+    out = run("train", *QUICK, "--model", "fmnist-bn", "--epochs", "1", "--save", str(ckpt)).stdout
     assert "test accuracy" in out and ckpt.exists()
     acc = float(out.split("test accuracy")[1].split()[0])
     assert acc > 0.5
@@ -58,7 +58,7 @@ def test_bad_arguments_are_reported_not_raised(tmp_path):
 
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """SIGKILL mid-run, then --resume: the final weights equal an uninterrupted run's, bitwise."""
-    args = [*QUICK, "--epochs", "3"]
+    args = [*QUICK, "--model", "lenet5", "--epochs", "3"]
     whole = tmp_path / "whole.npz"
     run("train", *args, "--save", str(whole))
 
