@@ -22,7 +22,9 @@ int64_t as_int(py::handle obj, const char* name) {
   if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
     throw py::type_error(std::string(name) + ": expected an int, got " + type_name(obj) + " " +
                          std::string(py::repr(obj)));
-  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) throw py::error_already_set();
+  const long long v = PyLong_AsLongLong(index.ptr());
   if (v == -1 && PyErr_Occurred()) {
     PyErr_Clear();
     throw py::value_error(std::string(name) + ": " + std::string(py::repr(obj)) +
