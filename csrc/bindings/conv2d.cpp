@@ -22,7 +22,9 @@ int64_t as_int(py::handle obj, const char* name) {
   if (PyBool_Check(obj.ptr()) || !PyIndex_Check(obj.ptr()))
     throw py::type_error(std::string(name) + ": expected an int, got " + type_name(obj) + " " +
                          std::string(py::repr(obj)));
-  const long long v = PyLong_AsLongLong(py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr())).ptr());
+  py::object index = py::reinterpret_steal<py::object>(PyNumber_Index(obj.ptr()));
+  if (!index) throw py::error_already_set();
+  const long long v = PyLong_AsLongLong(index.ptr());
   if (v == -1 && PyErr_Occurred()) {
     PyErr_Clear();
     throw py::value_error(std::string(name) + ": " + std::string(py::repr(obj)) +
@@ -132,8 +134,9 @@ std::vector<int64_t> shape_arg(py::handle obj, const char* name, const char* lay
   return v;
 }
 
-// Scratch for one kernel call; allocated with the GIL held so a failure raises MemoryError.
-std::unique_ptr<float[]> workspace(const Conv2dOps& ops, const Conv2dShape& s, int threads) {
+// Scratch for one kernel call, allocated with the GIL held so a failure raises MemoryError;
+// lowers `threads` to what the kernel will use.
+std::unique_ptr<float[]> workspace(const Conv2dOps& ops, const Conv2dShape& s, int& threads) {
   const int64_t n = ops.workspace_floats(s, threads);
   return std::unique_ptr<float[]>(n > 0 ? new float[n] : nullptr);
 }
@@ -157,7 +160,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     const Conv2dShape s = conv_shape(shape_of(x), shape_of(w), p, "x", "weight");
     if (has_bias) require_shape(b, {s.K}, "bias");
     F32 y = new_f32(output_shape(s), "conv2d_forward output");
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b.data() : nullptr;
     float* yp = y.mutable_data();
@@ -182,7 +185,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     const Conv2dShape s = conv_shape(xs, shape_of(w), p, "x_shape", "weight");
     require_shape(dy, output_shape(s), "dy");
     F32 dx = new_f32(xs, "conv2d_backward_input output");
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
@@ -219,7 +222,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
       dbp = db.mutable_data();
       db_obj = db;
     }
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {

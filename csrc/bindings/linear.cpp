@@ -33,7 +33,7 @@ std::vector<int64_t> with_last(const py::array& a, int64_t last) {
   return shape;
 }
 
-std::unique_ptr<float[]> workspace(const LinearOps& ops, const LinearShape& s, int threads) {
+std::unique_ptr<float[]> workspace(const LinearOps& ops, const LinearShape& s, int& threads) {
   const int64_t n = ops.workspace_floats(s, threads);
   return std::unique_ptr<float[]>(n > 0 ? new float[n] : nullptr);
 }
@@ -58,7 +58,7 @@ void register_linear(py::module_& m, CpuVariant v) {
                             shape_string(x));
     if (has_bias) require_shape(b, {s.K}, "bias");
     F32 y = new_f32(with_last(x, s.K), "linear_forward output");
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b.data() : nullptr;
     float* yp = y.mutable_data();
@@ -81,7 +81,7 @@ void register_linear(py::module_& m, CpuVariant v) {
                             " (weight has shape " + shape_string(w) + "), got shape " +
                             shape_string(dy));
     F32 dx = new_f32(with_last(dy, s.C), "linear_backward_input output");
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
@@ -117,7 +117,7 @@ void register_linear(py::module_& m, CpuVariant v) {
       dbp = db.mutable_data();
       db_obj = db;
     }
-    const int threads = kernel_threads();
+    int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {

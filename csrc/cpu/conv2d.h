@@ -11,8 +11,9 @@
 namespace fastcnn {
 
 #define FASTCNN_CONV2D_DECLARATIONS                                                            \
-  /* Floats of scratch the three kernels below need with `threads` threads (ref: 0). */       \
-  int64_t conv2d_workspace_floats(const Conv2dShape& s, int threads);                          \
+  /* Lowers `threads` to what the kernels below can use for this shape and returns the floats \
+     of scratch they need with that many threads (ref: 0). */                                  \
+  int64_t conv2d_workspace_floats(const Conv2dShape& s, int& threads);                         \
   void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b,    \
                       float* y, Workspace ws);                                                 \
   void conv2d_backward_input(const Conv2dShape& s, const float* dy, const float* w, float* dx,  \
@@ -26,7 +27,7 @@ namespace avx512 { FASTCNN_CONV2D_DECLARATIONS }
 #undef FASTCNN_CONV2D_DECLARATIONS
 
 struct Conv2dOps {
-  int64_t (*workspace_floats)(const Conv2dShape&, int);
+  int64_t (*workspace_floats)(const Conv2dShape&, int&);
   void (*forward)(const Conv2dShape&, const float*, const float*, const float*, float*, Workspace);
   void (*backward_input)(const Conv2dShape&, const float*, const float*, float*, Workspace);
   void (*backward_weight)(const Conv2dShape&, const float*, const float*, float*, float*,

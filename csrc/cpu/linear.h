@@ -16,8 +16,9 @@ struct LinearShape {
 };
 
 #define FASTCNN_LINEAR_DECLARATIONS                                                            \
-  /* Floats of scratch the three kernels below need with `threads` threads (ref: 0). */       \
-  int64_t linear_workspace_floats(const LinearShape& s, int threads);                          \
+  /* Lowers `threads` to what the kernels below can use for this shape and returns the floats \
+     of scratch they need with that many threads (ref: 0). */                                  \
+  int64_t linear_workspace_floats(const LinearShape& s, int& threads);                         \
   void linear_forward(const LinearShape& s, const float* x, const float* w, const float* b,    \
                       float* y, Workspace ws);                                                 \
   void linear_backward_input(const LinearShape& s, const float* dy, const float* w, float* dx,  \
@@ -31,7 +32,7 @@ namespace avx512 { FASTCNN_LINEAR_DECLARATIONS }
 #undef FASTCNN_LINEAR_DECLARATIONS
 
 struct LinearOps {
-  int64_t (*workspace_floats)(const LinearShape&, int);
+  int64_t (*workspace_floats)(const LinearShape&, int&);
   void (*forward)(const LinearShape&, const float*, const float*, const float*, float*, Workspace);
   void (*backward_input)(const LinearShape&, const float*, const float*, float*, Workspace);
   void (*backward_weight)(const LinearShape&, const float*, const float*, float*, float*,

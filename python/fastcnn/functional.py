@@ -213,6 +213,7 @@ def dropout_backward(dy: np.ndarray, mask: np.ndarray | int, p: float = 0.5) -> 
         return _core.dropout_forward(dy, p, _dropout_seed(mask))[0]
     return _core.dropout_backward(dy, mask, p)
 
+
 # --- conv2d --------------------------------------------------------------------------------------
 
 

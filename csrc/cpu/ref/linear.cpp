@@ -4,7 +4,10 @@
 
 namespace fastcnn::ref {
 
-int64_t linear_workspace_floats(const LinearShape&, int) { return 0; }
+int64_t linear_workspace_floats(const LinearShape&, int& threads) {
+  threads = 1;
+  return 0;
+}
 
 // y[n,k] = b[k] + sum_c x[n,c] * w[k,c]; b may be null.
 void linear_forward(const LinearShape& s, const float* x, const float* w, const float* b, float* y,
