@@ -43,8 +43,8 @@ F32 to_f32(py::handle obj, const char* name) {
   return F32::ensure(a);
 }
 
-F32 to_f32_or_none(py::handle obj, const char* name) {
-  if (obj.is_none()) return F32();
+std::optional<F32> to_f32_or_none(py::handle obj, const char* name) {
+  if (obj.is_none()) return std::nullopt;
   return to_f32(obj, name);
 }
 

@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,8 +25,8 @@ std::string shape_string(const std::vector<int64_t>& shape);
 // C-contiguous array passes through without a copy. Raises TypeError naming `name` for anything
 // else (complex, object, strings, None).
 F32 to_f32(py::handle obj, const char* name);
-// Like to_f32, but None gives an empty handle (an absent optional argument).
-F32 to_f32_or_none(py::handle obj, const char* name);
+// Like to_f32, but None gives std::nullopt (an absent optional argument).
+std::optional<F32> to_f32_or_none(py::handle obj, const char* name);
 // Integer class labels to int64; floating, complex or non-numeric labels raise TypeError.
 I64 to_labels(py::handle obj, const char* name);
 

@@ -151,18 +151,17 @@ void register_conv2d(py::module_& m, CpuVariant v) {
                                 py::handle groups) {
     F32 x = to_f32(x_obj, "x");
     F32 w = to_f32(w_obj, "weight");
-    // to_f32_or_none gives a zero-size array for None, so presence is taken from the argument.
-    const bool has_bias = !b_obj.is_none();
-    F32 b = to_f32_or_none(b_obj, "bias");
+    const std::optional<F32> b = to_f32_or_none(b_obj, "bias");
+    const bool has_bias = b.has_value();
     require_ndim(x, 4, "x", "(N, C, H, W)");
     require_ndim(w, 4, "weight", "(K, C/groups, R, S)");
     const ConvParams p = parse_params(stride, padding, dilation, groups);
     const Conv2dShape s = conv_shape(shape_of(x), shape_of(w), p, "x", "weight");
-    if (has_bias) require_shape(b, {s.K}, "bias");
+    if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(output_shape(s), "conv2d_forward output");
     int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
-    const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b.data() : nullptr;
+    const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
       py::gil_scoped_release nogil;  // only raw pointers and ints in here

@@ -46,9 +46,8 @@ void register_linear(py::module_& m, CpuVariant v) {
   m.def("linear_forward", [ops](py::handle x_obj, py::handle w_obj, py::handle b_obj) {
     F32 x = to_f32(x_obj, "x");
     F32 w = to_f32(w_obj, "weight");
-    // to_f32_or_none gives a zero-size array for None, so presence is taken from the argument.
-    const bool has_bias = !b_obj.is_none();
-    F32 b = to_f32_or_none(b_obj, "bias");
+    const std::optional<F32> b = to_f32_or_none(b_obj, "bias");
+    const bool has_bias = b.has_value();
     require_features(x, "x", "(..., in_features)");
     require_ndim(w, 2, "weight", "(out_features, in_features)");
     const LinearShape s{leading_rows(x), w.shape(1), w.shape(0)};
@@ -56,11 +55,11 @@ void register_linear(py::module_& m, CpuVariant v) {
       throw py::value_error("x: expected last dimension in_features = " + std::to_string(s.C) +
                             " (weight has shape " + shape_string(w) + "), got shape " +
                             shape_string(x));
-    if (has_bias) require_shape(b, {s.K}, "bias");
+    if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(with_last(x, s.K), "linear_forward output");
     int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
-    const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b.data() : nullptr;
+    const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
       py::gil_scoped_release nogil;  // only raw pointers and ints in here
