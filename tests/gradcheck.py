@@ -1,4 +1,4 @@
-"""Central-difference gradient checks of L = sum(f(*arrays) * g) for a fixed random g, in float64."""
+"""Central differences of L = sum(f(*arrays) * g) for a fixed random g, in float64."""
 
 from __future__ import annotations
 
@@ -57,4 +57,6 @@ def check_backward(
         want = numeric_grad(f, arrays, i, g, eps)
         got = np.asarray(got)
         assert got.shape == want.shape, f"grad {i}: shape {got.shape} != {want.shape}"
-        np.testing.assert_allclose(got, want, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}")
+        np.testing.assert_allclose(
+            got, want, rtol=rtol, atol=atol, err_msg=f"gradient of input {i}"
+        )

@@ -206,7 +206,7 @@ def conv2d_backward(dy, x, w, stride=1, padding=0, dilation=1, groups=1):
 
 
 def _max_pool_scan(x, kernel_size, stride, padding, dilation, ceil_mode):
-    """Return (y, flat indices) of max pooling; the scan order and tie rules are torch's CPU ones."""
+    """Return (y, flat indices) of max pooling with torch's CPU scan order and tie rules."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw), (P, Q) = _pool_params(
         x, kernel_size, stride, padding, dilation, ceil_mode
     )
@@ -254,8 +254,9 @@ def max_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, dilation=1, 
     return dx.reshape(N, C, H, W)
 
 
-def _avg_pool_geometry(x, kernel_size, stride, padding, ceil_mode, count_include_pad,
-                       divisor_override):
+def _avg_pool_geometry(
+    x, kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override
+):
     """Return the clipped window bounds per axis and the (P, Q) divisor grid, torch's rule."""
     k, st, pad, _, (P, Q) = _pool_params(x, kernel_size, stride, padding, 1, ceil_mode)
     H, W = x.shape[2], x.shape[3]
@@ -279,8 +280,15 @@ def _avg_pool_geometry(x, kernel_size, stride, padding, ceil_mode, count_include
     return (h0, h1), (w0, w1), div
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True,
-               divisor_override=None) -> np.ndarray:
+def avg_pool2d(
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+) -> np.ndarray:
     """y[n,c,p,q] = sum of x over the window's cells inside the input / torch's divisor."""
     x = _f64(x)
     (h0, h1), (w0, w1), div = _avg_pool_geometry(
@@ -296,8 +304,16 @@ def avg_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False, count_in
     return y
 
 
-def avg_pool2d_backward(dy, x, kernel_size, stride=None, padding=0, ceil_mode=False,
-                        count_include_pad=True, divisor_override=None) -> np.ndarray:
+def avg_pool2d_backward(
+    dy,
+    x,
+    kernel_size,
+    stride=None,
+    padding=0,
+    ceil_mode=False,
+    count_include_pad=True,
+    divisor_override=None,
+) -> np.ndarray:
     """Return dx: dy / divisor spread over each window's cells inside the input."""
     dy, x = _f64(dy), _f64(x)
     (h0, h1), (w0, w1), div = _avg_pool_geometry(
@@ -421,8 +437,9 @@ def _bn_affine(weight, bias, C: int):
     return wt, bs
 
 
-def batch_norm(x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1,
-               eps=1e-5):
+def batch_norm(
+    x, running_mean, running_var, weight=None, bias=None, training=False, momentum=0.1, eps=1e-5
+):
     """Return (y, new_running_mean, new_running_var, save_mean, save_invstd); inputs untouched.
 
     Training normalizes with the biased batch variance and updates the running variance with the

@@ -85,6 +85,8 @@ AVGPOOL_CASES = [
     ((1, 2, 6, 6), 4, 3, 2, True, False, None),
     ((1, 1, 8, 6), (3, 2), (2, 1), (1, 1), True, True, None),
     ((1, 2, 7, 5), 3, 2, 1, True, True, 5),
+    ((1, 1, 6, 6), 3, 2, 1, True, True, None),  # last window runs past the padded border
+    ((1, 1, 6, 6), 3, 2, 1, True, False, None),
 ]
 
 ADAPTIVE_CASES = [
@@ -150,7 +152,11 @@ def test_avg_pool2d_gradcheck(case) -> None:
     xs, k, s, p, ceil, cip, div = case
     x = _rng(sum(xs) + 2).standard_normal(xs)
     kw = dict(
-        kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        ceil_mode=ceil,
+        count_include_pad=cip,
         divisor_override=div,
     )
     check_backward(
@@ -233,9 +239,7 @@ def test_batch_norm_eval_gradcheck(shape) -> None:
 @pytest.mark.parametrize(("shape", "dim"), SOFTMAX_CASES, ids=str)
 def test_softmax_gradcheck(shape, dim) -> None:
     x = _rng(10 + dim).standard_normal(shape) * 3.0
-    check_backward(
-        lambda x: ref.softmax(x, dim), lambda g, x: ref.softmax_backward(g, x, dim), [x]
-    )
+    check_backward(lambda x: ref.softmax(x, dim), lambda g, x: ref.softmax_backward(g, x, dim), [x])
     check_backward(
         lambda x: ref.log_softmax(x, dim), lambda g, x: ref.log_softmax_backward(g, x, dim), [x]
     )
@@ -310,18 +314,44 @@ def test_softmax_is_stable_for_huge_logits() -> None:
     assert np.isfinite(ref.cross_entropy(x, np.array([2])))
 
 
+def test_pool_ceil_mode_corner_cases() -> None:
+    # 5 wide, k=2, s=2, pad 1: ceil gives 4 windows, but the 4th would start in the right padding.
+    assert ref.max_pool2d(np.ones((1, 1, 5, 5)), 2, 2, 1, ceil_mode=True)[0].shape == (1, 1, 3, 3)
+    # 6 wide, k=3, s=2, pad 1, ceil: the last window covers input, padding, and a cell beyond the
+    # padding; count_include_pad counts only the first two, so the corner divisor is 2*2.
+    y = ref.avg_pool2d(np.ones((1, 1, 6, 6)), 3, 2, 1, ceil_mode=True)
+    assert y.shape == (1, 1, 4, 4)
+    assert y[0, 0, -1, -1] == 0.25 and y[0, 0, 0, 0] == 4 / 9
+    y = ref.avg_pool2d(np.ones((1, 1, 6, 6)), 3, 2, 1, ceil_mode=True, count_include_pad=False)
+    np.testing.assert_array_equal(y, 1.0)
+
+
+def test_batch_norm_without_running_stats_matches_torch() -> None:
+    torch = _torch()
+    x = _rng(33).standard_normal((6, 4, 3))
+    y, rm, rv, _, _ = ref.batch_norm(x, None, None, training=True)
+    assert rm is None and rv is None
+    _close(y, torch.nn.functional.batch_norm(torch.tensor(x), None, None, training=True))
+
+
 @pytest.mark.parametrize(
     ("call", "exc"),
     [
-        (lambda: ref.conv2d(np.ones((1, 2, 5, 5)), np.ones((1, 2, 3, 3)), stride=2, padding="same"),
-         ValueError),
+        (
+            lambda: ref.conv2d(
+                np.ones((1, 2, 5, 5)), np.ones((1, 2, 3, 3)), stride=2, padding="same"
+            ),
+            ValueError,
+        ),
         (lambda: ref.conv2d(np.ones((1, 3, 5, 5)), np.ones((2, 2, 3, 3)), groups=2), ValueError),
         (lambda: ref.conv2d(np.ones((1, 1, 2, 2)), np.ones((1, 1, 3, 3))), ValueError),
         (lambda: ref.max_pool2d(np.ones((1, 1, 5, 5)), 2, padding=2), ValueError),
         (lambda: ref.avg_pool2d(np.ones((1, 1, 5, 5)), 3, padding=2), ValueError),
         (lambda: ref.batch_norm(np.ones((1, 3)), None, None, training=True), ValueError),
-        (lambda: ref.batch_norm(np.ones((2, 3)), None, None, training=True, momentum=None),
-         NotImplementedError),
+        (
+            lambda: ref.batch_norm(np.ones((2, 3)), None, None, training=True, momentum=None),
+            NotImplementedError,
+        ),
         (lambda: ref.cross_entropy(np.ones((2, 3)), np.array([0, 3])), ValueError),
         (lambda: ref.cross_entropy(np.ones((2, 3)), np.array([0.0, 1.0])), TypeError),
     ],
@@ -366,9 +396,8 @@ LENET_CASES = [
     ((1, 32, 16, 16), (64, 32, 3, 3), dict(padding=1)),  # VGG-style 3x3
 ]
 TORCH_CONV_CASES = [
-    pytest.param(*c, id=i, marks=_maybe_same_even(c[2], c[1])) for c, i in zip(
-        CONV_CASES, CONV_IDS, strict=True
-    )
+    pytest.param(*c, id=i, marks=_maybe_same_even(c[2], c[1]))
+    for c, i in zip(CONV_CASES, CONV_IDS, strict=True)
 ] + [pytest.param(*c, id=f"real-{c[0]}-{c[1]}") for c in LENET_CASES]
 
 
@@ -410,13 +439,21 @@ def test_max_pool2d_matches_torch(case, ties) -> None:
     _close(ref.max_pool2d_backward(g, x, **kw), t.grad, what="dx")
 
 
-def test_max_pool2d_nan_and_neg_inf_match_torch() -> None:
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=3, stride=2, padding=1, dilation=2),
+    ],
+    ids=["ceil", "dilated"],
+)
+def test_max_pool2d_nan_and_neg_inf_match_torch(kw) -> None:
     torch = _torch()
-    x = _rng(22).standard_normal((1, 2, 6, 6))
+    x = _rng(22).standard_normal((1, 2, 7, 7))
     x[0, 0, 1, 1] = np.nan
     x[0, 0, 0, 1] = np.nan  # two NaNs in one window: which index wins is pinned here
-    x[0, 1, :3, :3] = -np.inf  # a window of only -inf (and padding) reports its first input cell
-    kw = dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)
+    # All -inf: each window reports its first in-bounds tap (dilated windows skip the padding).
+    x[0, 1] = -np.inf
     y, idx = ref.max_pool2d(x, **kw)
     ty, tidx = torch.nn.functional.max_pool2d(torch.tensor(x), return_indices=True, **kw)
     np.testing.assert_array_equal(y, ty.numpy())  # assert_array_equal treats NaN == NaN
@@ -430,14 +467,16 @@ def test_avg_pool2d_matches_torch(case) -> None:
     rng = _rng(sum(xs) + 23)
     x = rng.standard_normal(xs)
     kw = dict(
-        kernel_size=k, stride=s, padding=p, ceil_mode=ceil, count_include_pad=cip,
+        kernel_size=k,
+        stride=s,
+        padding=p,
+        ceil_mode=ceil,
+        count_include_pad=cip,
         divisor_override=div,
     )
     y = ref.avg_pool2d(x, **kw)
     g = rng.standard_normal(y.shape)
-    ty, (dx,) = _torch_run(
-        lambda x: torch.nn.functional.avg_pool2d(x, **kw), [x], g, [True]
-    )
+    ty, (dx,) = _torch_run(lambda x: torch.nn.functional.avg_pool2d(x, **kw), [x], g, [True])
     assert y.shape == tuple(ty.shape)
     _close(y, ty, what="y")
     _close(ref.avg_pool2d_backward(g, x, **kw), dx, what="dx")
@@ -555,15 +594,17 @@ def test_softmax_matches_torch(shape, dim, log) -> None:
     x = rng.standard_normal(shape) * 4.0
     g = rng.standard_normal(shape)
     tfn = torch.log_softmax if log else torch.softmax
-    fwd, bwd = (ref.log_softmax, ref.log_softmax_backward) if log else (ref.softmax,
-                                                                         ref.softmax_backward)
+    fwd, bwd = (
+        (ref.log_softmax, ref.log_softmax_backward) if log else (ref.softmax, ref.softmax_backward)
+    )
     ty, (dx,) = _torch_run(lambda x: tfn(x, dim), [x], g, [True])
     _close(fwd(x, dim), ty, what="y")
     _close(bwd(g, x, dim), dx, what="dx")
 
 
-@pytest.mark.parametrize(("shape", "eps"), XENT_CASES + [((16, 10), 0.1), ((2, 3, 4), 0.1)],
-                         ids=str)
+@pytest.mark.parametrize(
+    ("shape", "eps"), XENT_CASES + [((16, 10), 0.1), ((2, 3, 4), 0.1)], ids=str
+)
 def test_cross_entropy_matches_torch(shape, eps) -> None:
     torch = _torch()
     rng = _rng(30 + sum(shape))

@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from fastcnn import _core, functional
+from fastcnn import _core, functional, nn
+from fastcnn._random import get_rng_state, manual_seed, set_rng_state
 from fastcnn._runtime import get_num_threads, info, set_num_threads
+from fastcnn.io import load, load_checkpoint, save
+from fastcnn.training import evaluate, fit
 
 __version__: str = _core.__version__
 
-__all__ = ["__version__", "functional", "get_num_threads", "info", "set_num_threads"]
+__all__ = [
+    "__version__", "evaluate", "fit", "functional", "get_num_threads", "get_rng_state", "info",
+    "load", "load_checkpoint", "manual_seed", "nn", "save", "set_num_threads", "set_rng_state",
+]

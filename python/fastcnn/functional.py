@@ -8,10 +8,12 @@ running statistics that `batch_norm` updates in place, as PyTorch does.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from fastcnn import _core
-from fastcnn._args import as_float, as_int
+from fastcnn._args import IntPair, as_float, as_int, nonnegative_pair, positive_pair
 
 # --- activations ---------------------------------------------------------------------------------
 
@@ -34,6 +36,181 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """Gradient of leaky_relu w.r.t. x."""
     return _core.leaky_relu_backward(dy, x, as_float(negative_slope, "negative_slope"))
+
+
+# --- pooling -------------------------------------------------------------------------------------
+
+
+def _window_args(kernel_size, stride, padding) -> tuple:
+    kernel = positive_pair(kernel_size, "kernel_size")
+    strides = kernel if stride is None else positive_pair(stride, "stride")
+    return kernel, strides, nonnegative_pair(padding, "padding")
+
+
+def max_pool2d(
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    return_indices: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Window maxima of x (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
+
+    padding may be at most half the kernel (PyTorch's rule) and pads with -inf. Ties keep the first
+    maximum in row-major window order; a NaN in a window wins. With return_indices, also returns
+    the int64 argmax of each window as a flat h * W + w position in its (n, c) plane, the same as
+    PyTorch; pass it to max_pool2d_backward to skip recomputing it.
+    """
+    kernel, strides, pad = _window_args(kernel_size, stride, padding)
+    y, indices = _core.max_pool2d_forward(
+        x, kernel, strides, pad, positive_pair(dilation, "dilation"), bool(ceil_mode)
+    )
+    return (y, indices) if return_indices else y
+
+
+def max_pool2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    dilation: IntPair = 1,
+    ceil_mode: bool = False,
+    indices: np.ndarray | None = None,
+) -> np.ndarray:
+    """Gradient of max_pool2d w.r.t. x: each dy added at its window's argmax (dx has x's shape).
+
+    indices is what max_pool2d(..., return_indices=True) returned; None recomputes it from x.
+    """
+    kernel, strides, pad = _window_args(kernel_size, stride, padding)
+    return _core.max_pool2d_backward(
+        dy, x, kernel, strides, pad, positive_pair(dilation, "dilation"), bool(ceil_mode), indices
+    )
+
+
+def avg_pool2d(
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
+    """Window averages of x (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
+
+    The divisor is PyTorch's: divisor_override when given (nonzero), else the window's size clipped
+    to the padded input (count_include_pad=True; the part of a ceil_mode window that hangs past
+    the padding is not counted) or to the input (count_include_pad=False).
+    """
+    kernel, strides, pad = _window_args(kernel_size, stride, padding)
+    return _core.avg_pool2d_forward(
+        x, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
+    )
+
+
+def avg_pool2d_backward(
+    dy: np.ndarray,
+    x: np.ndarray,
+    kernel_size: IntPair,
+    stride: IntPair | None = None,
+    padding: IntPair = 0,
+    ceil_mode: bool = False,
+    count_include_pad: bool = True,
+    divisor_override: int | None = None,
+) -> np.ndarray:
+    """Gradient of avg_pool2d w.r.t. x: each dy / divisor spread over its window's input cells."""
+    kernel, strides, pad = _window_args(kernel_size, stride, padding)
+    return _core.avg_pool2d_backward(
+        dy, x, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
+    )
+
+
+def _adaptive_size(output_size) -> object:
+    """An int, or a pair whose entries are ints or None (None keeps that input size)."""
+    if isinstance(output_size, (tuple, list)):
+        if len(output_size) != 2:
+            raise ValueError(f"output_size: expected an int or a pair (h, w), got {output_size!r}")
+        return tuple(None if v is None else as_int(v, "output_size") for v in output_size)
+    return as_int(output_size, "output_size")
+
+
+def adaptive_avg_pool2d(
+    x: np.ndarray, output_size: int | tuple[int | None, int | None]
+) -> np.ndarray:
+    """Averages of x (N, C, H, W) over PyTorch's adaptive windows -> (N, C, P, Q).
+
+    Output cell i along an axis of input length L and output length P averages the inputs
+    floor(i * L / P) .. ceil((i + 1) * L / P) - 1; output_size=1 is global average pooling, and P may
+    exceed L (windows then repeat inputs).
+    """
+    return _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size))
+
+
+def adaptive_avg_pool2d_backward(
+    dy: np.ndarray, x: np.ndarray, output_size: int | tuple[int | None, int | None]
+) -> np.ndarray:
+    """Gradient of adaptive_avg_pool2d w.r.t. x."""
+    return _core.adaptive_avg_pool2d_backward(dy, x, _adaptive_size(output_size))
+
+
+# --- dropout -------------------------------------------------------------------------------------
+
+
+def _dropout_p(p: float) -> float:
+    p = as_float(p, "p")
+    if not 0.0 <= p <= 1.0:
+        raise ValueError(f"p: expected a probability in [0, 1], got {p!r}")
+    return p
+
+
+def _dropout_seed(seed: int | None) -> int:
+    if seed is None:
+        # OS entropy: random by default, untouched by np.random.seed, not shared with forked worker
+        # processes, and ~1 us where a fresh np.random.default_rng() costs ~15 us per call.
+        return int.from_bytes(os.urandom(8), "little")
+    seed = as_int(seed, "seed")
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed: expected an int in [0, 2**64), got {seed}")
+    return seed
+
+
+def dropout(
+    x: np.ndarray, p: float = 0.5, training: bool = True, seed: int | None = None
+) -> np.ndarray:
+    """Zero each element of x with probability p and scale the rest by 1 / (1 - p); any shape.
+
+    Not training: a float32 copy of x. p == 1: x * 0 (zeros; NaN stays NaN, as in PyTorch).
+    The mask is a pure function of (seed, element index): the same seed and shape give the same
+    mask on any machine and thread count (it is not torch's random stream). seed=None draws a
+    fresh seed, so calls differ.
+
+    For backward, keep the seed rather than the mask: a module draws a seed per forward call,
+        seed = int.from_bytes(os.urandom(8), "little")   # or any int in [0, 2**64)
+        y = dropout(x, p, seed=seed)            # forward, training
+        dx = dropout_backward(dy, seed, p)      # backward: the same mask, regenerated
+    which costs 8 bytes instead of one byte per element; in eval mode dx is dy. The uint8 mask
+    itself is available from `fastcnn._core.dropout_forward(x, p, seed) -> (y, mask)`, and
+    dropout_backward accepts it as well.
+    """
+    p = _dropout_p(p)
+    if not training:
+        return _core.dropout_forward(x, 0.0, 0)[0]
+    return _core.dropout_forward(x, p, _dropout_seed(seed))[0]
+
+
+def dropout_backward(dy: np.ndarray, mask: np.ndarray | int, p: float = 0.5) -> np.ndarray:
+    """Gradient of dropout w.r.t. x: dy * mask / (1 - p), with forward's mask.
+
+    mask is either the int seed forward ran with (the mask is regenerated) or a uint8/bool array
+    of dy's shape holding 1 where forward kept the element.
+    """
+    p = _dropout_p(p)
+    if isinstance(mask, (int, np.integer)) and not isinstance(mask, (bool, np.bool_)):
+        return _core.dropout_forward(dy, p, _dropout_seed(mask))[0]
+    return _core.dropout_backward(dy, mask, p)
 
 
 # --- batchnorm -----------------------------------------------------------------------------------

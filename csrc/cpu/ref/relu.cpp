@@ -9,9 +9,10 @@ void relu_forward(int64_t n, const float* x, float* y) {
   for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f || x[i] != x[i] ? x[i] : 0.0f;
 }
 
-// dx = dy where x > 0, else 0. The gradient at exactly 0 is 0, the same as PyTorch.
+// dx = 0 where x <= 0, else dy: the gradient at exactly 0 is 0 and a NaN input passes dy
+// through, the same test as PyTorch's threshold_backward.
 void relu_backward(int64_t n, const float* x, const float* dy, float* dx) {
-  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] > 0.0f ? dy[i] : 0.0f;
+  for (int64_t i = 0; i < n; ++i) dx[i] = x[i] <= 0.0f ? 0.0f : dy[i];
 }
 
 // y = x where x > 0, else x * negative_slope.

@@ -1,0 +1,88 @@
+"""Containers: Sequential runs children in order and their backward in reverse; Residual adds a
+shortcut around a body, so ResNet-style blocks can be built."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Iterator
+
+import numpy as np
+
+from fastcnn.nn.module import Module
+
+
+class Sequential(Module):
+    """Applies its modules in order. Built from modules, or from an OrderedDict of named modules."""
+
+    def __init__(self, *modules: Module) -> None:
+        super().__init__()
+        if len(modules) == 1 and isinstance(modules[0], OrderedDict):
+            items = list(modules[0].items())
+        else:
+            items = [(str(i), m) for i, m in enumerate(modules)]
+        for name, m in items:
+            if not isinstance(m, Module):
+                raise TypeError(f"Sequential: entry {name!r} is a {type(m).__name__}, not a Module")
+            self._modules[name] = m
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(self._modules.values())
+
+    def __getitem__(self, index: int | slice) -> Module:
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            return Sequential(*mods[index])
+        return mods[index]
+
+    def append(self, module: Module) -> Sequential:
+        if not isinstance(module, Module):
+            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+        self._modules[str(len(self._modules))] = module
+        return self
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for m in self._modules.values():
+            x = m(x)
+        return x
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        mods = list(self._modules.values())
+        for i in range(len(mods) - 1, -1, -1):
+            dy = mods[i].backward(dy, input_grad=input_grad or i > 0)
+        return dy
+
+
+class Residual(Module):
+    """y = body(x) + shortcut(x), with the identity as shortcut when it is None. Output shape is
+    the body's; the shortcut must produce the same shape."""
+
+    def __init__(self, body: Module, shortcut: Module | None = None) -> None:
+        super().__init__()
+        if not isinstance(body, Module):
+            raise TypeError(f"body: expected a Module, got {type(body).__name__}")
+        if shortcut is not None and not isinstance(shortcut, Module):
+            raise TypeError(f"shortcut: expected a Module or None, got {type(shortcut).__name__}")
+        self.body = body
+        if shortcut is not None:
+            self.shortcut = shortcut
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self.body(x)
+        s = self.shortcut(x) if "shortcut" in self._modules else x
+        if np.shape(s) != np.shape(y):
+            raise ValueError(f"Residual: body output {np.shape(y)} and shortcut output "
+                             f"{np.shape(s)} differ")
+        return np.add(y, s, dtype=np.float32)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        d_body = self.body.backward(dy, input_grad=input_grad)
+        if "shortcut" in self._modules:
+            d_short = self.shortcut.backward(dy, input_grad=input_grad)
+        else:
+            d_short = dy
+        if not input_grad:
+            return None
+        return np.add(d_body, d_short, dtype=np.float32)

@@ -1,0 +1,438 @@
+"""Layers with PyTorch's names, constructor arguments, defaults and parameter shapes.
+
+Shapes use N batch, C channels, H W height and width; every layer takes and returns float32 NumPy
+arrays. Each `forward` keeps what its `backward` needs (until the next forward).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fastcnn import _core
+from fastcnn import functional as F
+from fastcnn._args import as_int, nonnegative_pair, positive_pair
+from fastcnn._random import default_generator
+from fastcnn.nn.init import default_weight_and_bias
+from fastcnn.nn.module import Module
+from fastcnn.parameter import Parameter
+
+
+def _forgotten(layer: Module) -> RuntimeError:
+    return RuntimeError(f"{type(layer).__name__}.backward called before forward")
+
+
+class Conv2d(Module):
+    """2-D convolution. Input (N, C_in, H, W) -> output (N, C_out, H_out, W_out); weight
+    (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid"."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
+                 *, rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        if padding_mode != "zeros":
+            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        self.in_channels = as_int(in_channels, "in_channels")
+        self.out_channels = as_int(out_channels, "out_channels")
+        self.groups = as_int(groups, "groups")
+        if self.in_channels < 1 or self.out_channels < 1 or self.groups < 1:
+            raise ValueError("in_channels, out_channels and groups must be >= 1, got "
+                             f"{in_channels}, {out_channels}, {groups}")
+        if self.in_channels % self.groups or self.out_channels % self.groups:
+            raise ValueError(f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                             f"must be divisible by groups ({groups})")
+        self.kernel_size = positive_pair(kernel_size, "kernel_size")
+        self.stride = positive_pair(stride, "stride")
+        if isinstance(padding, str):
+            if padding not in ("same", "valid"):
+                raise ValueError(f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}")
+            self.padding = padding
+        else:
+            self.padding = nonnegative_pair(padding, "padding")
+        self.dilation = positive_pair(dilation, "dilation")
+        kh, kw = self.kernel_size
+        fan_in = self.in_channels // self.groups * kh * kw
+        w, b = default_weight_and_bias(
+            (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, bias, rng)
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if b is not None else None
+        self._x = None
+
+    def _args(self) -> dict:
+        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
+                    groups=self.groups)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data,
+                        **self._args())
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, **self._args(),
+                                       output_mask=(input_grad, True, self.bias is not None))
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def config(self) -> dict:
+        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
+                    kernel_size=list(self.kernel_size), stride=list(self.stride),
+                    padding=self.padding if isinstance(self.padding, str) else list(self.padding),
+                    dilation=list(self.dilation), groups=self.groups, bias=self.bias is not None)
+
+
+class Linear(Module):
+    """y = x @ weight.T + bias. Input (..., in_features) -> (..., out_features)."""
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True,
+                 *, rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        self.in_features = as_int(in_features, "in_features")
+        self.out_features = as_int(out_features, "out_features")
+        if self.in_features < 1 or self.out_features < 1:
+            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, "
+                             f"{out_features}")
+        w, b = default_weight_and_bias((self.out_features, self.in_features), self.in_features,
+                                       bias, rng)
+        self.weight = Parameter(w)
+        self.bias = Parameter(b) if b is not None else None
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        dx, dw, db = F.linear_backward(dy, self._x, self.weight.data,
+                                       output_mask=(input_grad, True, self.bias is not None))
+        self.weight.grad += dw
+        if self.bias is not None:
+            self.bias.grad += db
+        return dx
+
+    def config(self) -> dict:
+        return dict(in_features=self.in_features, out_features=self.out_features,
+                    bias=self.bias is not None)
+
+
+class ReLU(Module):
+    """max(x, 0), elementwise; any shape. `inplace` is accepted for PyTorch compatibility."""
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.inplace = bool(inplace)
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.relu(x)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        return F.relu_backward(dy, self._x) if input_grad else None
+
+    def config(self) -> dict:
+        return {}
+
+
+class LeakyReLU(Module):
+    """x where x > 0, else negative_slope * x; any shape."""
+
+    def __init__(self, negative_slope: float = 0.01, inplace: bool = False) -> None:
+        super().__init__()
+        self.negative_slope = float(negative_slope)
+        self.inplace = bool(inplace)
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.leaky_relu(x, self.negative_slope)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        return F.leaky_relu_backward(dy, self._x, self.negative_slope) if input_grad else None
+
+    def config(self) -> dict:
+        return dict(negative_slope=self.negative_slope)
+
+
+class MaxPool2d(Module):
+    """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
+                 ceil_mode: bool = False) -> None:
+        super().__init__()
+        if return_indices:
+            raise ValueError("return_indices: not supported by the module; use "
+                             "fastcnn.functional.max_pool2d(..., return_indices=True)")
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.dilation = dilation
+        self.ceil_mode = bool(ceil_mode)
+        self._saved = None
+
+    def _args(self) -> dict:
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    dilation=self.dilation, ceil_mode=self.ceil_mode)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, indices = F.max_pool2d(x, **self._args(), return_indices=True)
+        self._saved = (x, indices)
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._saved is None:
+            raise _forgotten(self)
+        if not input_grad:
+            return None
+        x, indices = self._saved
+        return F.max_pool2d_backward(dy, x, **self._args(), indices=indices)
+
+    def config(self) -> dict:
+        return _jsonable(self._args())
+
+
+class AvgPool2d(Module):
+    """Mean over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+        super().__init__()
+        self.kernel_size = kernel_size
+        self.stride = stride
+        self.padding = padding
+        self.ceil_mode = bool(ceil_mode)
+        self.count_include_pad = bool(count_include_pad)
+        self.divisor_override = divisor_override
+        self._x = None
+
+    def _args(self) -> dict:
+        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
+                    ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
+                    divisor_override=self.divisor_override)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.avg_pool2d(x, **self._args())
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        return F.avg_pool2d_backward(dy, self._x, **self._args()) if input_grad else None
+
+    def config(self) -> dict:
+        return _jsonable(self._args())
+
+
+class AdaptiveAvgPool2d(Module):
+    """Mean over adaptive windows to a fixed output size. (N, C, H, W) -> (N, C, oH, oW)."""
+
+    def __init__(self, output_size) -> None:
+        super().__init__()
+        self.output_size = output_size
+        self._x = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._x = x
+        return F.adaptive_avg_pool2d(x, self.output_size)
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._x is None:
+            raise _forgotten(self)
+        return F.adaptive_avg_pool2d_backward(dy, self._x, self.output_size) if input_grad else None
+
+    def config(self) -> dict:
+        return _jsonable(dict(output_size=self.output_size))
+
+
+class BatchNorm2d(Module):
+    """Batch normalization over (N, H, W) per channel. Input and output (N, C, H, W).
+
+    Parameters weight (C,), bias (C,); buffers running_mean, running_var (C,) and
+    num_batches_tracked (a 0-d int64), as in PyTorch. momentum=None gives the cumulative average."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True) -> None:
+        super().__init__()
+        self.num_features = as_int(num_features, "num_features")
+        if self.num_features < 1:
+            raise ValueError(f"num_features: expected >= 1, got {num_features}")
+        self.eps = float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine = bool(affine)
+        self.track_running_stats = bool(track_running_stats)
+        c = self.num_features
+        self.weight = Parameter(np.ones(c, np.float32)) if affine else None
+        self.bias = Parameter(np.zeros(c, np.float32)) if affine else None
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(c, np.float32))
+            self.register_buffer("running_var", np.ones(c, np.float32))
+            self.register_buffer("num_batches_tracked", np.zeros((), np.int64))
+        else:
+            self.register_buffer("running_mean", None)
+            self.register_buffer("running_var", None)
+            self.register_buffer("num_batches_tracked", None)
+        self._saved = None
+
+    def _check(self, x: np.ndarray) -> None:
+        if np.ndim(x) != 4:
+            raise ValueError(f"x: expected a 4-D array (N, C, H, W), got shape {np.shape(x)}")
+        if np.shape(x)[1] != self.num_features:
+            raise ValueError(f"x: expected {self.num_features} channels (N, {self.num_features}, "
+                             f"H, W), got shape {np.shape(x)}")
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check(x)
+        use_batch_stats = self.training or not self.track_running_stats
+        momentum = self.momentum
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked += 1
+            if momentum is None:
+                momentum = 1.0 / float(self.num_batches_tracked)
+        weight = None if self.weight is None else self.weight.data
+        bias = None if self.bias is None else self.bias.data
+        track = self.track_running_stats
+        y = F.batch_norm(x, self.running_mean if track else None,
+                         self.running_var if track else None, weight, bias,
+                         training=use_batch_stats, momentum=momentum or 0.0, eps=self.eps)
+        self._saved = (x, use_batch_stats)
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._saved is None:
+            raise _forgotten(self)
+        x, use_batch_stats = self._saved
+        weight = None if self.weight is None else self.weight.data
+        dx, dw, db = F.batch_norm_backward(
+            dy, x, weight, running_mean=None if use_batch_stats else self.running_mean,
+            running_var=None if use_batch_stats else self.running_var,
+            training=use_batch_stats, eps=self.eps)
+        if self.weight is not None:
+            self.weight.grad += dw
+            self.bias.grad += db
+        return dx if input_grad else None
+
+    def config(self) -> dict:
+        return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum,
+                    affine=self.affine, track_running_stats=self.track_running_stats)
+
+
+class Dropout(Module):
+    """Zeroes each element with probability p in training and scales the rest by 1/(1-p); the
+    identity in eval mode. Masks come from fastcnn's generator (see fastcnn.manual_seed)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False,
+                 *, rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        p = float(p)
+        if not 0.0 <= p <= 1.0:
+            raise ValueError(f"p: expected a probability in [0, 1], got {p}")
+        self.p = p
+        self.inplace = bool(inplace)
+        self._rng = rng
+        self._mask = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        if not self.training or self.p == 0.0:
+            self._mask = None
+            return np.array(x, dtype=np.float32, copy=True)
+        gen = self._rng if self._rng is not None else default_generator()
+        seed = int(gen.integers(0, 2**63 - 1))
+        y, self._mask = _core.dropout_forward(x, self.p, seed)
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if not input_grad:
+            return None
+        if self._mask is None:
+            return np.array(dy, dtype=np.float32, copy=True)
+        return F.dropout_backward(dy, self._mask, self.p)
+
+    def config(self) -> dict:
+        return dict(p=self.p)
+
+
+class Flatten(Module):
+    """Flattens dims start_dim..end_dim: (N, C, H, W) -> (N, C*H*W) by default."""
+
+    def __init__(self, start_dim: int = 1, end_dim: int = -1) -> None:
+        super().__init__()
+        self.start_dim = as_int(start_dim, "start_dim")
+        self.end_dim = as_int(end_dim, "end_dim")
+        self._shape = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        nd = x.ndim
+        start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        if not 0 <= start <= end < max(nd, 1):
+            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
+                             f"invalid for an input of shape {x.shape}")
+        self._shape = x.shape
+        flat = math.prod(x.shape[start:end + 1])
+        return x.reshape(x.shape[:start] + (flat,) + x.shape[end + 1:])
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._shape is None:
+            raise _forgotten(self)
+        return np.asarray(dy).reshape(self._shape) if input_grad else None
+
+    def config(self) -> dict:
+        return dict(start_dim=self.start_dim, end_dim=self.end_dim)
+
+
+class Identity(Module):
+    """Returns its input."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        return x
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        return dy if input_grad else None
+
+
+class Softmax(Module):
+    """Softmax along `dim` (probabilities that sum to 1). dim=None follows PyTorch's legacy rule:
+    dim 0 for inputs of rank 0, 1 or 3, else dim 1."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = None if dim is None else as_int(dim, "dim")
+        self._y = None
+
+    def _dim(self, ndim: int) -> int:
+        if self.dim is not None:
+            return self.dim
+        return 0 if ndim in (0, 1, 3) else 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._y = F.softmax(x, dim=self._dim(np.ndim(x)))
+        return self._y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._y is None:
+            raise _forgotten(self)
+        if not input_grad:
+            return None
+        # d softmax: y * (dy - sum(dy * y)) along dim, from the saved output.
+        y = self._y
+        dim = self._dim(y.ndim)
+        dy = np.asarray(dy, dtype=np.float32)
+        return (y * (dy - np.sum(dy * y, axis=dim, keepdims=True))).astype(np.float32)
+
+    def config(self) -> dict:
+        return dict(dim=self.dim)
+
+
+def _jsonable(args: dict) -> dict:
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in args.items()}

@@ -1,0 +1,81 @@
+"""The command line as a user runs it: subprocesses, real files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+import fastcnn as fc
+from fastcnn.images import write_png
+
+QUICK = ["--model", "lenet5", "--train-limit", "1024", "--batch-size", "64", "--no-progress",
+         "--threads", "1", "--seed", "7"]
+
+
+def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "fastcnn", *args], capture_output=True,
+                          text=True, timeout=600)
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_info():
+    out = run("info").stdout
+    assert "cpu_variant" in out and "cuda_built" in out
+
+
+def test_train_evaluate_predict(tmp_path):
+    ckpt = tmp_path / "m.npz"
+    out = run("train", *QUICK, "--epochs", "1", "--save", str(ckpt)).stdout
+    assert "test accuracy" in out and ckpt.exists()
+    acc = float(out.split("test accuracy")[1].split()[0])
+    assert acc > 0.5
+    assert "test accuracy" in run("evaluate", str(ckpt)).stdout
+
+    from fastcnn import datasets
+
+    images, labels = datasets.fashion_mnist_subset("test")
+    write_png(str(tmp_path / "a.png"), images[0])
+    np.save(tmp_path / "b.npy", images[:2])
+    out = run("predict", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.npy"),
+              "--top-k", "2").stdout.splitlines()
+    assert len(out) == 3 and out[0].startswith(str(tmp_path / "a.png"))
+    assert out[1].split(": ")[1] == out[0].split(": ")[1]  # the same image, the same answer
+
+
+def test_bad_arguments_are_reported_not_raised(tmp_path):
+    proc = run("evaluate", str(tmp_path / "missing.npz"), check=False)
+    assert proc.returncode != 0 and "missing.npz" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_killed_run_resumes_to_the_same_weights(tmp_path):
+    """SIGKILL mid-run, then --resume: the final weights equal an uninterrupted run's, bitwise."""
+    args = [*QUICK, "--epochs", "3"]
+    whole = tmp_path / "whole.npz"
+    run("train", *args, "--save", str(whole))
+
+    broken = tmp_path / "broken.npz"
+    cmd = [sys.executable, "-m", "fastcnn", "train", *args, "--save", str(broken)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not broken.exists() and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.02)
+    time.sleep(0.2)  # into the second epoch
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    epoch = fc.load_checkpoint(broken).epoch
+    if epoch == 3:
+        pytest.skip("the run finished before it could be killed; nothing to resume")
+    resumed = run("train", *args, "--save", str(broken), "--resume", str(broken))
+    assert f"after epoch {epoch}" in resumed.stderr
+    a, b = fc.load(whole).state_dict(), fc.load(broken).state_dict()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)

@@ -1,0 +1,469 @@
+"""Tests of max, average and adaptive average pooling: every compiled variant against the float64
+oracle and PyTorch, tie/NaN/-inf conventions, torch's divisor and ceil_mode rules, bad input.
+
+Layout key: x is (N, C, H, W), y and dy are (N, C, P, Q), indices are flat h * W + w per plane.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import fastcnn
+import fastcnn.functional as F
+import numpy as np
+import pytest
+
+# tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
+import reference as ref
+
+RTOL = 1e-4
+ATOL = 1e-5
+
+# (x shape, max_pool2d arguments): batch 1, odd sizes, 2x2/s2, 3x3/s2 pad 1, 3x3/s1, (2, 3)/(1, 2),
+# dilation, ceil_mode, a stride the fast path does not specialize, and real network layers.
+MAX_CASES = [
+    ((1, 1, 4, 4), {"kernel_size": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 2, "stride": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 2, "stride": 2, "ceil_mode": True}),
+    ((2, 3, 13, 11), {"kernel_size": 2, "stride": 2, "padding": 1}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 1}),
+    ((2, 3, 13, 11), {"kernel_size": (2, 3), "stride": (1, 2)}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 1, "padding": 1, "dilation": 2}),
+    (
+        (2, 3, 13, 11),
+        {"kernel_size": (3, 2), "stride": (2, 1), "padding": (1, 0), "dilation": (1, 3)},
+    ),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    ((1, 2, 12, 12), {"kernel_size": 3, "stride": 3, "padding": 1, "ceil_mode": True}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 3}),
+    ((2, 5, 17, 33), {"kernel_size": 2}),
+    ((1, 64, 56, 56), {"kernel_size": 3, "stride": 2, "padding": 1}),  # ResNet stem
+    ((2, 16, 28, 28), {"kernel_size": 2, "stride": 2}),  # LeNet/VGG block
+]
+
+AVG_CASES = [
+    ((1, 1, 4, 4), {"kernel_size": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 2, "stride": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 1}),
+    ((2, 3, 13, 11), {"kernel_size": (2, 3), "stride": (1, 2)}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "ceil_mode": True}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    (
+        (2, 3, 13, 11),
+        {
+            "kernel_size": 3,
+            "stride": 2,
+            "padding": 1,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "divisor_override": 5}),
+    ((2, 3, 13, 11), {"kernel_size": (4, 2), "stride": 3, "padding": (2, 1), "ceil_mode": True}),
+    ((2, 5, 17, 33), {"kernel_size": 2}),
+    ((2, 16, 28, 28), {"kernel_size": 2, "stride": 2}),
+]
+
+ADAPTIVE_CASES = [
+    ((2, 3, 13, 11), 1),
+    ((2, 3, 13, 11), (1, 1)),
+    ((2, 3, 13, 11), (3, 5)),
+    ((2, 3, 13, 11), (7, None)),
+    ((2, 3, 13, 11), (None, 4)),
+    ((1, 2, 5, 5), (7, 7)),  # larger than the input: windows overlap and repeat
+    ((2, 4, 7, 7), 7),
+    ((2, 8, 40, 41), 1),  # long global-pooling sums
+    ((1, 16, 14, 14), (7, 7)),  # VGG's adaptive pool
+]
+
+
+def _ids(cases) -> list[str]:
+    return [f"{shape}-{args}" for shape, args in cases]
+
+
+def _torch():
+    return pytest.importorskip("torch")
+
+
+# --- max pooling ---------------------------------------------------------------------------------
+
+
+def _max_args(kw: dict) -> tuple:
+    return (
+        kw["kernel_size"],
+        kw.get("stride"),
+        kw.get("padding", 0),
+        kw.get("dilation", 1),
+        kw.get("ceil_mode", False),
+    )
+
+
+@pytest.mark.parametrize("shape,kw", MAX_CASES, ids=_ids(MAX_CASES))
+def test_max_pool2d_matches_oracle(core, rng, shape, kw):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y_ref, i_ref = ref.max_pool2d(x, *_max_args(kw))
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    # A max selects an input exactly, and the index rule is deterministic.
+    np.testing.assert_array_equal(y, y_ref.astype(np.float32))
+    np.testing.assert_array_equal(indices, i_ref)
+    assert indices.dtype == np.int64
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx_ref = ref.max_pool2d_backward(dy, x, *_max_args(kw))
+    dx = core.max_pool2d_backward(dy, x, *_max_args(kw), indices)
+    np.testing.assert_allclose(dx, dx_ref, rtol=RTOL, atol=ATOL)
+    np.testing.assert_array_equal(core.max_pool2d_backward(dy, x, *_max_args(kw)), dx)
+
+
+@pytest.mark.parametrize("shape,kw", MAX_CASES, ids=_ids(MAX_CASES))
+def test_max_pool2d_matches_torch(rng, shape, kw):
+    torch = _torch()
+    x = rng.standard_normal(shape).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt, it = torch.nn.functional.max_pool2d(xt, **kw, return_indices=True)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    y, indices = F.max_pool2d(x, **kw, return_indices=True)
+    np.testing.assert_array_equal(y, yt.detach().numpy())
+    np.testing.assert_array_equal(indices, it.numpy())
+    np.testing.assert_allclose(
+        F.max_pool2d_backward(dy, x, **kw, indices=indices), xt.grad.numpy(), rtol=RTOL, atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("shape,kw", MAX_CASES[:8], ids=_ids(MAX_CASES[:8]))
+def test_max_pool2d_fast_variants_equal_ref_bitwise(rng, shape, kw):
+    """The fast paths keep ref's scan order, so they agree bit for bit, indices included."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)  # many ties
+    base = fastcnn._core._variants["ref"]
+    y0, i0 = base.max_pool2d_forward(x, *_max_args(kw))
+    dy = rng.standard_normal(y0.shape).astype(np.float32)
+    dx0 = base.max_pool2d_backward(dy, x, *_max_args(kw), i0)
+    for name, core in fastcnn._core._variants.items():
+        y, i = core.max_pool2d_forward(x, *_max_args(kw))
+        np.testing.assert_array_equal(y, y0, err_msg=name)
+        np.testing.assert_array_equal(i, i0, err_msg=name)
+        np.testing.assert_array_equal(core.max_pool2d_backward(dy, x, *_max_args(kw), i), dx0)
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kernel_size": 2},
+        {"kernel_size": 3, "stride": 1, "padding": 1},
+        {"kernel_size": (2, 3), "stride": (1, 2)},
+    ],
+)
+def test_max_pool2d_ties_pick_torchs_index(core, rng, kw):
+    torch = _torch()
+    x = rng.integers(0, 3, (2, 3, 13, 11)).astype(np.float32)
+    _, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), **kw, return_indices=True)
+    _, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    np.testing.assert_array_equal(indices, it.numpy())
+    np.testing.assert_array_equal(indices, ref.max_pool2d(x, *_max_args(kw))[1])
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"kernel_size": 2},
+        {"kernel_size": 3, "stride": 2, "padding": 1},
+        {"kernel_size": 3, "stride": 1},
+    ],
+)
+def test_max_pool2d_nan_and_inf_follow_torch(core, rng, kw):
+    torch = _torch()
+    x = rng.standard_normal((2, 3, 13, 11)).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, 40, replace=False)] = np.nan
+    flat[rng.choice(flat.size, 40, replace=False)] = -np.inf
+    x[1, 2] = -np.inf  # whole plane of -inf: every window reports its first in-bounds tap
+    x[0, 1, :4, :4] = np.nan  # windows of several NaNs: the last one wins
+    yt, it = torch.nn.functional.max_pool2d(torch.from_numpy(x), **kw, return_indices=True)
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    np.testing.assert_array_equal(y, yt.numpy())  # NaN == NaN for assert_array_equal
+    np.testing.assert_array_equal(indices, it.numpy())
+
+
+# --- average pooling -----------------------------------------------------------------------------
+
+
+def _avg_args(kw: dict) -> tuple:
+    return (
+        kw["kernel_size"],
+        kw.get("stride"),
+        kw.get("padding", 0),
+        kw.get("ceil_mode", False),
+        kw.get("count_include_pad", True),
+        kw.get("divisor_override"),
+    )
+
+
+@pytest.mark.parametrize("shape,kw", AVG_CASES, ids=_ids(AVG_CASES))
+def test_avg_pool2d_matches_oracle(core, rng, shape, kw):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = core.avg_pool2d_forward(x, *_avg_args(kw))
+    np.testing.assert_allclose(y, ref.avg_pool2d(x, *_avg_args(kw)), rtol=RTOL, atol=ATOL)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(
+        core.avg_pool2d_backward(dy, x, *_avg_args(kw)),
+        ref.avg_pool2d_backward(dy, x, *_avg_args(kw)),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize("shape,kw", AVG_CASES, ids=_ids(AVG_CASES))
+def test_avg_pool2d_matches_torch(rng, shape, kw):
+    torch = _torch()
+    x = rng.standard_normal(shape).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.avg_pool2d(xt, **kw)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    y = F.avg_pool2d(x, **kw)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        F.avg_pool2d_backward(dy, x, **kw), xt.grad.numpy(), rtol=RTOL, atol=ATOL
+    )
+
+
+@pytest.mark.parametrize("shape,kw", AVG_CASES, ids=_ids(AVG_CASES))
+def test_avg_pool2d_fast_variants_equal_ref_bitwise(rng, shape, kw):
+    """The fast paths sum each window in ref's order, so they agree bit for bit."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    base = fastcnn._core._variants["ref"]
+    y0 = base.avg_pool2d_forward(x, *_avg_args(kw))
+    dy = rng.standard_normal(y0.shape).astype(np.float32)
+    dx0 = base.avg_pool2d_backward(dy, x, *_avg_args(kw))
+    for name, core in fastcnn._core._variants.items():
+        np.testing.assert_array_equal(core.avg_pool2d_forward(x, *_avg_args(kw)), y0, err_msg=name)
+        np.testing.assert_array_equal(core.avg_pool2d_backward(dy, x, *_avg_args(kw)), dx0)
+
+
+# --- adaptive average pooling --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("shape,size", ADAPTIVE_CASES, ids=_ids(ADAPTIVE_CASES))
+def test_adaptive_avg_pool2d_matches_oracle(core, rng, shape, size):
+    x = rng.standard_normal(shape).astype(np.float32)
+    y = core.adaptive_avg_pool2d_forward(x, size)
+    np.testing.assert_allclose(y, ref.adaptive_avg_pool2d(x, size), rtol=RTOL, atol=ATOL)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_allclose(
+        core.adaptive_avg_pool2d_backward(dy, x, size),
+        ref.adaptive_avg_pool2d_backward(dy, x, size),
+        rtol=RTOL,
+        atol=ATOL,
+    )
+
+
+@pytest.mark.parametrize("shape,size", ADAPTIVE_CASES, ids=_ids(ADAPTIVE_CASES))
+def test_adaptive_avg_pool2d_matches_torch(rng, shape, size):
+    torch = _torch()
+    x = rng.standard_normal(shape).astype(np.float32)
+    xt = torch.from_numpy(x).requires_grad_()
+    yt = torch.nn.functional.adaptive_avg_pool2d(xt, size)
+    dy = rng.standard_normal(yt.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy))
+    y = F.adaptive_avg_pool2d(x, size)
+    assert y.shape == tuple(yt.shape)
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(
+        F.adaptive_avg_pool2d_backward(dy, x, size), xt.grad.numpy(), rtol=RTOL, atol=ATOL
+    )
+
+
+# --- input handling ------------------------------------------------------------------------------
+
+
+def test_zero_size_batch_gives_zero_size_results(core):
+    x = np.zeros((0, 3, 13, 11), np.float32)
+    y, indices = core.max_pool2d_forward(x, 3, 2, 1)
+    assert y.shape == indices.shape == (0, 3, 7, 6)
+    assert core.max_pool2d_backward(y, x, 3, 2, 1).shape == x.shape
+    assert core.max_pool2d_backward(y, x, 3, 2, 1, indices=indices).shape == x.shape
+    y = core.avg_pool2d_forward(x, 3, 2, 1)
+    assert y.shape == (0, 3, 7, 6)
+    assert core.avg_pool2d_backward(y, x, 3, 2, 1).shape == x.shape
+    y = core.adaptive_avg_pool2d_forward(x, (4, 5))
+    assert y.shape == (0, 3, 4, 5)
+    assert core.adaptive_avg_pool2d_backward(y, x, (4, 5)).shape == x.shape
+
+
+def test_float64_and_noncontiguous_inputs_are_converted(rng):
+    x64 = rng.standard_normal((2, 3, 26, 22))
+    x = x64[:, :, ::2, ::2]  # non-contiguous float64 view
+    x32 = np.ascontiguousarray(x, np.float32)
+    np.testing.assert_array_equal(F.max_pool2d(x, 3, 2, 1), F.max_pool2d(x32, 3, 2, 1))
+    np.testing.assert_array_equal(F.avg_pool2d(x, 2), F.avg_pool2d(x32, 2))
+    np.testing.assert_array_equal(F.adaptive_avg_pool2d(x, 3), F.adaptive_avg_pool2d(x32, 3))
+    dy = rng.standard_normal((2, 3, 7, 6))  # float64
+    np.testing.assert_array_equal(
+        F.max_pool2d_backward(dy, x, 3, 2, 1),
+        F.max_pool2d_backward(dy.astype(np.float32), x32, 3, 2, 1),
+    )
+    _, indices = F.max_pool2d(x32, 3, 2, 1, return_indices=True)
+    np.testing.assert_array_equal(
+        F.max_pool2d_backward(dy, x, 3, 2, 1, indices=indices.astype(np.int32)),
+        F.max_pool2d_backward(dy, x, 3, 2, 1, indices=indices),
+    )
+    assert F.avg_pool2d(np.ones((1, 1, 4, 4), np.int32), 2).dtype == np.float32
+
+
+def test_caller_arrays_unchanged(rng):
+    x = rng.standard_normal((2, 3, 13, 11)).astype(np.float32)
+    y, indices = F.max_pool2d(x, 3, 2, 1, return_indices=True)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    saved = [a.copy() for a in (x, dy, indices)]
+    F.max_pool2d_backward(dy, x, 3, 2, 1, indices=indices)
+    F.avg_pool2d_backward(dy, x, 3, 2, 1)
+    F.adaptive_avg_pool2d_backward(dy, x, (7, 6))
+    for a, b in zip((x, dy, indices), saved):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_python_threads_at_once(rng):
+    """The GIL is released around the kernels: concurrent calls must not interfere."""
+    xs = [rng.standard_normal((4, 8, 33, 31)).astype(np.float32) for _ in range(4)]
+    expected = [
+        (F.max_pool2d(x, 3, 2, 1), F.avg_pool2d(x, 2), F.adaptive_avg_pool2d(x, 5)) for x in xs
+    ]
+    results: list = [None] * len(xs)
+
+    def work(i: int) -> None:
+        for _ in range(5):
+            results[i] = (
+                F.max_pool2d(xs[i], 3, 2, 1),
+                F.avg_pool2d(xs[i], 2),
+                F.adaptive_avg_pool2d(xs[i], 5),
+            )
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(len(xs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, expected):
+        for a, b in zip(got, want):
+            np.testing.assert_array_equal(a, b)
+
+
+# --- bad input -----------------------------------------------------------------------------------
+
+X = np.ones((2, 3, 8, 8), np.float32)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"x": np.ones((3, 8, 8), np.float32), "kernel_size": 2}, ValueError, "x"),
+        ({"x": X, "kernel_size": 9}, ValueError, "kernel_size"),
+        ({"x": X, "kernel_size": 0}, ValueError, "kernel_size"),
+        ({"x": X, "kernel_size": (2, 2, 2)}, ValueError, "kernel_size"),
+        ({"x": X, "kernel_size": 2.5}, TypeError, "kernel_size"),
+        ({"x": X, "kernel_size": 2, "stride": 0}, ValueError, "stride"),
+        ({"x": X, "kernel_size": 2, "padding": -1}, ValueError, "padding"),
+        ({"x": X, "kernel_size": 3, "padding": 2}, ValueError, "padding"),
+        ({"x": X, "kernel_size": 2, "padding": (0, 2)}, ValueError, "padding"),
+        ({"x": X, "kernel_size": 2, "dilation": 0}, ValueError, "dilation"),
+        ({"x": X, "kernel_size": 2**40}, ValueError, "kernel_size"),
+        ({"x": "not an array", "kernel_size": 2}, TypeError, "x"),
+        ({"x": np.ones((1, 1, 8, 8), complex), "kernel_size": 2}, TypeError, "x"),
+        ({"x": np.ones((1, 1, 0, 8), np.float32), "kernel_size": 1}, ValueError, "x"),
+        # dilation 3 steps from the padding row over a 2-row input: no window element is real
+        (
+            {
+                "x": np.ones((1, 1, 2, 2), np.float32),
+                "kernel_size": (2, 1),
+                "stride": 1,
+                "padding": (1, 0),
+                "dilation": (3, 1),
+            },
+            ValueError,
+            "dilation",
+        ),
+    ],
+)
+def test_max_pool2d_bad_input(core, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        F.max_pool2d(**kwargs)
+    with pytest.raises(exc, match=match):
+        core.max_pool2d_forward(**kwargs)
+
+
+def test_max_pool2d_backward_bad_input(core, rng):
+    x = rng.standard_normal((2, 3, 8, 8)).astype(np.float32)
+    y, indices = core.max_pool2d_forward(x, 2)
+    dy = np.ones_like(y)
+    with pytest.raises(ValueError, match="dy"):
+        core.max_pool2d_backward(dy[:, :, :3], x, 2)
+    with pytest.raises(ValueError, match="indices"):
+        core.max_pool2d_backward(dy, x, 2, indices=indices[:1])
+    with pytest.raises(TypeError, match="indices"):
+        core.max_pool2d_backward(dy, x, 2, indices=indices.astype(np.float32))
+    with pytest.raises(TypeError, match="indices"):
+        core.max_pool2d_backward(dy, x, 2, indices="nope")
+    for bad in (-1, 64, 2**40):
+        broken = indices.copy()
+        broken[1, 2, 3, 0] = bad
+        with pytest.raises(ValueError, match="indices"):
+            F.max_pool2d_backward(dy, x, 2, indices=broken)
+    huge = indices.astype(np.uint64)
+    huge[0, 0, 0, 0] = 2**64 - 1
+    with pytest.raises(ValueError, match="indices"):
+        core.max_pool2d_backward(dy, x, 2, indices=huge)
+    with pytest.raises(TypeError, match="dy"):
+        core.max_pool2d_backward(None, x, 2)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,match",
+    [
+        ({"x": np.ones((8, 8), np.float32), "kernel_size": 2}, ValueError, "x"),
+        ({"x": X, "kernel_size": 9}, ValueError, "kernel_size"),
+        ({"x": X, "kernel_size": 2, "stride": 0}, ValueError, "stride"),
+        ({"x": X, "kernel_size": 2, "padding": -1}, ValueError, "padding"),
+        ({"x": X, "kernel_size": 2, "padding": 2}, ValueError, "padding"),
+        ({"x": X, "kernel_size": 2, "divisor_override": 0}, ValueError, "divisor_override"),
+        ({"x": X, "kernel_size": 2, "divisor_override": 1.5}, TypeError, "divisor_override"),
+        ({"x": [[1.0]], "kernel_size": 2}, ValueError, "x"),
+    ],
+)
+def test_avg_pool2d_bad_input(core, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        F.avg_pool2d(**kwargs)
+    with pytest.raises(exc, match=match):
+        core.avg_pool2d_forward(**kwargs)
+    if "x" in kwargs and np.ndim(kwargs["x"]) == 4:
+        with pytest.raises(exc, match=match):
+            core.avg_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), **kwargs)
+
+
+@pytest.mark.parametrize(
+    "x,size,exc,match",
+    [
+        (np.ones((3, 8, 8), np.float32), 2, ValueError, "x"),
+        (X, 0, ValueError, "output_size"),
+        (X, (2, -1), ValueError, "output_size"),
+        (X, (2, 2, 2), ValueError, "output_size"),
+        (X, 2.0, TypeError, "output_size"),
+        (X, "2", TypeError, "output_size"),
+        (None, 2, TypeError, "x"),
+    ],
+)
+def test_adaptive_avg_pool2d_bad_input(core, x, size, exc, match):
+    with pytest.raises(exc, match=match):
+        F.adaptive_avg_pool2d(x, size)
+    with pytest.raises(exc, match=match):
+        core.adaptive_avg_pool2d_forward(x, size)
+
+
+def test_pool_backward_checks_dy_shape(core):
+    dy = np.ones((2, 3, 5, 4), np.float32)
+    with pytest.raises(ValueError, match="dy"):
+        core.avg_pool2d_backward(dy, X, 2)
+    with pytest.raises(ValueError, match="dy"):
+        core.adaptive_avg_pool2d_backward(dy, X, 4)
