@@ -1,0 +1,709 @@
+"""Optimizers (SGD, Adam, AdamW) and learning-rate schedulers (StepLR, CosineAnnealingLR, OneCycleLR).
+
+Arguments, defaults and update rules are those of torch.optim (single-tensor CPU path), so a run
+configured the same way follows the same trajectory up to float32 rounding. Each step updates every
+`Parameter.data` in place with vectorized float32 NumPy operations; temporaries are views of a few
+scratch buffers reused across parameters and steps. `state_dict()` holds only NumPy arrays and plain
+Python scalars, lists and dicts, so a checkpoint needs no pickle.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Iterable, Sequence
+from typing import Any, Callable, Union
+
+import numpy as np
+
+from fastcnn._args import as_int
+from fastcnn.parameter import Parameter
+
+ParamsArg = Union[Iterable[Parameter], Iterable[dict]]
+
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamW",
+    "CosineAnnealingLR",
+    "LRScheduler",
+    "OneCycleLR",
+    "Optimizer",
+    "StepLR",
+]
+
+# --- argument checks -----------------------------------------------------------------------------
+
+
+def _real(value: object, name: str, *, minimum: float | None = None) -> float:
+    """A finite real number, optionally >= minimum; messages name the argument."""
+    if isinstance(value, bool) or not isinstance(value, (numbers.Real, np.ndarray)):
+        raise TypeError(f"{name}: expected a real number, got {type(value).__name__} {value!r}")
+    if isinstance(value, np.ndarray) and value.shape != ():
+        raise TypeError(f"{name}: expected a real number, got an array of shape {value.shape}")
+    result = float(value)
+    if not math.isfinite(result):
+        raise ValueError(f"{name}: expected a finite number, got {result}")
+    if minimum is not None and result < minimum:
+        raise ValueError(f"{name}: expected a value >= {minimum}, got {result}")
+    return result
+
+
+def _flag(value: object, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _positive_int(value: object, name: str) -> int:
+    result = as_int(value, name)
+    if result < 1:
+        raise ValueError(f"{name}: expected an int >= 1, got {result}")
+    return result
+
+
+# --- optimizers ----------------------------------------------------------------------------------
+
+
+class _Workspace:
+    """Scratch arrays for one update: slot k is a view of a flat float32 buffer that only grows."""
+
+    def __init__(self) -> None:
+        self._buffers: list[np.ndarray] = []
+
+    def get(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
+        size = math.prod(shape)
+        while len(self._buffers) <= slot:
+            self._buffers.append(np.empty(0, np.float32))
+        if self._buffers[slot].size < size:
+            self._buffers[slot] = np.empty(size, np.float32)
+        return self._buffers[slot][:size].reshape(shape)
+
+
+class Optimizer:
+    """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
+
+    `params` is an iterable of `Parameter`s, or of dicts `{"params": [...], <option>: value}` whose
+    options override the constructor's for that group (as in torch). `param_groups` is the list of
+    group dicts; a scheduler or the user may change an option (such as "lr") between steps.
+    """
+
+    #: per-parameter state entries that are integers rather than parameter-shaped arrays
+    _scalar_state: tuple[str, ...] = ()
+
+    def __init__(self, params: ParamsArg, defaults: dict[str, Any]) -> None:
+        self.defaults: dict[str, Any] = self._check_options(dict(defaults))
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[Parameter, dict[str, Any]] = {}
+        self._workspace = _Workspace()
+        if isinstance(params, (Parameter, np.ndarray)) or not isinstance(params, Iterable):
+            raise TypeError(
+                "params: expected an iterable of Parameters or of dicts, "
+                f"got {type(params).__name__}"
+            )
+        groups = list(params)
+        if not groups:
+            raise ValueError("params: got an empty list of parameters")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for group in groups:
+            self.add_param_group(group)
+
+    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """Validates and normalizes a group's options (subclasses check their own)."""
+        return options
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        """Names of the state entries a parameter of `group` has once it has been stepped."""
+        return ()
+
+    def add_param_group(self, group: dict[str, Any]) -> None:
+        """Adds a group `{"params": [...], <option>: value}`; unset options take the defaults."""
+        if not isinstance(group, dict):
+            raise TypeError(
+                f"params: expected a dict for a parameter group, got {type(group).__name__}"
+            )
+        if "params" not in group:
+            raise ValueError("params: a parameter group needs a 'params' entry")
+        params = group["params"]
+        params = [params] if isinstance(params, Parameter) else list(params)
+        for p in params:
+            if not isinstance(p, Parameter):
+                raise TypeError(f"params: expected Parameter objects, got {type(p).__name__}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for p in params:
+            if id(p) in seen:
+                raise ValueError(f"params: {p!r} appears more than once among the parameter groups")
+            seen.add(id(p))
+        options = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
+        options = self._check_options(options)
+        options["params"] = params
+        self.param_groups.append(options)
+
+    def zero_grad(self) -> None:
+        """Sets every parameter's gradient to zero, in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.zero_grad()
+
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        """One update of every parameter from its `.grad`; returns `closure()` if given."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            for p in group["params"]:
+                self._update(p, group, self.state.setdefault(p, {}))
+        return loss
+
+    def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """`{"state": {index: {name: array or int}}, "param_groups": [{option: value, "params":
+        [index, ...]}]}`, parameters numbered in group order as in torch. Arrays are copies, so the
+        result does not change as training goes on."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            ids = []
+            for p in group["params"]:
+                index[id(p)] = len(index)
+                ids.append(index[id(p)])
+            saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in group.items()}
+            saved["params"] = ids
+            groups.append(saved)
+        state = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if self.state.get(p):
+                    state[index[id(p)]] = {
+                        k: (v.copy() if isinstance(v, np.ndarray) else v)
+                        for k, v in self.state[p].items()
+                    }
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores options and state saved by `state_dict()` from an optimizer over parameters of
+        the same shapes in the same groups. State keys may be ints or their decimal strings (as
+        after a JSON round trip). Everything is checked before anything changes."""
+        if not isinstance(state_dict, dict) or not {"state", "param_groups"} <= state_dict.keys():
+            raise ValueError("state_dict: expected a dict with 'state' and 'param_groups' entries")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(
+                f"state_dict: has {len(saved_groups)} parameter groups, "
+                f"this optimizer has {len(self.param_groups)}"
+            )
+        by_index: dict[int, tuple[Parameter, dict[str, Any]]] = {}
+        new_groups = []
+        for g, (saved, group) in enumerate(zip(saved_groups, self.param_groups)):
+            saved_ids = list(saved.get("params", ()))
+            if len(saved_ids) != len(group["params"]):
+                raise ValueError(
+                    f"state_dict: parameter group {g} has {len(saved_ids)} parameters, "
+                    f"this optimizer's has {len(group['params'])}"
+                )
+            options = self._check_options({k: v for k, v in saved.items() if k != "params"})
+            options["params"] = group["params"]
+            new_groups.append(options)
+            for i, p in zip(saved_ids, group["params"]):
+                by_index[as_int(i, "state_dict: parameter index")] = (p, options)
+        new_state: dict[Parameter, dict[str, Any]] = {}
+        for key, entry in state_dict["state"].items():
+            i = int(key) if isinstance(key, str) and key.isdigit() else key
+            if i not in by_index:
+                raise ValueError(f"state_dict: state for parameter {key!r}, which no group lists")
+            p, options = by_index[i]
+            new_state[p] = self._load_entry(f"state[{key!r}]", p, options, entry)
+        for group, options in zip(self.param_groups, new_groups):
+            group.clear()
+            group.update(options)
+        self.state = new_state
+
+    def _load_entry(
+        self, where: str, p: Parameter, group: dict[str, Any], entry: dict[str, Any]
+    ) -> dict[str, Any]:
+        required = self._required_state(group)
+        unknown = sorted(set(entry) - set(required))
+        missing = sorted(set(required) - set(entry))
+        if unknown or missing:
+            raise ValueError(
+                f"state_dict: {where} has entries {sorted(entry)}, expected {sorted(required)}"
+            )
+        loaded: dict[str, Any] = {}
+        for name, value in entry.items():
+            if name in self._scalar_state:
+                number = np.asarray(value)
+                if (
+                    number.shape != ()
+                    or number.dtype.kind not in "iuf"
+                    or number != np.floor(number)
+                    or number < 0
+                ):
+                    raise ValueError(
+                        f"state_dict: {where}[{name!r}]: expected an int >= 0, got {value!r}"
+                    )
+                loaded[name] = int(number)
+                continue
+            array = np.asarray(value)
+            if array.shape != p.shape:
+                raise ValueError(
+                    f"state_dict: {where}[{name!r}]: expected shape {p.shape}, got {array.shape}"
+                )
+            if array.dtype.kind not in "iuf":
+                raise TypeError(
+                    f"state_dict: {where}[{name!r}]: expected a real array, got dtype {array.dtype}"
+                )
+            loaded[name] = np.array(array, dtype=np.float32, order="C", copy=True)
+        return loaded
+
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}("]
+        for i, group in enumerate(self.param_groups):
+            options = ", ".join(f"{k}={v}" for k, v in group.items() if k != "params")
+            lines.append(f"  group {i}: {len(group['params'])} parameters, {options}")
+        return "\n".join(lines) + "\n)"
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay.
+
+    Per parameter, with g its gradient: g += weight_decay * w; with momentum, the buffer starts as
+    b = g on the first step, then b = momentum * b + (1 - dampening) * g, and g = g + momentum * b
+    (Nesterov) or g = b; finally w -= lr * g. The same rule as torch.optim.SGD.
+    """
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-3,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "momentum": momentum,
+            "dampening": dampening,
+            "weight_decay": weight_decay,
+            "nesterov": nesterov,
+        }
+        super().__init__(params, defaults)
+
+    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+        options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
+        options["dampening"] = _real(options["dampening"], "dampening")
+        options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
+        options["nesterov"] = _flag(options["nesterov"], "nesterov")
+        if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
+            raise ValueError(
+                "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
+                f"momentum={options['momentum']}, dampening={options['dampening']}"
+            )
+        return options
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        return ("momentum_buffer",)
+
+    def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        weight_decay, nesterov = group["weight_decay"], group["nesterov"]
+        ws = self._workspace
+        d = p.grad
+        if weight_decay != 0:
+            d = np.multiply(p.data, weight_decay, out=ws.get(0, p.shape))
+            d += p.grad
+        if momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                buf = state["momentum_buffer"] = d.copy()
+            else:
+                buf *= momentum
+                if dampening == 0:
+                    buf += d
+                else:
+                    buf += np.multiply(d, 1.0 - dampening, out=ws.get(1, p.shape))
+            if nesterov:
+                d = np.add(
+                    d, np.multiply(buf, momentum, out=ws.get(1, p.shape)), out=ws.get(1, p.shape)
+                )
+            else:
+                d = buf
+        p.data -= np.multiply(d, lr, out=ws.get(2, p.shape))
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), with optional L2 weight decay and the AMSGrad variant.
+
+    Per parameter at step t: g += weight_decay * w; m = beta1 m + (1 - beta1) g;
+    v = beta2 v + (1 - beta2) g^2 (v_max = max(v_max, v) with amsgrad);
+    w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). The same as torch.optim.Adam.
+    """
+
+    _scalar_state = ("step",)
+    _decoupled = False
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "betas": betas,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "amsgrad": amsgrad,
+        }
+        super().__init__(params, defaults)
+
+    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+        options["eps"] = _real(options["eps"], "eps", minimum=0.0)
+        options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
+        options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
+        betas = options["betas"]
+        if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
+        betas = (_real(betas[0], "betas[0]"), _real(betas[1], "betas[1]"))
+        for i, beta in enumerate(betas):
+            if not 0.0 <= beta < 1.0:
+                raise ValueError(f"betas[{i}]: expected 0 <= beta < 1, got {beta}")
+        options["betas"] = betas
+        return options
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        names = ("step", "exp_avg", "exp_avg_sq")
+        return names + ("max_exp_avg_sq",) if group["amsgrad"] else names
+
+    def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
+        ws = self._workspace
+        if not state:
+            state["step"] = 0
+            state["exp_avg"] = np.zeros_like(p.data)
+            state["exp_avg_sq"] = np.zeros_like(p.data)
+        if amsgrad and "max_exp_avg_sq" not in state:
+            state["max_exp_avg_sq"] = np.zeros_like(p.data)
+        state["step"] += 1
+        t = state["step"]
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+
+        g = p.grad
+        if weight_decay != 0:
+            if self._decoupled:
+                p.data *= 1.0 - lr * weight_decay
+            else:
+                g = np.multiply(p.data, weight_decay, out=ws.get(0, p.shape))
+                g += p.grad
+        tmp = ws.get(1, p.shape)
+        # m moves toward g by (1 - beta1), the lerp torch uses
+        m += np.multiply(np.subtract(g, m, out=tmp), 1.0 - beta1, out=tmp)
+        v *= beta2
+        v += np.multiply(np.multiply(g, 1.0 - beta2, out=tmp), g, out=tmp)
+        if amsgrad:
+            v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+
+        step_size = lr / (1.0 - beta1**t)
+        denom = np.sqrt(v, out=tmp)
+        denom /= math.sqrt(1.0 - beta2**t)
+        denom += eps
+        update = np.multiply(m, -step_size, out=ws.get(0, p.shape))
+        update /= denom
+        p.data += update
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay (Loshchilov & Hutter): w *= 1 - lr * weight_decay before the
+    Adam step, instead of adding weight_decay * w to the gradient. The same as torch.optim.AdamW."""
+
+    _decoupled = True
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+
+
+# --- learning-rate schedulers --------------------------------------------------------------------
+
+
+class LRScheduler:
+    """Base class: sets each group's "lr" from a closed form in the step count `last_epoch`.
+
+    Construction records each group's starting lr as "initial_lr" (kept if already there, as after
+    loading an optimizer checkpoint) into `base_lrs`, and applies step 0. Call `step()` once per
+    epoch (or per batch, for OneCycleLR) after `optimizer.step()`.
+    """
+
+    #: constructor options saved by state_dict(), besides last_epoch and base_lrs
+    _config: tuple[str, ...] = ()
+
+    def __init__(self, optimizer: Optimizer) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        for group in optimizer.param_groups:
+            group.setdefault("initial_lr", group["lr"])
+        self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
+        self.last_epoch = -1
+        self._last_lr: list[float] = []
+        self.step()
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        raise NotImplementedError
+
+    def _apply(self, step: int) -> None:
+        """Sets the optimizer's options for `step` (subclasses may set more than lr)."""
+        for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
+            group["lr"] = self._lr_at(base_lr, i, step)
+
+    def step(self) -> None:
+        """Advances one step and sets each group's lr."""
+        self.last_epoch += 1
+        self._apply(self.last_epoch)
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def get_last_lr(self) -> list[float]:
+        """The lr of each group as set by the last `step()`."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """`last_epoch`, `base_lrs` and the constructor options: plain Python scalars and lists."""
+        saved = {name: getattr(self, name) for name in self._config}
+        saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
+        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs), **saved}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores a `state_dict()` and sets the optimizer's lrs (and cycled momenta) for the
+        restored step, so it does not matter whether the optimizer's state was loaded first."""
+        names = ("last_epoch", "base_lrs") + self._config
+        if not isinstance(state_dict, dict) or not set(names) <= state_dict.keys():
+            raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
+        base_lrs = [_real(lr, "state_dict: base_lrs") for lr in state_dict["base_lrs"]]
+        if len(base_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"state_dict: base_lrs has {len(base_lrs)} entries, the optimizer has "
+                f"{len(self.optimizer.param_groups)} parameter groups"
+            )
+        last_epoch = as_int(state_dict["last_epoch"], "state_dict: last_epoch")
+        if last_epoch < 0:
+            raise ValueError(f"state_dict: last_epoch: expected an int >= 0, got {last_epoch}")
+        previous = {name: getattr(self, name) for name in self._config}, self.base_lrs
+        try:
+            self._set_config({name: state_dict[name] for name in self._config})
+            self.base_lrs = base_lrs
+            self._apply(last_epoch)
+        except (TypeError, ValueError):
+            self._set_config(previous[0])
+            self.base_lrs = previous[1]
+            raise
+        self.last_epoch = last_epoch
+        self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        """Validates and sets the constructor options named in `_config` (none here)."""
+
+
+class StepLR(LRScheduler):
+    """lr = base_lr * gamma ** (step // step_size): decays by gamma every step_size steps."""
+
+    _config = ("step_size", "gamma")
+
+    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+        self._set_config({"step_size": step_size, "gamma": gamma})
+        super().__init__(optimizer)
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        self.step_size = _positive_int(config["step_size"], "step_size")
+        self.gamma = _real(config["gamma"], "gamma")
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        return base_lr * self.gamma ** (step // self.step_size)
+
+
+class CosineAnnealingLR(LRScheduler):
+    """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2.
+
+    Reaches eta_min at step T_max and, stepped further, rises again with period 2 * T_max, as
+    torch's (recursively computed) schedule does."""
+
+    _config = ("T_max", "eta_min")
+
+    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+        self._set_config({"T_max": T_max, "eta_min": eta_min})
+        super().__init__(optimizer)
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        self.T_max = _positive_int(config["T_max"], "T_max")
+        self.eta_min = _real(config["eta_min"], "eta_min")
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        cosine = math.cos(math.pi * step / self.T_max)
+        return self.eta_min + (base_lr - self.eta_min) * (1.0 + cosine) / 2.0
+
+
+class OneCycleLR(LRScheduler):
+    """The 1cycle policy (Smith & Topin): lr rises from max_lr / div_factor to max_lr over the first
+    pct_start of total_steps, then anneals to max_lr / div_factor / final_div_factor; momentum (or
+    Adam's beta1) cycles the opposite way between max_momentum and base_momentum.
+
+    Step it once per batch; total_steps = epochs * steps_per_epoch when not given. With
+    three_phase, lr goes back down to the start value symmetrically before the final annealing.
+    max_lr, base_momentum and max_momentum may be one value or one per group. Same as torch's.
+    """
+
+    _config = (
+        "total_steps",
+        "max_lrs",
+        "pct_start",
+        "anneal_strategy",
+        "div_factor",
+        "final_div_factor",
+        "three_phase",
+        "cycle_momentum",
+        "base_momentums",
+        "max_momentums",
+    )
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        max_lr: float | Sequence[float],
+        total_steps: int | None = None,
+        epochs: int | None = None,
+        steps_per_epoch: int | None = None,
+        pct_start: float = 0.3,
+        anneal_strategy: str = "cos",
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        cycle_momentum: bool = True,
+        base_momentum: float | Sequence[float] = 0.85,
+        max_momentum: float | Sequence[float] = 0.95,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        if total_steps is None:
+            if epochs is None or steps_per_epoch is None:
+                raise ValueError(
+                    "total_steps: give total_steps, or both epochs and steps_per_epoch"
+                )
+            total_steps = _positive_int(epochs, "epochs") * _positive_int(
+                steps_per_epoch, "steps_per_epoch"
+            )
+        n = len(optimizer.param_groups)
+        self._set_config(
+            {
+                "total_steps": total_steps,
+                "max_lrs": self._per_group(max_lr, "max_lr", n),
+                "pct_start": pct_start,
+                "anneal_strategy": anneal_strategy,
+                "div_factor": div_factor,
+                "final_div_factor": final_div_factor,
+                "three_phase": three_phase,
+                "cycle_momentum": cycle_momentum,
+                "base_momentums": self._per_group(base_momentum, "base_momentum", n),
+                "max_momentums": self._per_group(max_momentum, "max_momentum", n),
+            }
+        )
+        if self.cycle_momentum and not {"momentum", "betas"} & optimizer.defaults.keys():
+            raise ValueError(
+                "cycle_momentum: the optimizer has neither momentum nor betas; "
+                "pass cycle_momentum=False"
+            )
+        for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
+            group["initial_lr"] = max_lr_value / self.div_factor
+        super().__init__(optimizer)
+
+    @staticmethod
+    def _per_group(value: object, name: str, n: int) -> list[float]:
+        if isinstance(value, (list, tuple)):
+            if len(value) != n:
+                raise ValueError(f"{name}: expected {n} values (one per group), got {len(value)}")
+            return [_real(v, name) for v in value]
+        return [_real(value, name)] * n
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        n = len(config["max_lrs"])
+        self.total_steps = _positive_int(config["total_steps"], "total_steps")
+        self.max_lrs = [_real(v, "max_lr") for v in config["max_lrs"]]
+        pct_start = _real(config["pct_start"], "pct_start")
+        if not 0.0 <= pct_start <= 1.0:
+            raise ValueError(f"pct_start: expected a value in [0, 1], got {pct_start}")
+        self.pct_start = pct_start
+        if config["anneal_strategy"] not in ("cos", "linear"):
+            raise ValueError(
+                f"anneal_strategy: expected 'cos' or 'linear', got {config['anneal_strategy']!r}"
+            )
+        self.anneal_strategy = config["anneal_strategy"]
+        self.div_factor = _real(config["div_factor"], "div_factor")
+        self.final_div_factor = _real(config["final_div_factor"], "final_div_factor")
+        self.three_phase = _flag(config["three_phase"], "three_phase")
+        self.cycle_momentum = _flag(config["cycle_momentum"], "cycle_momentum")
+        self.base_momentums = [_real(v, "base_momentum") for v in config["base_momentums"]]
+        self.max_momentums = [_real(v, "max_momentum") for v in config["max_momentums"]]
+        if not len(self.base_momentums) == len(self.max_momentums) == n:
+            raise ValueError("max_lr, base_momentum, max_momentum: need one value per group each")
+
+    def _phases(self) -> list[tuple[float, str, str]]:
+        """(last step of the phase, lr it starts from, lr it ends at); momentum mirrors lr."""
+        up = float(self.pct_start * self.total_steps) - 1
+        if self.three_phase:
+            down = float(2 * self.pct_start * self.total_steps) - 2
+            return [
+                (up, "initial", "max"),
+                (down, "max", "initial"),
+                (self.total_steps - 1, "initial", "min"),
+            ]
+        return [(up, "initial", "max"), (self.total_steps - 1, "max", "min")]
+
+    def _anneal(self, start: float, end: float, pct: float) -> float:
+        if self.anneal_strategy == "cos":
+            return end + (start - end) / 2.0 * (math.cos(math.pi * pct) + 1)
+        return (end - start) * pct + start
+
+    def _apply(self, step: int) -> None:
+        if step > self.total_steps:
+            raise ValueError(
+                f"OneCycleLR: stepped {step} times, but total_steps is {self.total_steps}"
+            )
+        phases = self._phases()
+        for i, group in enumerate(self.optimizer.param_groups):
+            initial = self.max_lrs[i] / self.div_factor
+            lrs = {
+                "initial": initial,
+                "max": self.max_lrs[i],
+                "min": initial / self.final_div_factor,
+            }
+            # momentum is high where lr is low: each lr level maps to a momentum level
+            momenta = {
+                "initial": self.max_momentums[i],
+                "max": self.base_momentums[i],
+                "min": self.max_momentums[i],
+            }
+            start_step = 0.0
+            for p, (end_step, start, end) in enumerate(phases):
+                if step <= end_step or p == len(phases) - 1:
+                    pct = (step - start_step) / (end_step - start_step)
+                    group["lr"] = self._anneal(lrs[start], lrs[end], pct)
+                    momentum = self._anneal(momenta[start], momenta[end], pct)
+                    break
+                start_step = end_step
+            if self.cycle_momentum:
+                if "betas" in group:
+                    group["betas"] = (momentum, *group["betas"][1:])
+                else:
+                    group["momentum"] = momentum

@@ -1,0 +1,43 @@
+"""`Parameter`: a trainable array and the gradient that backward passes accumulate into it.
+
+Both arrays are C-contiguous float32 of the same shape and live as long as the parameter: optimizers
+update `.data` in place and `zero_grad()` refills `.grad`, so no step allocates parameter-sized memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+
+class Parameter:
+    """A trainable array `data` and its gradient `grad`, both float32 with the same shape.
+
+    `Parameter(data)` copies `data` (any real array-like) into a new C-contiguous float32 array, so an
+    optimizer's in-place steps never write into the caller's array; `grad` starts at zero.
+    Backward passes add into `grad`; `zero_grad()` resets it in place.
+    """
+
+    __slots__ = ("data", "grad")
+
+    def __init__(self, data: ArrayLike) -> None:
+        source = np.asarray(data)
+        if source.dtype.kind not in "iuf":
+            raise TypeError(f"data: expected a real numeric array, got dtype {source.dtype}")
+        self.data: np.ndarray = np.array(source, dtype=np.float32, order="C", copy=True)
+        self.grad: np.ndarray = np.zeros_like(self.data)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    @property
+    def size(self) -> int:
+        return self.data.size
+
+    def zero_grad(self) -> None:
+        """Set the gradient to zero in place (the buffer is reused, never reallocated)."""
+        self.grad.fill(0.0)
+
+    def __repr__(self) -> str:
+        return f"Parameter(shape={self.data.shape})"
