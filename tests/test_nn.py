@@ -205,3 +205,16 @@ def test_backward_before_forward_is_a_clear_error():
 def test_repr_names_layers():
     text = repr(models.lenet5())
     assert "Conv2d(in_channels=1, out_channels=6" in text and "(11): Linear" in text
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1, -1])
+def test_softmax_module_matches_torch(dim, rng):
+    x = rng.standard_normal((4, 7)).astype(np.float32) * 3
+    dy = rng.standard_normal((4, 7)).astype(np.float32)
+    layer = nn.Softmax(dim)
+    xt = torch.tensor(x, requires_grad=True)
+    tdim = 1 if dim is None else dim  # torch's legacy rule for 2-D input
+    yt = torch.softmax(xt, tdim)
+    yt.backward(torch.from_numpy(dy))
+    np.testing.assert_allclose(layer(x), yt.detach().numpy(), rtol=RTOL, atol=ATOL)
+    np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), rtol=RTOL, atol=ATOL)

@@ -424,11 +424,7 @@ class Softmax(Module):
             raise _forgotten(self)
         if not input_grad:
             return None
-        # d softmax: y * (dy - sum(dy * y)) along dim, from the saved output.
-        y = self._y
-        dim = self._dim(y.ndim)
-        dy = np.asarray(dy, dtype=np.float32)
-        return (y * (dy - np.sum(dy * y, axis=dim, keepdims=True))).astype(np.float32)
+        return F.softmax_backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
 
     def config(self) -> dict:
         return dict(dim=self.dim)
