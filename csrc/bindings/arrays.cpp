@@ -95,11 +95,9 @@ void check_allocatable(const std::vector<int64_t>& shape, int64_t item_size, con
 }
 
 template <typename T>
-py::array_t<T, py::array::c_style | py::array::forcecast> new_array(const std::vector<int64_t>& shape,
-                                                                    const char* what) {
+py::array_t<T, kArrayFlags> new_array(const std::vector<int64_t>& shape, const char* what) {
   check_allocatable(shape, sizeof(T), what);
-  return py::array_t<T, py::array::c_style | py::array::forcecast>(
-      std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return py::array_t<T, kArrayFlags>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
 }  // namespace
