@@ -59,6 +59,18 @@ def test_misaligned_inputs_give_the_aligned_result(variant, rng):
     )
 
 
+@pytest.mark.parametrize("variant", sorted(_core._variants))
+def test_misaligned_running_statistics_are_refused(variant, rng):
+    # They are updated in place, so they cannot be copied to aligned memory.
+    core = _core._variants[variant]
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm = _misaligned(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="running_mean.*aligned"):
+        core.batchnorm2d_forward_train(x, w, b, rm, np.ones(3, np.float32))
+    np.testing.assert_array_equal(rm, 0.0)
+
+
 @pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
 def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).
