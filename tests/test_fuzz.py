@@ -71,6 +71,17 @@ def test_misaligned_running_statistics_are_refused(variant, rng):
     np.testing.assert_array_equal(rm, 0.0)
 
 
+@pytest.mark.parametrize("size", [2**31, 2**63 - 1])
+def test_conv2d_shape_arguments_past_int32_are_refused(size):
+    # H + padding overflowed int64 for H = 2**63 - 1 (UBSan: signed overflow in the output size).
+    dy = np.ones((1, 1, 1, 1), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="x_shape"):
+        _core.conv2d_backward_input(dy, w, (1, 1, size, 1), padding=3)
+    with pytest.raises(ValueError, match="weight_shape"):
+        _core.conv2d_backward_weight(dy, np.ones((1, 1, 1, 1), np.float32), (1, 1, size, 1))
+
+
 @pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
 def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).
