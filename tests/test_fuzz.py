@@ -82,6 +82,14 @@ def test_conv2d_shape_arguments_past_int32_are_refused(size):
         _core.conv2d_backward_weight(dy, np.ones((1, 1, 1, 1), np.float32), (1, 1, size, 1))
 
 
+def test_empty_outputs_with_int64_overflowing_strides_are_refused():
+    # (0, 3, 2**31-1, 2**31-1) has no elements, but its batch stride overflows int64.
+    x = np.ones((0, 3, 1, 3), np.float32)
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d_forward output"):
+        _core.adaptive_avg_pool2d_forward(x, 2**31 - 1)
+    assert _core.adaptive_avg_pool2d_forward(x, 5).shape == (0, 3, 5, 5)
+
+
 @pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
 def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).
