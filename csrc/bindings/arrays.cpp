@@ -78,28 +78,30 @@ void require_at_least(int64_t value, int64_t minimum, const char* name) {
 namespace {
 
 void check_allocatable(const std::vector<int64_t>& shape, int64_t item_size, const char* what) {
+  // Zero sizes are skipped: the strides of (0, C, P, Q) are products of the other sizes, and
+  // they must fit in int64 as well (NumPy refuses such an empty array too).
   int64_t bytes = item_size;
+  bool empty = false;
   for (int64_t d : shape) {
     if (d < 0)
       throw py::value_error(std::string(what) + ": computed a negative size in shape " +
                             shape_string(shape));
-    bytes = checked_mul(bytes, d);
+    empty = empty || d == 0;
+    bytes = d == 0 ? bytes : checked_mul(bytes, d);
     if (bytes < 0)
       throw py::value_error(std::string(what) + ": shape " + shape_string(shape) +
                             " has more elements than 64-bit index math can address");
   }
   // Beyond 2**47 bytes no real machine can hold the array; say so instead of failing in malloc.
-  if (bytes > (int64_t{1} << 47))
+  if (!empty && bytes > (int64_t{1} << 47))
     throw py::value_error(std::string(what) + ": shape " + shape_string(shape) + " needs " +
                           std::to_string(bytes) + " bytes, more than any machine can hold");
 }
 
 template <typename T>
-py::array_t<T, py::array::c_style | py::array::forcecast> new_array(const std::vector<int64_t>& shape,
-                                                                    const char* what) {
+py::array_t<T, kArrayFlags> new_array(const std::vector<int64_t>& shape, const char* what) {
   check_allocatable(shape, sizeof(T), what);
-  return py::array_t<T, py::array::c_style | py::array::forcecast>(
-      std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  return py::array_t<T, kArrayFlags>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
 }
 
 }  // namespace

@@ -13,9 +13,13 @@
 namespace fastcnn::bind {
 
 namespace py = pybind11;
-using F32 = py::array_t<float, py::array::c_style | py::array::forcecast>;
-using I64 = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
-using U8 = py::array_t<uint8_t, py::array::c_style | py::array::forcecast>;
+// Aligned as well as C-contiguous: a view at an odd byte offset (np.frombuffer with an offset)
+// would otherwise reach the kernels as a misaligned float*, which is undefined behaviour.
+constexpr int kArrayFlags =
+    py::array::c_style | py::array::forcecast | py::detail::npy_api::NPY_ARRAY_ALIGNED_;
+using F32 = py::array_t<float, kArrayFlags>;
+using I64 = py::array_t<int64_t, kArrayFlags>;
+using U8 = py::array_t<uint8_t, kArrayFlags>;
 
 // "(2, 3, 4)"
 std::string shape_string(const py::array& a);

@@ -66,6 +66,10 @@ float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
     throw py::value_error(
         std::string(name) +
         ": expected a writeable array (it is updated in place), got a read-only one");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) +
+                          ": expected an aligned array (it is updated in place), got a view at "
+                          "an odd byte offset");
   return static_cast<float*>(a.mutable_data());
 }
 

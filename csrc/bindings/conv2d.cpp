@@ -1,5 +1,6 @@
 // Bindings for the conv2d family: argument checks, output allocation, workspace, GIL release.
 // x (N, C, H, W), weight (K, C/groups, R, S), bias (K,), y/dy (N, K, P, Q).
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -127,10 +128,12 @@ std::vector<int64_t> output_shape(const Conv2dShape& s) { return {s.N, s.K, s.P,
 
 std::vector<int64_t> shape_arg(py::handle obj, const char* name, const char* layout) {
   std::vector<int64_t> v = int_tuple(obj, 4, name, layout);
+  // Sizes past int32 would overflow the output-size math (size + padding); no real array has them.
+  constexpr int64_t kLimit = std::numeric_limits<int32_t>::max();
   for (int64_t d : v)
-    if (d < 0)
-      throw py::value_error(std::string(name) + ": expected non-negative sizes " + layout +
-                            ", got " + shape_string(v));
+    if (d < 0 || d > kLimit)
+      throw py::value_error(std::string(name) + ": expected sizes " + layout + " in [0, " +
+                            std::to_string(kLimit) + "], got " + shape_string(v));
   return v;
 }
 

@@ -36,6 +36,34 @@ void register_runtime(py::module_& m) {
     return std::string("unknown");
 #endif
   });
+  // Facts the preprocessor knows about this build, for `fastcnn info` and bug reports.
+  m.def("build_info", [] {
+    py::dict d;
+#ifdef _OPENMP
+    d["openmp_version"] = _OPENMP;  // yyyymm of the OpenMP spec the compiler implements
+#else
+    d["openmp_version"] = py::none();
+#endif
+#ifdef __SANITIZE_ADDRESS__
+    d["sanitizers"] = "address,undefined";
+#else
+    d["sanitizers"] = "none";
+#endif
+#ifdef __OPTIMIZE__
+    d["optimized"] = true;
+#else
+    d["optimized"] = false;
+#endif
+#ifdef NDEBUG
+    d["debug_checks"] = false;
+#else
+    d["debug_checks"] = true;
+#endif
+    d["pybind11"] = std::to_string(PYBIND11_VERSION_MAJOR) + "." +
+                    std::to_string(PYBIND11_VERSION_MINOR) + "." +
+                    std::to_string(PYBIND11_VERSION_PATCH);
+    return d;
+  }, "Build facts: OpenMP version, sanitizers, optimization, debug checks, pybind11 version.");
   m.def("has_cuda", [] {
 #ifdef FASTCNN_WITH_CUDA
     return true;

@@ -1,6 +1,7 @@
 // Process-wide kernel thread count.
 #include "common/threads.h"
 
+#include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
@@ -30,12 +31,29 @@ std::atomic<int>& thread_setting() {
   return n;
 }
 
+// libgomp's thread pool does not survive fork(): a child whose parent already ran a parallel region
+// would wait forever on pool threads that no longer exist. Such a child runs every kernel on its
+// own thread, as PyTorch does after fork.
+std::atomic<bool> pool_started{false};
+std::atomic<bool> pool_lost{false};
+
+void on_fork_child() {
+  if (pool_started.load(std::memory_order_relaxed)) {
+    pool_lost.store(true, std::memory_order_relaxed);
+    thread_setting().store(1, std::memory_order_relaxed);
+  }
+}
+
+const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
+
 }  // namespace
 
 int kernel_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
 void set_kernel_threads(int n) {
+  (void)fork_handler_registered;
 #ifdef FASTCNN_WITH_OPENMP
+  if (pool_lost.load(std::memory_order_relaxed)) n = 1;
   thread_setting().store(n < 1 ? 1 : n, std::memory_order_relaxed);
 #else
   (void)n;  // without OpenMP every kernel is serial
@@ -48,7 +66,10 @@ int threads_for(double work) {
   const int n = kernel_threads();
   if (work < kWorkPerThread) return 1;
   const double useful = work / kWorkPerThread;
-  return useful < n ? static_cast<int>(useful) : n;
+  const int threads = useful < n ? static_cast<int>(useful) : n;
+  if (threads > 1 && !pool_started.load(std::memory_order_relaxed))
+    pool_started.store(true, std::memory_order_relaxed);
+  return threads;
 }
 
 }  // namespace fastcnn

@@ -6,7 +6,8 @@ namespace fastcnn {
 
 // Threads a parallel kernel may use (>= 1).
 int kernel_threads();
-// Sets it; n < 1 is clamped to 1.
+// Sets it; n < 1 is clamped to 1. In a process forked after kernels ran on several threads it stays
+// 1, because the OpenMP thread pool is not inherited across fork().
 void set_kernel_threads(int n);
 // Threads for a problem of `work` inner-loop iterations: small problems stay on one thread because
 // waking a team costs more than it saves.

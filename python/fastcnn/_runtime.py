@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import operator
+import sys
+
+import numpy as np
 
 from fastcnn import _core
 
@@ -24,7 +27,8 @@ def get_num_threads() -> int:
 
 
 def info() -> dict:
-    """Version, CPU variant, threads, compiler, OpenMP, and whether CUDA was built and can run."""
+    """Version, CPU variant, threads, compiler, OpenMP, whether CUDA was built and can run, the
+    build's sanitizers and optimization, and the pybind11, NumPy and Python versions."""
     device_count, cuda_reason = _core.cuda_device_count()
     return {
         "version": _core.__version__,
@@ -36,4 +40,7 @@ def info() -> dict:
         "cuda_built": _core.has_cuda(),
         "cuda_device_count": device_count,
         "cuda_reason": cuda_reason,
+        **_core.build_info(),
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
     }

@@ -289,3 +289,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, TypeError, FileNotFoundError) as e:
         print(f"fastcnn {args.command}: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        # Ctrl-C: checkpoints are renamed into place whole, so the last one written is intact.
+        print(f"fastcnn {args.command}: interrupted", file=sys.stderr)
+        return 130

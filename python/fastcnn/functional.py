@@ -4,6 +4,11 @@ Each `op` has `op_backward(dy, <op's inputs>, <op's arguments>)` returning the g
 input, in order. Arrays may be any real dtype and layout: they are converted once to C-contiguous
 float32 (a float32 C-contiguous array is used as is). Caller arrays are never modified, except the
 running statistics that `batch_norm` updates in place, as PyTorch does.
+
+NaN and Inf are data, never errors: a NaN reaches exactly the outputs and gradients it reaches in
+PyTorch (a NaN in a max-pooling window wins it; relu(NaN) is NaN; a NaN logit makes its row's
+softmax, loss and gradient NaN), and softmax, log_softmax and cross_entropy subtract the row
+maximum, so logits of magnitude 1e4 give finite results.
 """
 
 from __future__ import annotations

@@ -1,0 +1,168 @@
+"""Property tests: random calls of every public function keep the error contract, and the compiled
+variants agree with the reference on random shapes. tests/fuzz/run_fuzz.py runs the same case
+generator much longer, in subprocesses."""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+from fastcnn import _core
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
+import cases
+
+TARGETS = cases.targets()
+TABLE = cases.target_table(TARGETS)
+
+
+@settings(max_examples=400, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), index=st.integers(0, 2**20))
+def test_random_calls_keep_the_error_contract(seed, index):
+    label, fn, kwargs = cases.make_case(seed, index, TARGETS, TABLE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # NumPy's cast overflow warnings
+        problem = cases.check_call(label, fn, kwargs)
+    assert problem is None, f"{label}({cases.describe(kwargs)}): {problem}"
+
+
+def test_every_core_function_is_fuzzed():
+    names = {label.split(".")[-1] for label, _, _ in TARGETS if label.startswith("_core.")}
+    public = {n for n in dir(_core) if not n.startswith("_") and callable(getattr(_core, n))}
+    assert public - set(_core._variants) <= names
+
+
+def _misaligned(a: np.ndarray) -> np.ndarray:
+    buf = bytearray(a.nbytes + 1)
+    m = np.frombuffer(buf, dtype=a.dtype, count=a.size, offset=1).reshape(a.shape)
+    m[...] = a
+    assert not m.flags.aligned
+    return m
+
+
+@pytest.mark.parametrize("variant", sorted(_core._variants))
+def test_misaligned_inputs_give_the_aligned_result(variant, rng):
+    core = _core._variants[variant]
+    x = rng.standard_normal((2, 3, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_array_equal(core.relu_forward(_misaligned(x)), core.relu_forward(x))
+    np.testing.assert_array_equal(
+        core.conv2d_forward(_misaligned(x), _misaligned(w)), core.conv2d_forward(x, w)
+    )
+    np.testing.assert_array_equal(
+        core.max_pool2d_forward(_misaligned(x), 2)[0], core.max_pool2d_forward(x, 2)[0]
+    )
+
+
+@pytest.mark.parametrize("variant", sorted(_core._variants))
+def test_misaligned_running_statistics_are_refused(variant, rng):
+    # They are updated in place, so they cannot be copied to aligned memory.
+    core = _core._variants[variant]
+    x = rng.standard_normal((4, 3, 5, 5)).astype(np.float32)
+    w, b = np.ones(3, np.float32), np.zeros(3, np.float32)
+    rm = _misaligned(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="running_mean.*aligned"):
+        core.batchnorm2d_forward_train(x, w, b, rm, np.ones(3, np.float32))
+    np.testing.assert_array_equal(rm, 0.0)
+
+
+@pytest.mark.parametrize("size", [2**31, 2**63 - 1])
+def test_conv2d_shape_arguments_past_int32_are_refused(size):
+    # H + padding overflowed int64 for H = 2**63 - 1 (UBSan: signed overflow in the output size).
+    dy = np.ones((1, 1, 1, 1), np.float32)
+    w = np.ones((1, 1, 1, 1), np.float32)
+    with pytest.raises(ValueError, match="x_shape"):
+        _core.conv2d_backward_input(dy, w, (1, 1, size, 1), padding=3)
+    with pytest.raises(ValueError, match="weight_shape"):
+        _core.conv2d_backward_weight(dy, np.ones((1, 1, 1, 1), np.float32), (1, 1, size, 1))
+
+
+def test_empty_outputs_with_int64_overflowing_strides_are_refused():
+    # (0, 3, 2**31-1, 2**31-1) has no elements, but its batch stride overflows int64.
+    x = np.ones((0, 3, 1, 3), np.float32)
+    with pytest.raises(ValueError, match="adaptive_avg_pool2d_forward output"):
+        _core.adaptive_avg_pool2d_forward(x, 2**31 - 1)
+    assert _core.adaptive_avg_pool2d_forward(x, 5).shape == (0, 3, 5, 5)
+
+
+@pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
+def test_thread_counts_past_int_range_raise_type_error(n):
+    # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).
+    with pytest.raises(TypeError, match="set_num_threads"):
+        _core.set_num_threads(n)
+
+
+@pytest.mark.parametrize("dim", [2**31, 2**63, 2**100])
+def test_huge_softmax_dim_is_refused(dim):
+    with pytest.raises((TypeError, ValueError)):
+        _core.softmax_forward(np.ones((2, 3), np.float32), dim)
+
+
+conv_shapes = st.tuples(
+    st.integers(1, 3),  # N
+    st.integers(1, 6),  # C per group
+    st.integers(1, 6),  # K per group
+    st.integers(1, 3),  # groups
+    st.integers(1, 4),  # R
+    st.integers(1, 4),  # S
+    st.integers(1, 3),  # stride
+    st.integers(1, 2),  # dilation
+    st.integers(0, 12),  # extra height
+    st.integers(0, 12),  # extra width
+)
+
+# A conv2d output is a sum of up to C*R*S = 96 products; the variants order them differently.
+CONV_RTOL, CONV_ATOL = 1e-4, 1e-5
+
+
+@settings(max_examples=60, deadline=None)
+@given(shape=conv_shapes, pad=st.integers(0, 2), seed=st.integers(0, 2**32 - 1))
+def test_conv2d_variants_agree_with_ref_on_random_shapes(shape, pad, seed):
+    N, Cg, Kg, g, R, S, stride, dil, eh, ew = shape
+    rng = np.random.default_rng(seed)
+    H, W = dil * (R - 1) + 1 + eh, dil * (S - 1) + 1 + ew
+    x = rng.standard_normal((N, Cg * g, H, W)).astype(np.float32)
+    w = rng.standard_normal((Kg * g, Cg, R, S)).astype(np.float32)
+    b = rng.standard_normal(Kg * g).astype(np.float32)
+    args = {"stride": stride, "padding": pad, "dilation": dil, "groups": g}
+    ref = _core._variants["ref"]
+    y_ref = ref.conv2d_forward(x, w, b, **args)
+    dy = rng.standard_normal(y_ref.shape).astype(np.float32)
+    dx_ref = ref.conv2d_backward_input(dy, w, x.shape, **args)
+    dw_ref, db_ref = ref.conv2d_backward_weight(dy, x, w.shape, **args)
+    for name, core in _core._variants.items():
+        tol = {"rtol": CONV_RTOL, "atol": CONV_ATOL, "err_msg": name}
+        np.testing.assert_allclose(core.conv2d_forward(x, w, b, **args), y_ref, **tol)
+        np.testing.assert_allclose(
+            core.conv2d_backward_input(dy, w, x.shape, **args), dx_ref, **tol
+        )
+        dw, db = core.conv2d_backward_weight(dy, x, w.shape, **args)
+        np.testing.assert_allclose(dw, dw_ref, **tol)
+        np.testing.assert_allclose(db, db_ref, **tol)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(1, 3),
+    c=st.integers(1, 5),
+    h=st.integers(1, 12),
+    w=st.integers(1, 12),
+    k=st.integers(1, 4),
+    stride=st.integers(1, 3),
+    ceil_mode=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_max_pool2d_variants_match_ref_exactly(n, c, h, w, k, stride, ceil_mode, seed):
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h + k, w + k)).astype(np.float32)
+    pad = int(rng.integers(0, k // 2 + 1))
+    y_ref, i_ref = _core._variants["ref"].max_pool2d_forward(x, k, stride, pad, 1, ceil_mode)
+    for name, core in _core._variants.items():
+        y, i = core.max_pool2d_forward(x, k, stride, pad, 1, ceil_mode)
+        np.testing.assert_array_equal(y, y_ref, err_msg=name)
+        np.testing.assert_array_equal(i, i_ref, err_msg=name)
