@@ -1,11 +1,15 @@
-// Process-wide kernel thread count.
+// Process-wide kernel thread count and the helper-thread pool the parallel kernels run on.
 #include "common/threads.h"
 
 #include <pthread.h>
 #include <sched.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
+#include <mutex>
+#include <system_error>
+#include <thread>
 
 #ifdef FASTCNN_WITH_OPENMP
 #include <omp.h>
@@ -31,9 +35,9 @@ std::atomic<int>& thread_setting() {
   return n;
 }
 
-// libgomp's thread pool does not survive fork(): a child whose parent already ran a parallel region
-// would wait forever on pool threads that no longer exist. Such a child runs every kernel on its
-// own thread, as PyTorch does after fork.
+// Helper threads do not survive fork(), and a child could inherit the pool's mutex locked: a child
+// whose parent already ran parallel work runs every kernel on its own thread, as PyTorch does after
+// fork.
 std::atomic<bool> pool_started{false};
 std::atomic<bool> pool_lost{false};
 
@@ -46,7 +50,79 @@ void on_fork_child() {
 
 const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_child);
 
+// One job at a time. Helpers sleep on `wake`; a job opens threads - 1 slots, and a helper joins
+// under the mutex only while slots are open, so the caller, once its own claims run dry, closes
+// the slots and waits for the helpers that did join (they are running: a short wait).
+struct Pool {
+  std::mutex m;
+  std::condition_variable wake, idle;
+  std::atomic<bool> busy{false};
+  std::atomic<int64_t> next{0};
+  TaskFn fn = nullptr;
+  void* ctx = nullptr;
+  int64_t tasks = 0;
+  uint64_t generation = 0;
+  int open_slots = 0, next_slot = 1, running = 0, helpers = 0;
+};
+
+// Never destroyed: helper threads may still wait on it while the process exits.
+Pool& pool() {
+  static Pool* p = new Pool;
+  return *p;
+}
+
+void claim_tasks(Pool& p, TaskFn fn, void* ctx, int64_t tasks, int slot) {
+  for (int64_t t = p.next.fetch_add(1); t < tasks; t = p.next.fetch_add(1)) fn(ctx, t, slot);
+}
+
+void helper_loop(Pool* p) {
+  uint64_t seen = 0;
+  std::unique_lock<std::mutex> lock(p->m);
+  for (;;) {
+    p->wake.wait(lock, [&] { return p->generation != seen && p->open_slots > 0; });
+    seen = p->generation;
+    --p->open_slots;
+    ++p->running;
+    const int slot = p->next_slot++;
+    TaskFn fn = p->fn;
+    void* ctx = p->ctx;
+    const int64_t tasks = p->tasks;
+    lock.unlock();
+    claim_tasks(*p, fn, ctx, tasks, slot);
+    lock.lock();
+    if (--p->running == 0) p->idle.notify_all();
+  }
+}
+
 }  // namespace
+
+void run_tasks(int64_t tasks, int threads, TaskFn fn, void* ctx) {
+  Pool& p = pool();
+  if (threads <= 1 || tasks <= 1 || p.busy.exchange(true)) {
+    for (int64_t t = 0; t < tasks; ++t) fn(ctx, t, 0);
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(p.m);
+    try {
+      for (; p.helpers < threads - 1; ++p.helpers) std::thread(helper_loop, &p).detach();
+    } catch (const std::system_error&) {
+      // No more threads: the helpers there are (maybe none) share the work.
+    }
+    p.fn = fn, p.ctx = ctx, p.tasks = tasks;
+    p.next.store(0);
+    ++p.generation;
+    p.open_slots = threads - 1, p.next_slot = 1, p.running = 0;
+  }
+  p.wake.notify_all();
+  claim_tasks(p, fn, ctx, tasks, 0);
+  {
+    std::unique_lock<std::mutex> lock(p.m);
+    p.open_slots = 0;
+    p.idle.wait(lock, [&] { return p.running == 0; });
+  }
+  p.busy.store(false);
+}
 
 int kernel_threads() { return thread_setting().load(std::memory_order_relaxed); }
 
@@ -61,7 +137,7 @@ void set_kernel_threads(int n) {
 }
 
 int threads_for(double work) {
-  // About 50k multiply-adds take ~10 us on one core, the cost of waking an OpenMP team.
+  // About 50k multiply-adds take ~10 us on one core, the cost of waking a helper thread.
   constexpr double kWorkPerThread = 5e4;
   const int n = kernel_threads();
   if (work < kWorkPerThread) return 1;

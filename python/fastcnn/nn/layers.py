@@ -301,21 +301,28 @@ class BatchNorm2d(Module):
         weight = None if self.weight is None else self.weight.data
         bias = None if self.bias is None else self.bias.data
         track = self.track_running_stats
-        y = F.batch_norm(x, self.running_mean if track else None,
-                         self.running_var if track else None, weight, bias,
-                         training=use_batch_stats, momentum=momentum or 0.0, eps=self.eps)
-        self._saved = (x, use_batch_stats)
+        running_mean = self.running_mean if track else None
+        running_var = self.running_var if track else None
+        if use_batch_stats:
+            # The batch statistics are kept so that backward need not recompute them from x.
+            y, mean, invstd = F.batch_norm_train(x, running_mean, running_var, weight, bias,
+                                                 momentum=momentum or 0.0, eps=self.eps)
+            self._saved = (x, True, mean, invstd)
+        else:
+            y = F.batch_norm(x, running_mean, running_var, weight, bias, training=False,
+                             eps=self.eps)
+            self._saved = (x, False, None, None)
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._saved is None:
             raise _forgotten(self)
-        x, use_batch_stats = self._saved
+        x, use_batch_stats, mean, invstd = self._saved
         weight = None if self.weight is None else self.weight.data
         dx, dw, db = F.batch_norm_backward(
             dy, x, weight, running_mean=None if use_batch_stats else self.running_mean,
             running_var=None if use_batch_stats else self.running_var,
-            training=use_batch_stats, eps=self.eps)
+            training=use_batch_stats, eps=self.eps, save_mean=mean, save_invstd=invstd)
         if self.weight is not None:
             self.weight.grad += dw
             self.bias.grad += db
