@@ -8,6 +8,7 @@ import sys
 import warnings
 from pathlib import Path
 
+import fastcnn
 import numpy as np
 import pytest
 from fastcnn import _core
@@ -95,6 +96,12 @@ def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).
     with pytest.raises(TypeError, match="set_num_threads"):
         _core.set_num_threads(n)
+
+
+@pytest.mark.parametrize("n", [0, -1, 2**31, 2**100])
+def test_public_set_num_threads_names_the_range(n):
+    with pytest.raises(ValueError, match=r"n: expected a thread count in \[1, 2147483647\]"):
+        fastcnn.set_num_threads(n)
 
 
 @pytest.mark.parametrize("dim", [2**31, 2**63, 2**100])

@@ -9,6 +9,8 @@ import numpy as np
 
 from fastcnn import _core
 
+_MAX_THREADS = 2**31 - 1  # the C int the compiled setting holds
+
 
 def set_num_threads(n: int) -> None:
     """Set the number of threads the kernels may use (n >= 1); holds for calls from every thread."""
@@ -16,8 +18,8 @@ def set_num_threads(n: int) -> None:
         n = operator.index(n)
     except TypeError:
         raise TypeError(f"n: expected an int, got {type(n).__name__}") from None
-    if n < 1:
-        raise ValueError(f"n: expected a thread count >= 1, got {n}")
+    if not 1 <= n <= _MAX_THREADS:
+        raise ValueError(f"n: expected a thread count in [1, {_MAX_THREADS}], got {n}")
     _core.set_num_threads(n)
 
 
