@@ -15,8 +15,9 @@ import os
 import sys
 import time
 
-import fastcnn
 import numpy as np
+
+import fastcnn
 from fastcnn import functional as F
 
 

@@ -22,8 +22,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-import fastcnn.functional as F
 import numpy as np
+
+import fastcnn.functional as F
 
 # Each kernel is written as it is applied (cross-correlation, no flip), rows top to bottom.
 KERNELS = {

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import threading
 
-import fastcnn
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as oracle
+
+import fastcnn
 from fastcnn import functional as F
 
 RTOL = 1e-4

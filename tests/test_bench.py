@@ -11,12 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fastcnn
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as ref
+
+import fastcnn
 from fastcnn import bench
 from fastcnn import numpy_ops as nops
 

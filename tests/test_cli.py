@@ -14,13 +14,23 @@ import pytest
 import fastcnn as fc
 from fastcnn.images import write_png
 
-QUICK = ["--train-limit", "1024", "--batch-size", "64", "--no-progress",
-         "--threads", "1", "--seed", "7"]
+QUICK = [
+    "--train-limit",
+    "1024",
+    "--batch-size",
+    "64",
+    "--no-progress",
+    "--threads",
+    "1",
+    "--seed",
+    "7",
+]
 
 
 def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "fastcnn", *args], capture_output=True,
-                          text=True, timeout=600)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastcnn", *args], capture_output=True, text=True, timeout=600
+    )
     if check:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -44,8 +54,9 @@ def test_train_evaluate_predict(tmp_path):
     images, labels = datasets.fashion_mnist_subset("test")
     write_png(str(tmp_path / "a.png"), images[0])
     np.save(tmp_path / "b.npy", images[:2])
-    out = run("predict", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.npy"),
-              "--top-k", "2").stdout.splitlines()
+    out = run(
+        "predict", str(ckpt), str(tmp_path / "a.png"), str(tmp_path / "b.npy"), "--top-k", "2"
+    ).stdout.splitlines()
     assert len(out) == 3 and out[0].startswith(str(tmp_path / "a.png"))
     assert out[1].split(": ")[1] == out[0].split(": ")[1]  # the same image, the same answer
 

@@ -11,9 +11,10 @@ import textwrap
 import threading
 import time
 
-import fastcnn
 import numpy as np
 import pytest
+
+import fastcnn
 from fastcnn import functional as F
 
 # Big enough that a conv2d forward uses 2 threads (threads_for: ~50k multiply-adds per thread).

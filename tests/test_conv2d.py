@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import threading
 
-import fastcnn
 import numpy as np
 import pytest
 import reference as ref
+
+import fastcnn
 from fastcnn import functional as F
 
 RTOL = 1e-4

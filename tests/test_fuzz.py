@@ -8,12 +8,13 @@ import sys
 import warnings
 from pathlib import Path
 
-import fastcnn
 import numpy as np
 import pytest
-from fastcnn import _core
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+import fastcnn
+from fastcnn import _core
 
 sys.path.insert(0, str(Path(__file__).parent / "fuzz"))
 import cases

@@ -101,20 +101,37 @@ def _npy(array: np.ndarray) -> bytes:
 
 
 def _meta(arch) -> bytes:
-    meta = {"format": "fastcnn-checkpoint", "format_version": 1, "architecture": arch,
-            "epoch": None, "optimizer": None, "scheduler": None, "rng_state": None, "extra": {}}
+    meta = {
+        "format": "fastcnn-checkpoint",
+        "format_version": 1,
+        "architecture": arch,
+        "epoch": None,
+        "optimizer": None,
+        "scheduler": None,
+        "rng_state": None,
+        "extra": {},
+    }
     return _npy(np.frombuffer(json.dumps(meta).encode(), np.uint8))
 
 
-LINEAR_ARCH = {"type": "Sequential", "children": [
-    ["0", {"type": "Linear", "config": {"in_features": 3, "out_features": 2, "bias": True}}]]}
+LINEAR_ARCH = {
+    "type": "Sequential",
+    "children": [
+        ["0", {"type": "Linear", "config": {"in_features": 3, "out_features": 2, "bias": True}}]
+    ],
+}
 
 
 def test_mismatched_shapes_are_rejected_before_reading(tmp_path):
     path = tmp_path / "bad.npz"
-    _write_zip(path, {"__meta__.npy": _meta(LINEAR_ARCH),
-                      "model/0.weight.npy": _npy(np.ones((5, 3), np.float32)),
-                      "model/0.bias.npy": _npy(np.ones(2, np.float32))})
+    _write_zip(
+        path,
+        {
+            "__meta__.npy": _meta(LINEAR_ARCH),
+            "model/0.weight.npy": _npy(np.ones((5, 3), np.float32)),
+            "model/0.bias.npy": _npy(np.ones(2, np.float32)),
+        },
+    )
     with pytest.raises(io.CheckpointError, match="0.weight"):
         fc.load(path)
 
@@ -122,8 +139,14 @@ def test_mismatched_shapes_are_rejected_before_reading(tmp_path):
 def test_header_claiming_more_data_than_stored_is_rejected(tmp_path):
     body = _npy(np.ones((2, 3), np.float32))[:-8]  # right header, data cut short
     path = tmp_path / "short.npz"
-    _write_zip(path, {"__meta__.npy": _meta(LINEAR_ARCH), "model/0.weight.npy": body,
-                      "model/0.bias.npy": _npy(np.ones(2, np.float32))})
+    _write_zip(
+        path,
+        {
+            "__meta__.npy": _meta(LINEAR_ARCH),
+            "model/0.weight.npy": body,
+            "model/0.bias.npy": _npy(np.ones(2, np.float32)),
+        },
+    )
     with pytest.raises(io.CheckpointError, match="0.weight"):
         fc.load(path)
 
@@ -131,12 +154,18 @@ def test_header_claiming_more_data_than_stored_is_rejected(tmp_path):
 def test_header_claiming_a_huge_array_is_rejected(tmp_path):
     buf = stdlib_io.BytesIO()
     np.lib.format.write_array_header_1_0(
-        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)})
+        buf, {"descr": "<f4", "fortran_order": False, "shape": (10**6, 10**6)}
+    )
     path = tmp_path / "huge.npz"
-    _write_zip(path, {"__meta__.npy": _meta(LINEAR_ARCH),
-                      "model/0.weight.npy": _npy(np.ones((2, 3), np.float32)),
-                      "model/0.bias.npy": _npy(np.ones(2, np.float32)),
-                      "optimizer/x.npy": buf.getvalue() + b"\0" * 64})
+    _write_zip(
+        path,
+        {
+            "__meta__.npy": _meta(LINEAR_ARCH),
+            "model/0.weight.npy": _npy(np.ones((2, 3), np.float32)),
+            "model/0.bias.npy": _npy(np.ones(2, np.float32)),
+            "optimizer/x.npy": buf.getvalue() + b"\0" * 64,
+        },
+    )
     with pytest.raises(io.CheckpointError, match="optimizer/x"):
         fc.load_checkpoint(path)
 
@@ -145,18 +174,27 @@ def test_pickled_object_arrays_are_refused(tmp_path):
     buf = stdlib_io.BytesIO()
     np.save(buf, np.array([{"x": 1}], dtype=object), allow_pickle=True)
     path = tmp_path / "pickle.npz"
-    _write_zip(path, {"__meta__.npy": _meta(LINEAR_ARCH), "model/0.weight.npy": buf.getvalue(),
-                      "model/0.bias.npy": _npy(np.ones(2, np.float32))})
+    _write_zip(
+        path,
+        {
+            "__meta__.npy": _meta(LINEAR_ARCH),
+            "model/0.weight.npy": buf.getvalue(),
+            "model/0.bias.npy": _npy(np.ones(2, np.float32)),
+        },
+    )
     with pytest.raises(io.CheckpointError, match="dtype"):
         fc.load(path)
 
 
-@pytest.mark.parametrize("arch", [
-    {"type": "os.system", "config": {}},
-    {"type": "Linear", "config": {"in_features": "x"}},
-    {"type": "Sequential", "children": "nope"},
-    [1, 2, 3],
-])
+@pytest.mark.parametrize(
+    "arch",
+    [
+        {"type": "os.system", "config": {}},
+        {"type": "Linear", "config": {"in_features": "x"}},
+        {"type": "Sequential", "children": "nope"},
+        [1, 2, 3],
+    ],
+)
 def test_unknown_or_malformed_architecture_is_refused(tmp_path, arch):
     path = tmp_path / "arch.npz"
     _write_zip(path, {"__meta__.npy": _meta(arch)})

@@ -16,21 +16,28 @@ RTOL, ATOL = 1e-4, 1e-5
 NET_RTOL, NET_ATOL = 1e-3, 2e-4
 
 
-def torch_twin(spec) -> "torch.nn.Module":
+def torch_twin(spec) -> torch.nn.Module:
     """The torch.nn module with the same architecture as a fastcnn module."""
     tnn = torch.nn
     if isinstance(spec, nn.Sequential):
         return tnn.Sequential(*[torch_twin(m) for m in spec])
     if isinstance(spec, nn.Residual):
-        return TorchResidual(torch_twin(spec.body),
-                             torch_twin(spec.shortcut) if "shortcut" in spec._modules else None)
+        return TorchResidual(
+            torch_twin(spec.body),
+            torch_twin(spec.shortcut) if "shortcut" in spec._modules else None,
+        )
     cfg = spec.config()
     table = {
         nn.Conv2d: lambda: tnn.Conv2d(
-            cfg["in_channels"], cfg["out_channels"], tuple(cfg["kernel_size"]),
+            cfg["in_channels"],
+            cfg["out_channels"],
+            tuple(cfg["kernel_size"]),
             tuple(cfg["stride"]),
             cfg["padding"] if isinstance(cfg["padding"], str) else tuple(cfg["padding"]),
-            tuple(cfg["dilation"]), cfg["groups"], cfg["bias"]),
+            tuple(cfg["dilation"]),
+            cfg["groups"],
+            cfg["bias"],
+        ),
         nn.Linear: lambda: tnn.Linear(cfg["in_features"], cfg["out_features"], cfg["bias"]),
         nn.ReLU: tnn.ReLU,
         nn.LeakyReLU: lambda: tnn.LeakyReLU(cfg["negative_slope"]),
@@ -59,8 +66,9 @@ class TorchResidual(torch.nn.Module):
         return self.body(x) + (self.shortcut(x) if hasattr(self, "shortcut") else x)
 
 
-def compare_with_torch(net, x: np.ndarray, classes: int, rtol=NET_RTOL, atol=NET_ATOL,
-                       train=True, rng=None) -> None:
+def compare_with_torch(
+    net, x: np.ndarray, classes: int, rtol=NET_RTOL, atol=NET_ATOL, train=True, rng=None
+) -> None:
     tnet = torch_twin(net).double()
     # torch -> fastcnn: weights as plain arrays
     net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})
@@ -84,8 +92,9 @@ def compare_with_torch(net, x: np.ndarray, classes: int, rtol=NET_RTOL, atol=NET
     names = [n for n, _ in net.named_parameters()]
     assert names == list(tparams)
     for name, p in net.named_parameters():
-        np.testing.assert_allclose(p.grad, tparams[name].grad.numpy(), rtol=rtol, atol=atol,
-                                   err_msg=name)
+        np.testing.assert_allclose(
+            p.grad, tparams[name].grad.numpy(), rtol=rtol, atol=atol, err_msg=name
+        )
     # running statistics after the step, and fastcnn -> torch
     sd = net.state_dict()
     for key, value in tnet.state_dict().items():
@@ -104,13 +113,20 @@ def test_models_match_torch(name, train, rng):
 
 def test_every_layer_kind_matches_torch(rng):
     net = nn.Sequential(
-        nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.LeakyReLU(0.1),
-        nn.Conv2d(8, 8, 3, padding="same", groups=8, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(3, 8, 3, stride=2, padding=1),
+        nn.LeakyReLU(0.1),
+        nn.Conv2d(8, 8, 3, padding="same", groups=8, bias=False),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
         nn.AvgPool2d(3, stride=2, padding=1, ceil_mode=True, count_include_pad=False),
         nn.Residual(nn.Sequential(nn.Conv2d(8, 8, 1), nn.ReLU()), None),
         nn.MaxPool2d((2, 3), stride=(1, 2), dilation=1),
-        nn.Conv2d(8, 5, 2, dilation=2, padding=2), nn.AdaptiveAvgPool2d((3, 2)), nn.Flatten(),
-        nn.Linear(30, 7), nn.Identity())
+        nn.Conv2d(8, 5, 2, dilation=2, padding=2),
+        nn.AdaptiveAvgPool2d((3, 2)),
+        nn.Flatten(),
+        nn.Linear(30, 7),
+        nn.Identity(),
+    )
     x = rng.standard_normal((2, 3, 19, 17)).astype(np.float32)
     compare_with_torch(net, x, 7, rng=rng)
 
@@ -119,7 +135,7 @@ def test_default_shapes_and_keys_match_torch():
     net = models.fmnist_bn()
     tnet = torch_twin(net)
     assert list(net.state_dict()) == list(tnet.state_dict())
-    for (k, v), (tk, tv) in zip(net.state_dict().items(), tnet.state_dict().items()):
+    for (k, v), (_, tv) in zip(net.state_dict().items(), tnet.state_dict().items()):
         assert v.shape == tuple(tv.shape), k
         assert v.dtype == (np.int64 if tv.dtype == torch.int64 else np.float32), k
 
@@ -154,8 +170,9 @@ def test_batchnorm_cumulative_momentum_and_eval(rng):
     bn.eval()
     tbn.eval()
     x = rng.standard_normal((2, 3, 4, 4)).astype(np.float32)
-    np.testing.assert_allclose(bn(x), tbn(torch.from_numpy(x)).detach().numpy(), rtol=RTOL,
-                               atol=ATOL)
+    np.testing.assert_allclose(
+        bn(x), tbn(torch.from_numpy(x)).detach().numpy(), rtol=RTOL, atol=ATOL
+    )
 
 
 def test_dropout_train_and_eval(rng):

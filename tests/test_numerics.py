@@ -3,9 +3,10 @@ and NaN inputs, which must reach exactly the outputs and gradients they reach in
 
 from __future__ import annotations
 
-import fastcnn.functional as F
 import numpy as np
 import pytest
+
+import fastcnn.functional as F
 from fastcnn import _core
 
 torch = pytest.importorskip("torch")

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import threading
 
-import fastcnn
-import fastcnn.functional as F
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as ref
+
+import fastcnn
+import fastcnn.functional as F
 
 RTOL = 1e-4
 ATOL = 1e-5

@@ -76,13 +76,17 @@ def test_pooling_random(case):
     x = rng.standard_normal((n, c, h, w)).astype(np.float32)
 
     dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
-    if all(h + 2 * p >= d * (k - 1) + 1 for p, d, k in ((padding[0], dilation[0], kernel[0]),)) \
-            and w + 2 * padding[1] >= dilation[1] * (kernel[1] - 1) + 1 and rng.random() < 0.5:
+    if (
+        all(h + 2 * p >= d * (k - 1) + 1 for p, d, k in ((padding[0], dilation[0], kernel[0]),))
+        and w + 2 * padding[1] >= dilation[1] * (kernel[1] - 1) + 1
+        and rng.random() < 0.5
+    ):
         mdil = dilation
     else:
         mdil = (1, 1)
-    margs = dict(kernel_size=kernel, stride=stride, padding=padding, dilation=mdil,
-                 ceil_mode=ceil_mode)
+    margs = dict(
+        kernel_size=kernel, stride=stride, padding=padding, dilation=mdil, ceil_mode=ceil_mode
+    )
     xt = _t(x)
     try:
         yt, it = tF.max_pool2d(xt, **margs, return_indices=True)
@@ -99,8 +103,14 @@ def test_pooling_random(case):
 
     include = bool(rng.random() < 0.5)
     divisor = int(rng.integers(1, 7)) if rng.random() < 0.2 else None
-    aargs = dict(kernel_size=kernel, stride=stride, padding=padding, ceil_mode=ceil_mode,
-                 count_include_pad=include, divisor_override=divisor)
+    aargs = dict(
+        kernel_size=kernel,
+        stride=stride,
+        padding=padding,
+        ceil_mode=ceil_mode,
+        count_include_pad=include,
+        divisor_override=divisor,
+    )
     xt = _t(x)
     yt = tF.avg_pool2d(xt, **aargs)
     y = F.avg_pool2d(x, **aargs)
@@ -124,7 +134,8 @@ def test_norm_softmax_loss_linear_random(case):
     rng = np.random.default_rng(3000 + case)
     rank = int(rng.integers(2, 5))
     shape = (int(rng.integers(2, 6)), int(rng.integers(1, 8))) + tuple(
-        int(rng.integers(1, 7)) for _ in range(rank - 2))
+        int(rng.integers(1, 7)) for _ in range(rank - 2)
+    )
     x = (rng.standard_normal(shape) * rng.uniform(0.1, 5) + rng.uniform(-3, 3)).astype(np.float32)
     c = shape[1]
     weight = rng.standard_normal(c).astype(np.float32) if rng.random() < 0.8 else None
@@ -151,8 +162,10 @@ def test_norm_softmax_loss_linear_random(case):
 
     dim = int(rng.integers(-rank, rank))
     xt = _t(x)
-    for ours, theirs, back in ((F.softmax, torch.softmax, F.softmax_backward),
-                               (F.log_softmax, torch.log_softmax, F.log_softmax_backward)):
+    for ours, theirs, back in (
+        (F.softmax, torch.softmax, F.softmax_backward),
+        (F.log_softmax, torch.log_softmax, F.log_softmax_backward),
+    ):
         xt = _t(x)
         yt = theirs(xt, dim)
         _close(ours(x, dim=dim), yt)
@@ -167,7 +180,8 @@ def test_norm_softmax_loss_linear_random(case):
     loss_t = tF.cross_entropy(lt, torch.tensor(labels), label_smoothing=smoothing)
     loss_t.backward()
     assert float(F.cross_entropy(logits, labels, label_smoothing=smoothing)) == pytest.approx(
-        loss_t.item(), rel=1e-5, abs=1e-6)
+        loss_t.item(), rel=1e-5, abs=1e-6
+    )
     _close(F.cross_entropy_backward(logits, labels, label_smoothing=smoothing), lt.grad)
 
     inf, outf = int(rng.integers(1, 40)), int(rng.integers(1, 20))

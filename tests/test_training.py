@@ -25,14 +25,20 @@ def synthetic_images(rng, n: int) -> tuple[np.ndarray, np.ndarray]:
 def test_explicit_loop_loss_drops(rng):
     fc.manual_seed(0)
     x, y = synthetic_images(rng, 256)
-    net = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                        nn.MaxPool2d(2), nn.Flatten(), nn.Linear(8 * 6 * 6, 3))
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+        nn.Flatten(),
+        nn.Linear(8 * 6 * 6, 3),
+    )
     loss_fn = nn.CrossEntropyLoss()
     opt = optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
     first = None
     for step in range(60):
         i = (step * 32) % 256
-        loss = loss_fn(net(x[i:i + 32]), y[i:i + 32])
+        loss = loss_fn(net(x[i : i + 32]), y[i : i + 32])
         first = loss if first is None else first
         net.backward(loss_fn.backward())
         opt.step()
@@ -44,15 +50,19 @@ def test_explicit_loop_loss_drops(rng):
 def test_fit_on_embedded_fashion_mnist_beats_chance_by_far():
     """A real, seeded run: a few hundred steps on the subset shipped in the package."""
     fc.manual_seed(0)
-    (xtr, ytr), (xte, yte) = datasets.fashion_mnist_subset("train"), datasets.fashion_mnist_subset("test")
+    (xtr, ytr), (xte, yte) = (
+        datasets.fashion_mnist_subset("train"),
+        datasets.fashion_mnist_subset("test"),
+    )
     mean, std = xtr.mean() / 255, xtr.std() / 255
     prep = lambda im: ((im.astype(np.float32)[:, None] / 255) - mean) / std  # noqa: E731
     train = data.DataLoader((prep(xtr), ytr), batch_size=32, shuffle=True, seed=0)
     test = data.DataLoader((prep(xte), yte), batch_size=500)
     net = models.lenet5()
     opt = optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
-    history = fc.fit(net, train, nn.CrossEntropyLoss(), opt, epochs=5, val_loader=test,
-                     progress=False)
+    history = fc.fit(
+        net, train, nn.CrossEntropyLoss(), opt, epochs=5, val_loader=test, progress=False
+    )
     assert len(history) == 5 and 5 * len(train) >= 300
     assert history[-1]["loss"] < history[0]["loss"]
     assert evaluate(net, test)["accuracy"] > 0.7  # chance is 0.10; this run reaches ~0.75

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import fastcnn.functional as F
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as ref
+
+import fastcnn.functional as F
 from fastcnn import viz
 
 ROOT = Path(__file__).resolve().parents[1]

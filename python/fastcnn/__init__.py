@@ -13,8 +13,24 @@ from fastcnn.training import evaluate, fit
 __version__: str = _core.__version__
 
 __all__ = [
-    "Parameter", "__version__", "data", "datasets", "evaluate", "fit", "functional", "get_num_threads", "get_rng_state", "info",
-    "load", "load_checkpoint", "manual_seed", "nn", "optim", "save", "set_num_threads", "set_rng_state",
+    "Parameter",
+    "__version__",
+    "data",
+    "datasets",
+    "evaluate",
+    "fit",
+    "functional",
+    "get_num_threads",
+    "get_rng_state",
+    "info",
+    "load",
+    "load_checkpoint",
+    "manual_seed",
+    "nn",
+    "optim",
+    "save",
+    "set_num_threads",
+    "set_rng_state",
 ]
 
 # Imported on first use, to keep `import fastcnn` fast: running a model needs none of them, and

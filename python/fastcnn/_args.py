@@ -6,7 +6,8 @@ Each helper names the argument in its message, gives the expected form and the v
 from __future__ import annotations
 
 import operator
-from typing import Sequence, Union
+from collections.abc import Sequence
+from typing import Union
 
 IntPair = Union[int, Sequence[int]]
 
@@ -49,6 +50,10 @@ def nonnegative_pair(value: IntPair, name: str) -> tuple[int, int]:
 
 def as_float(value: object, name: str) -> float:
     """A real scalar."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) and not hasattr(value, "__float__"):
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        and not hasattr(value, "__float__")
+    ):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__} {value!r}")
     return float(value)

@@ -12,7 +12,6 @@ import numpy as np
 import fastcnn
 from fastcnn import models
 
-
 # --- data ----------------------------------------------------------------------------------------
 DATASETS = ("fashion-mnist-subset", "fashion-mnist", "mnist")
 
@@ -41,8 +40,13 @@ def _make_optimizer(name: str, params, args):
     from fastcnn import optim
 
     if name == "sgd":
-        return optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-                         nesterov=args.nesterov)
+        return optim.SGD(
+            params,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            nesterov=args.nesterov,
+        )
     if name == "adam":
         return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     if name == "adamw":
@@ -60,8 +64,9 @@ def _make_scheduler(name: str, optimizer, args, steps_per_epoch: int):
     if name == "cosine":
         return optim.CosineAnnealingLR(optimizer, T_max=args.epochs)
     if name == "onecycle":
-        return optim.OneCycleLR(optimizer, max_lr=args.lr, epochs=args.epochs,
-                                steps_per_epoch=steps_per_epoch)
+        return optim.OneCycleLR(
+            optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
+        )
     raise ValueError(f"--schedule: expected none, step, cosine or onecycle, got {name!r}")
 
 
@@ -71,8 +76,14 @@ def _make_loader(x, y, args, epoch_seed: int):
     transform = None
     if args.augment:
         transform = data.Compose([data.RandomCrop(28, padding=2), data.RandomHorizontalFlip()])
-    return data.DataLoader((x, y), batch_size=args.batch_size, shuffle=True, drop_last=False,
-                           seed=epoch_seed, transform=transform)
+    return data.DataLoader(
+        (x, y),
+        batch_size=args.batch_size,
+        shuffle=True,
+        drop_last=False,
+        seed=epoch_seed,
+        transform=transform,
+    )
 
 
 def cmd_train(args) -> int:
@@ -85,7 +96,10 @@ def cmd_train(args) -> int:
     fastcnn.manual_seed(args.seed)
     train_images, train_labels = load_split(args.dataset, "train", args.data)
     if args.train_limit:
-        train_images, train_labels = train_images[: args.train_limit], train_labels[: args.train_limit]
+        train_images, train_labels = (
+            train_images[: args.train_limit],
+            train_labels[: args.train_limit],
+        )
     test_images, test_labels = load_split(args.dataset, "test", args.data)
     mean = float(train_images.mean() / 255.0)
     std = float(train_images.std() / 255.0)
@@ -119,28 +133,55 @@ def cmd_train(args) -> int:
 
     test_loader = data.DataLoader((x_test, test_labels), batch_size=512)
     loss_fn = CrossEntropyLoss(label_smoothing=args.label_smoothing)
-    extra = {"normalize": {"mean": mean, "std": std}, "dataset": args.dataset,
-             "num_classes": num_classes}
+    extra = {
+        "normalize": {"mean": mean, "std": std},
+        "dataset": args.dataset,
+        "num_classes": num_classes,
+    }
 
     class SaveEachEpoch:
         def on_epoch_end(self, epoch: int, logs: dict) -> None:
             if args.save:
-                io.save(model, args.save, optimizer=optimizer, scheduler=scheduler,
-                        epoch=epoch + 1, extra={**extra, "loader": loader.state_dict()})
+                io.save(
+                    model,
+                    args.save,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    epoch=epoch + 1,
+                    extra={**extra, "loader": loader.state_dict()},
+                )
 
-    history = fit(model, loader, loss_fn, optimizer, args.epochs, val_loader=test_loader,
-                  scheduler=scheduler, callbacks=[SaveEachEpoch()], start_epoch=start_epoch,
-                  progress=not args.no_progress)
+    history = fit(
+        model,
+        loader,
+        loss_fn,
+        optimizer,
+        args.epochs,
+        val_loader=test_loader,
+        scheduler=scheduler,
+        callbacks=[SaveEachEpoch()],
+        start_epoch=start_epoch,
+        progress=not args.no_progress,
+    )
     final = evaluate(model, test_loader)
-    print(f"test accuracy {final['accuracy']:.4f}  test loss {final['loss']:.4f}  "
-          f"({len(test_labels)} images, {args.dataset})")
+    print(
+        f"test accuracy {final['accuracy']:.4f}  test loss {final['loss']:.4f}  "
+        f"({len(test_labels)} images, {args.dataset})"
+    )
     if args.plot:
         from fastcnn import viz
         from fastcnn.training import predict_proba
 
         predictions = np.argmax(predict_proba(model, x_test), axis=1)
-        paths = viz.save_all(model, history, x_test, test_labels, predictions,
-                             _class_names(args.dataset, num_classes), args.plot)
+        paths = viz.save_all(
+            model,
+            history,
+            x_test,
+            test_labels,
+            predictions,
+            _class_names(args.dataset, num_classes),
+            args.plot,
+        )
         print("wrote " + ", ".join(paths))
     if args.history:
         with open(args.history, "w") as f:
@@ -174,8 +215,10 @@ def cmd_evaluate(args) -> int:
     images, labels = load_split(dataset, "test", args.data)
     loader = data.DataLoader((standardize(images, mean, std), labels), batch_size=512)
     result = evaluate(checkpoint.model, loader)
-    print(f"test accuracy {result['accuracy']:.4f}  test loss {result['loss']:.4f}  "
-          f"({len(labels)} images, {dataset})")
+    print(
+        f"test accuracy {result['accuracy']:.4f}  test loss {result['loss']:.4f}  "
+        f"({len(labels)} images, {dataset})"
+    )
     return 0
 
 
@@ -190,8 +233,10 @@ def _read_inputs(path: str) -> np.ndarray:
         if arr.ndim == 2:
             arr = arr[None]
         if arr.ndim != 3:
-            raise ValueError(f"{path}: expected images (28, 28), (N, 28, 28) or (N, 1, 28, 28), "
-                             f"got shape {arr.shape}")
+            raise ValueError(
+                f"{path}: expected images (28, 28), (N, 28, 28) or (N, 1, 28, 28), "
+                f"got shape {arr.shape}"
+            )
         return np.stack([to_gray28(a) for a in arr])
     return to_gray28(read_png(path))[None]
 
@@ -248,11 +293,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--save", help="checkpoint written after every epoch (.npz)")
     t.add_argument("--resume", help="continue from this checkpoint if it exists")
-    t.add_argument("--plot", metavar="DIR", help="write training curves, filters, feature maps "
-                                                 "and the confusion matrix as PNGs")
+    t.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write training curves, filters, feature maps and the confusion matrix as PNGs",
+    )
     t.add_argument("--history", metavar="JSON", help="write the per-epoch history")
-    t.add_argument("--train-limit", type=int, default=0, metavar="N",
-                   help="train on the first N training images only (quick runs)")
+    t.add_argument(
+        "--train-limit",
+        type=int,
+        default=0,
+        metavar="N",
+        help="train on the first N training images only (quick runs)",
+    )
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.set_defaults(func=cmd_train)
 

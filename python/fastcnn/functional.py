@@ -323,6 +323,7 @@ def linear_backward(
         dw, db = _core.linear_backward_weight(dy, x, want_dw, want_db)
     return dx, dw, db
 
+
 # --- batchnorm -----------------------------------------------------------------------------------
 # x is (N, C), (N, C, L) or (N, C, H, W) (any rank >= 2), normalized per channel (dim 1).
 # running_mean / running_var are updated IN PLACE in training mode, as PyTorch does: they must be

@@ -27,8 +27,14 @@ FORMAT_VERSION = 1
 _META = "__meta__"
 _MAX_META_BYTES = 16 << 20
 _MAX_ARRAY_BYTES = 4 << 30
-_ALLOWED_DTYPES = {np.dtype(np.float32), np.dtype(np.float64), np.dtype(np.int64),
-                   np.dtype(np.uint8), np.dtype(np.int32), np.dtype(np.bool_)}
+_ALLOWED_DTYPES = {
+    np.dtype(np.float32),
+    np.dtype(np.float64),
+    np.dtype(np.int64),
+    np.dtype(np.uint8),
+    np.dtype(np.int32),
+    np.dtype(np.bool_),
+}
 
 
 class CheckpointError(ValueError):
@@ -56,8 +62,12 @@ def _split(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, dict):
-        return {"__dict__": [[_split(k, f"{prefix}/k{i}", arrays), _split(v, f"{prefix}/{i}", arrays)]
-                             for i, (k, v) in enumerate(value.items())]}
+        return {
+            "__dict__": [
+                [_split(k, f"{prefix}/k{i}", arrays), _split(v, f"{prefix}/{i}", arrays)]
+                for i, (k, v) in enumerate(value.items())
+            ]
+        }
     if isinstance(value, (list, tuple)):
         return [_split(v, f"{prefix}/{i}", arrays) for i, v in enumerate(value)]
     if value is None or isinstance(value, (bool, int, float, str)):
@@ -81,8 +91,15 @@ def _join(value: Any, arrays: dict[str, np.ndarray]) -> Any:
 
 
 # --- writing -------------------------------------------------------------------------------------
-def save(model: Module, path: str | os.PathLike, *, optimizer=None, scheduler=None,
-         epoch: int | None = None, extra: dict | None = None) -> None:
+def save(
+    model: Module,
+    path: str | os.PathLike,
+    *,
+    optimizer=None,
+    scheduler=None,
+    epoch: int | None = None,
+    extra: dict | None = None,
+) -> None:
     """Write `model` (architecture and weights), and optionally the optimizer's and scheduler's
     state, the epoch and JSON-able `extra` values, to `path` atomically."""
     arrays: dict[str, np.ndarray] = {}
@@ -94,8 +111,12 @@ def save(model: Module, path: str | os.PathLike, *, optimizer=None, scheduler=No
         "architecture": architecture.describe(model),
         "model_keys": list(model.state_dict().keys()),
         "epoch": epoch,
-        "optimizer": None if optimizer is None else _split(optimizer.state_dict(), "optimizer", arrays),
-        "scheduler": None if scheduler is None else _split(scheduler.state_dict(), "scheduler", arrays),
+        "optimizer": None
+        if optimizer is None
+        else _split(optimizer.state_dict(), "optimizer", arrays),
+        "scheduler": None
+        if scheduler is None
+        else _split(scheduler.state_dict(), "scheduler", arrays),
         "rng_state": _split(_random.get_rng_state(), "rng", arrays),
         "extra": _split(extra or {}, "extra", arrays),
     }
@@ -128,8 +149,9 @@ def write_npz_atomically(path: str | os.PathLike, arrays: dict[str, np.ndarray])
 
 
 # --- reading -------------------------------------------------------------------------------------
-def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, expect_shape=None,
-                 expect_dtype=None) -> np.ndarray:
+def _read_member(
+    zf: zipfile.ZipFile, info: zipfile.ZipInfo, expect_shape=None, expect_dtype=None
+) -> np.ndarray:
     """One .npy member, its header checked before any data is read."""
     name = info.filename[:-4]
     with zf.open(info) as f:
@@ -144,19 +166,25 @@ def _read_member(zf: zipfile.ZipFile, info: zipfile.ZipInfo, expect_shape=None,
         except ValueError as e:
             raise CheckpointError(f"checkpoint: array {name!r} has a corrupt header: {e}") from None
         if dtype not in _ALLOWED_DTYPES:
-            raise CheckpointError(f"checkpoint: array {name!r} has dtype {dtype}, not a plain "
-                                  "number type")
+            raise CheckpointError(
+                f"checkpoint: array {name!r} has dtype {dtype}, not a plain number type"
+            )
         if expect_dtype is not None and dtype != np.dtype(expect_dtype):
-            raise CheckpointError(f"checkpoint: array {name!r} has dtype {dtype}, expected "
-                                  f"{np.dtype(expect_dtype)}")
+            raise CheckpointError(
+                f"checkpoint: array {name!r} has dtype {dtype}, expected {np.dtype(expect_dtype)}"
+            )
         if expect_shape is not None and tuple(shape) != tuple(expect_shape):
-            raise CheckpointError(f"checkpoint: array {name!r} has shape {tuple(shape)}, the model "
-                                  f"expects {tuple(expect_shape)}")
+            raise CheckpointError(
+                f"checkpoint: array {name!r} has shape {tuple(shape)}, the model "
+                f"expects {tuple(expect_shape)}"
+            )
         count = int(np.prod(shape, dtype=np.int64)) if len(shape) else 1
         nbytes = count * dtype.itemsize
         if count < 0 or nbytes > _MAX_ARRAY_BYTES or nbytes > info.file_size:
-            raise CheckpointError(f"checkpoint: array {name!r} claims shape {tuple(shape)}, more "
-                                  f"than the {info.file_size} bytes stored")
+            raise CheckpointError(
+                f"checkpoint: array {name!r} claims shape {tuple(shape)}, more "
+                f"than the {info.file_size} bytes stored"
+            )
         data = f.read(nbytes)
         if len(data) != nbytes:
             raise CheckpointError(f"checkpoint: array {name!r} is truncated")
@@ -190,8 +218,10 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             if not isinstance(meta, dict) or meta.get("format") != FORMAT:
                 raise CheckpointError(f"{path}: not a fastcnn checkpoint")
             if meta.get("format_version") != FORMAT_VERSION:
-                raise CheckpointError(f"{path}: checkpoint format version "
-                                      f"{meta.get('format_version')} is not supported")
+                raise CheckpointError(
+                    f"{path}: checkpoint format version "
+                    f"{meta.get('format_version')} is not supported"
+                )
             model = architecture.build(meta.get("architecture"))
             expected = model.state_dict()
             state = {}
@@ -204,14 +234,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
             if unexpected:
                 raise CheckpointError(f"{path}: weights {unexpected} do not belong to the model")
             model.load_state_dict(state)
-            others = {name: _read_member(zf, info) for name, info in members.items()
-                      if not name.startswith("model/") and name != _META}
+            others = {
+                name: _read_member(zf, info)
+                for name, info in members.items()
+                if not name.startswith("model/") and name != _META
+            }
             return Checkpoint(
-                model=model, epoch=meta.get("epoch"),
+                model=model,
+                epoch=meta.get("epoch"),
                 optimizer=_join(meta.get("optimizer"), others),
                 scheduler=_join(meta.get("scheduler"), others),
                 rng_state=_join(meta.get("rng_state"), others),
-                extra=_join(meta.get("extra"), others) or {})
+                extra=_join(meta.get("extra"), others) or {},
+            )
         except (zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{path}: corrupt checkpoint ({e})") from None
 

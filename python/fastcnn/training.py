@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -51,9 +51,17 @@ def _steps_per_batch(scheduler, interval: str | None) -> bool:
     return interval == "batch"
 
 
-def train_one_epoch(model: Module, loader: Iterable, loss_fn, optimizer, scheduler=None,
-                    step_scheduler_per_batch: bool = False, progress=None,
-                    callbacks: Iterable = (), epoch: int = 0) -> dict:
+def train_one_epoch(
+    model: Module,
+    loader: Iterable,
+    loss_fn,
+    optimizer,
+    scheduler=None,
+    step_scheduler_per_batch: bool = False,
+    progress=None,
+    callbacks: Iterable = (),
+    epoch: int = 0,
+) -> dict:
     """One pass over `loader`: forward, loss, backward, optimizer step. Returns mean loss,
     accuracy and images/s."""
     model.train()
@@ -73,16 +81,23 @@ def train_one_epoch(model: Module, loader: Iterable, loss_fn, optimizer, schedul
         total_loss += loss * n
         correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
         seen += n
-        logs = {"loss": total_loss / seen, "acc": correct / seen,
-                "img/s": seen / max(time.perf_counter() - start, 1e-9)}
+        logs = {
+            "loss": total_loss / seen,
+            "acc": correct / seen,
+            "img/s": seen / max(time.perf_counter() - start, 1e-9),
+        }
         if progress is not None:
             progress.update(logs)
         for cb in callbacks:
             if hasattr(cb, "on_batch_end"):
                 cb.on_batch_end(epoch, step, logs)
     elapsed = time.perf_counter() - start
-    return {"loss": total_loss / max(seen, 1), "accuracy": correct / max(seen, 1),
-            "images_per_s": seen / max(elapsed, 1e-9), "seconds": elapsed}
+    return {
+        "loss": total_loss / max(seen, 1),
+        "accuracy": correct / max(seen, 1),
+        "images_per_s": seen / max(elapsed, 1e-9),
+        "seconds": elapsed,
+    }
 
 
 def evaluate(model: Module, loader: Iterable, loss_fn=None) -> dict:
@@ -96,7 +111,9 @@ def evaluate(model: Module, loader: Iterable, loss_fn=None) -> dict:
     try:
         for xb, yb in loader:
             logits = model(xb)
-            loss = loss_fn(logits, yb) if loss_fn is not None else float(F.cross_entropy(logits, yb))
+            loss = (
+                loss_fn(logits, yb) if loss_fn is not None else float(F.cross_entropy(logits, yb))
+            )
             n = len(yb)
             total_loss += loss * n
             correct += int(np.count_nonzero(np.argmax(logits, axis=1) == yb))
@@ -111,16 +128,27 @@ def predict_proba(model: Module, x: np.ndarray, batch_size: int = 256) -> np.nda
     was_training = model.training
     model.eval()
     try:
-        outs = [F.softmax(model(x[i:i + batch_size]), dim=1) for i in range(0, len(x), batch_size)]
+        outs = [
+            F.softmax(model(x[i : i + batch_size]), dim=1) for i in range(0, len(x), batch_size)
+        ]
     finally:
         model.train(was_training)
     return np.concatenate(outs) if outs else np.zeros((0, 0), np.float32)
 
 
-def fit(model: Module, train_loader: Iterable, loss_fn, optimizer, epochs: int,
-        val_loader: Iterable | None = None, scheduler=None, callbacks: Iterable = (),
-        start_epoch: int = 0, progress: bool = True,
-        scheduler_interval: str | None = None) -> list[dict]:
+def fit(
+    model: Module,
+    train_loader: Iterable,
+    loss_fn,
+    optimizer,
+    epochs: int,
+    val_loader: Iterable | None = None,
+    scheduler=None,
+    callbacks: Iterable = (),
+    start_epoch: int = 0,
+    progress: bool = True,
+    scheduler_interval: str | None = None,
+) -> list[dict]:
     """Train for epochs start_epoch..epochs-1. The scheduler steps once per epoch, or per batch
     for OneCycleLR (or as `scheduler_interval` says). Each callback may define
     on_batch_end(epoch, step, logs) and on_epoch_end(epoch, logs); logs of each epoch are returned
@@ -133,10 +161,14 @@ def fit(model: Module, train_loader: Iterable, loss_fn, optimizer, epochs: int,
     for epoch in range(start_epoch, int(epochs)):
         if hasattr(train_loader, "set_epoch"):
             train_loader.set_epoch(epoch)
-        bar = _Progress(len(train_loader) if hasattr(train_loader, "__len__") else 0,
-                        f"epoch {epoch + 1}/{epochs}", progress)
-        logs = train_one_epoch(model, train_loader, loss_fn, optimizer, scheduler, per_batch, bar,
-                               callbacks, epoch)
+        bar = _Progress(
+            len(train_loader) if hasattr(train_loader, "__len__") else 0,
+            f"epoch {epoch + 1}/{epochs}",
+            progress,
+        )
+        logs = train_one_epoch(
+            model, train_loader, loss_fn, optimizer, scheduler, per_batch, bar, callbacks, epoch
+        )
         logs["epoch"] = epoch + 1
         logs["lr"] = float(optimizer.param_groups[0]["lr"])
         if scheduler is not None and not per_batch:

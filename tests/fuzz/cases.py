@@ -13,8 +13,9 @@ from __future__ import annotations
 import inspect
 import re
 
-import fastcnn.functional as F
 import numpy as np
+
+import fastcnn.functional as F
 from fastcnn import _core
 
 ALLOWED = (ValueError, TypeError, MemoryError)

@@ -20,7 +20,22 @@ from fastcnn.nn.module import Module
 from fastcnn.parameter import Parameter
 
 __all__ = [
-    "AdaptiveAvgPool2d", "AvgPool2d", "BatchNorm2d", "Conv2d", "CrossEntropyLoss", "Dropout",
-    "Flatten", "Identity", "LeakyReLU", "Linear", "MSELoss", "MaxPool2d", "Module", "Parameter",
-    "ReLU", "Residual", "Sequential", "Softmax",
+    "AdaptiveAvgPool2d",
+    "AvgPool2d",
+    "BatchNorm2d",
+    "Conv2d",
+    "CrossEntropyLoss",
+    "Dropout",
+    "Flatten",
+    "Identity",
+    "LeakyReLU",
+    "Linear",
+    "MSELoss",
+    "MaxPool2d",
+    "Module",
+    "Parameter",
+    "ReLU",
+    "Residual",
+    "Sequential",
+    "Softmax",
 ]

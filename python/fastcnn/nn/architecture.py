@@ -9,10 +9,22 @@ from fastcnn.nn.module import Module
 _MAX_DEPTH = 64
 _LAYER_CLASSES = {
     cls.__name__: cls
-    for cls in (layers.Conv2d, layers.Linear, layers.ReLU, layers.LeakyReLU, layers.MaxPool2d,
-                layers.AvgPool2d, layers.AdaptiveAvgPool2d, layers.BatchNorm2d, layers.Dropout,
-                layers.Flatten, layers.Identity, layers.Softmax, losses.CrossEntropyLoss,
-                losses.MSELoss)
+    for cls in (
+        layers.Conv2d,
+        layers.Linear,
+        layers.ReLU,
+        layers.LeakyReLU,
+        layers.MaxPool2d,
+        layers.AvgPool2d,
+        layers.AdaptiveAvgPool2d,
+        layers.BatchNorm2d,
+        layers.Dropout,
+        layers.Flatten,
+        layers.Identity,
+        layers.Softmax,
+        losses.CrossEntropyLoss,
+        losses.MSELoss,
+    )
 }
 
 
@@ -20,16 +32,20 @@ def describe(module: Module) -> dict:
     """{"type": class name, "config": constructor arguments, "children": [[name, spec], ...]}."""
     kind = type(module).__name__
     if isinstance(module, containers.Sequential):
-        return {"type": "Sequential",
-                "children": [[name, describe(child)] for name, child in module.named_children()]}
+        return {
+            "type": "Sequential",
+            "children": [[name, describe(child)] for name, child in module.named_children()],
+        }
     if isinstance(module, containers.Residual):
         spec = {"type": "Residual", "body": describe(module.body)}
         if "shortcut" in module._modules:
             spec["shortcut"] = describe(module.shortcut)
         return spec
     if kind not in _LAYER_CLASSES or type(module) is not _LAYER_CLASSES[kind]:
-        raise TypeError(f"cannot describe a {kind}: only fastcnn's own layers can be saved with "
-                        "their architecture; save its state_dict instead")
+        raise TypeError(
+            f"cannot describe a {kind}: only fastcnn's own layers can be saved with "
+            "their architecture; save its state_dict instead"
+        )
     return {"type": kind, "config": module.config()}
 
 
@@ -55,8 +71,10 @@ def build(spec: object, depth: int = 0) -> Module:
             return containers.Sequential(entries)
         if kind == "Residual":
             shortcut = spec.get("shortcut")
-            return containers.Residual(build(spec.get("body"), depth + 1),
-                                       None if shortcut is None else build(shortcut, depth + 1))
+            return containers.Residual(
+                build(spec.get("body"), depth + 1),
+                None if shortcut is None else build(shortcut, depth + 1),
+            )
         if kind not in _LAYER_CLASSES:
             raise ValueError(f"architecture: unknown layer type {kind!r}")
         config = spec.get("config", {})

@@ -4,7 +4,7 @@ shortcut around a body, so ResNet-style blocks can be built."""
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -73,8 +73,9 @@ class Residual(Module):
         y = self.body(x)
         s = self.shortcut(x) if "shortcut" in self._modules else x
         if np.shape(s) != np.shape(y):
-            raise ValueError(f"Residual: body output {np.shape(y)} and shortcut output "
-                             f"{np.shape(s)} differ")
+            raise ValueError(
+                f"Residual: body output {np.shape(y)} and shortcut output {np.shape(s)} differ"
+            )
         return np.add(y, s, dtype=np.float32)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:

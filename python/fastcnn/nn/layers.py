@@ -27,9 +27,20 @@ class Conv2d(Module):
     """2-D convolution. Input (N, C_in, H, W) -> output (N, C_out, H_out, W_out); weight
     (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid"."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 dilation=1, groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
-                 *, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size,
+        stride=1,
+        padding=0,
+        dilation=1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         super().__init__()
         if padding_mode != "zeros":
             raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
@@ -37,16 +48,22 @@ class Conv2d(Module):
         self.out_channels = as_int(out_channels, "out_channels")
         self.groups = as_int(groups, "groups")
         if self.in_channels < 1 or self.out_channels < 1 or self.groups < 1:
-            raise ValueError("in_channels, out_channels and groups must be >= 1, got "
-                             f"{in_channels}, {out_channels}, {groups}")
+            raise ValueError(
+                "in_channels, out_channels and groups must be >= 1, got "
+                f"{in_channels}, {out_channels}, {groups}"
+            )
         if self.in_channels % self.groups or self.out_channels % self.groups:
-            raise ValueError(f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
-                             f"must be divisible by groups ({groups})")
+            raise ValueError(
+                f"groups: in_channels ({in_channels}) and out_channels ({out_channels}) "
+                f"must be divisible by groups ({groups})"
+            )
         self.kernel_size = positive_pair(kernel_size, "kernel_size")
         self.stride = positive_pair(stride, "stride")
         if isinstance(padding, str):
             if padding not in ("same", "valid"):
-                raise ValueError(f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}")
+                raise ValueError(
+                    f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}"
+                )
             self.padding = padding
         else:
             self.padding = nonnegative_pair(padding, "padding")
@@ -54,50 +71,72 @@ class Conv2d(Module):
         kh, kw = self.kernel_size
         fan_in = self.in_channels // self.groups * kh * kw
         w, b = default_weight_and_bias(
-            (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, bias, rng)
+            (self.out_channels, self.in_channels // self.groups, kh, kw), fan_in, bias, rng
+        )
         self.weight = Parameter(w)
         self.bias = Parameter(b) if b is not None else None
         self._x = None
 
     def _args(self) -> dict:
-        return dict(stride=self.stride, padding=self.padding, dilation=self.dilation,
-                    groups=self.groups)
+        return dict(
+            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return F.conv2d(x, self.weight.data, None if self.bias is None else self.bias.data,
-                        **self._args())
+        return F.conv2d(
+            x, self.weight.data, None if self.bias is None else self.bias.data, **self._args()
+        )
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise _forgotten(self)
-        dx, dw, db = F.conv2d_backward(dy, self._x, self.weight.data, **self._args(),
-                                       output_mask=(input_grad, True, self.bias is not None))
+        dx, dw, db = F.conv2d_backward(
+            dy,
+            self._x,
+            self.weight.data,
+            **self._args(),
+            output_mask=(input_grad, True, self.bias is not None),
+        )
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
         return dx
 
     def config(self) -> dict:
-        return dict(in_channels=self.in_channels, out_channels=self.out_channels,
-                    kernel_size=list(self.kernel_size), stride=list(self.stride),
-                    padding=self.padding if isinstance(self.padding, str) else list(self.padding),
-                    dilation=list(self.dilation), groups=self.groups, bias=self.bias is not None)
+        return dict(
+            in_channels=self.in_channels,
+            out_channels=self.out_channels,
+            kernel_size=list(self.kernel_size),
+            stride=list(self.stride),
+            padding=self.padding if isinstance(self.padding, str) else list(self.padding),
+            dilation=list(self.dilation),
+            groups=self.groups,
+            bias=self.bias is not None,
+        )
 
 
 class Linear(Module):
     """y = x @ weight.T + bias. Input (..., in_features) -> (..., out_features)."""
 
-    def __init__(self, in_features: int, out_features: int, bias: bool = True,
-                 *, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         super().__init__()
         self.in_features = as_int(in_features, "in_features")
         self.out_features = as_int(out_features, "out_features")
         if self.in_features < 1 or self.out_features < 1:
-            raise ValueError(f"in_features and out_features must be >= 1, got {in_features}, "
-                             f"{out_features}")
-        w, b = default_weight_and_bias((self.out_features, self.in_features), self.in_features,
-                                       bias, rng)
+            raise ValueError(
+                f"in_features and out_features must be >= 1, got {in_features}, {out_features}"
+            )
+        w, b = default_weight_and_bias(
+            (self.out_features, self.in_features), self.in_features, bias, rng
+        )
         self.weight = Parameter(w)
         self.bias = Parameter(b) if b is not None else None
         self._x = None
@@ -109,16 +148,18 @@ class Linear(Module):
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise _forgotten(self)
-        dx, dw, db = F.linear_backward(dy, self._x, self.weight.data,
-                                       output_mask=(input_grad, True, self.bias is not None))
+        dx, dw, db = F.linear_backward(
+            dy, self._x, self.weight.data, output_mask=(input_grad, True, self.bias is not None)
+        )
         self.weight.grad += dw
         if self.bias is not None:
             self.bias.grad += db
         return dx
 
     def config(self) -> dict:
-        return dict(in_features=self.in_features, out_features=self.out_features,
-                    bias=self.bias is not None)
+        return dict(
+            in_features=self.in_features, out_features=self.out_features, bias=self.bias is not None
+        )
 
 
 class ReLU(Module):
@@ -167,12 +208,21 @@ class LeakyReLU(Module):
 class MaxPool2d(Module):
     """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, dilation=1, return_indices: bool = False,
-                 ceil_mode: bool = False) -> None:
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        dilation=1,
+        return_indices: bool = False,
+        ceil_mode: bool = False,
+    ) -> None:
         super().__init__()
         if return_indices:
-            raise ValueError("return_indices: not supported by the module; use "
-                             "fastcnn.functional.max_pool2d(..., return_indices=True)")
+            raise ValueError(
+                "return_indices: not supported by the module; use "
+                "fastcnn.functional.max_pool2d(..., return_indices=True)"
+            )
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -181,8 +231,13 @@ class MaxPool2d(Module):
         self._saved = None
 
     def _args(self) -> dict:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                    dilation=self.dilation, ceil_mode=self.ceil_mode)
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            dilation=self.dilation,
+            ceil_mode=self.ceil_mode,
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         y, indices = F.max_pool2d(x, **self._args(), return_indices=True)
@@ -204,8 +259,15 @@ class MaxPool2d(Module):
 class AvgPool2d(Module):
     """Mean over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
 
-    def __init__(self, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
-                 count_include_pad: bool = True, divisor_override: int | None = None) -> None:
+    def __init__(
+        self,
+        kernel_size,
+        stride=None,
+        padding=0,
+        ceil_mode: bool = False,
+        count_include_pad: bool = True,
+        divisor_override: int | None = None,
+    ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
         self.stride = stride
@@ -216,9 +278,14 @@ class AvgPool2d(Module):
         self._x = None
 
     def _args(self) -> dict:
-        return dict(kernel_size=self.kernel_size, stride=self.stride, padding=self.padding,
-                    ceil_mode=self.ceil_mode, count_include_pad=self.count_include_pad,
-                    divisor_override=self.divisor_override)
+        return dict(
+            kernel_size=self.kernel_size,
+            stride=self.stride,
+            padding=self.padding,
+            ceil_mode=self.ceil_mode,
+            count_include_pad=self.count_include_pad,
+            divisor_override=self.divisor_override,
+        )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
@@ -260,8 +327,14 @@ class BatchNorm2d(Module):
     Parameters weight (C,), bias (C,); buffers running_mean, running_var (C,) and
     num_batches_tracked (a 0-d int64), as in PyTorch. momentum=None gives the cumulative average."""
 
-    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
-                 affine: bool = True, track_running_stats: bool = True) -> None:
+    def __init__(
+        self,
+        num_features: int,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        affine: bool = True,
+        track_running_stats: bool = True,
+    ) -> None:
         super().__init__()
         self.num_features = as_int(num_features, "num_features")
         if self.num_features < 1:
@@ -287,8 +360,10 @@ class BatchNorm2d(Module):
         if np.ndim(x) != 4:
             raise ValueError(f"x: expected a 4-D array (N, C, H, W), got shape {np.shape(x)}")
         if np.shape(x)[1] != self.num_features:
-            raise ValueError(f"x: expected {self.num_features} channels (N, {self.num_features}, "
-                             f"H, W), got shape {np.shape(x)}")
+            raise ValueError(
+                f"x: expected {self.num_features} channels (N, {self.num_features}, "
+                f"H, W), got shape {np.shape(x)}"
+            )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check(x)
@@ -305,12 +380,14 @@ class BatchNorm2d(Module):
         running_var = self.running_var if track else None
         if use_batch_stats:
             # The batch statistics are kept so that backward need not recompute them from x.
-            y, mean, invstd = F.batch_norm_train(x, running_mean, running_var, weight, bias,
-                                                 momentum=momentum or 0.0, eps=self.eps)
+            y, mean, invstd = F.batch_norm_train(
+                x, running_mean, running_var, weight, bias, momentum=momentum or 0.0, eps=self.eps
+            )
             self._saved = (x, True, mean, invstd)
         else:
-            y = F.batch_norm(x, running_mean, running_var, weight, bias, training=False,
-                             eps=self.eps)
+            y = F.batch_norm(
+                x, running_mean, running_var, weight, bias, training=False, eps=self.eps
+            )
             self._saved = (x, False, None, None)
         return y
 
@@ -320,25 +397,38 @@ class BatchNorm2d(Module):
         x, use_batch_stats, mean, invstd = self._saved
         weight = None if self.weight is None else self.weight.data
         dx, dw, db = F.batch_norm_backward(
-            dy, x, weight, running_mean=None if use_batch_stats else self.running_mean,
+            dy,
+            x,
+            weight,
+            running_mean=None if use_batch_stats else self.running_mean,
             running_var=None if use_batch_stats else self.running_var,
-            training=use_batch_stats, eps=self.eps, save_mean=mean, save_invstd=invstd)
+            training=use_batch_stats,
+            eps=self.eps,
+            save_mean=mean,
+            save_invstd=invstd,
+        )
         if self.weight is not None:
             self.weight.grad += dw
             self.bias.grad += db
         return dx if input_grad else None
 
     def config(self) -> dict:
-        return dict(num_features=self.num_features, eps=self.eps, momentum=self.momentum,
-                    affine=self.affine, track_running_stats=self.track_running_stats)
+        return dict(
+            num_features=self.num_features,
+            eps=self.eps,
+            momentum=self.momentum,
+            affine=self.affine,
+            track_running_stats=self.track_running_stats,
+        )
 
 
 class Dropout(Module):
     """Zeroes each element with probability p in training and scales the rest by 1/(1-p); the
     identity in eval mode. Masks come from fastcnn's generator (see fastcnn.manual_seed)."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False,
-                 *, rng: np.random.Generator | None = None) -> None:
+    def __init__(
+        self, p: float = 0.5, inplace: bool = False, *, rng: np.random.Generator | None = None
+    ) -> None:
         super().__init__()
         p = float(p)
         if not 0.0 <= p <= 1.0:
@@ -383,11 +473,13 @@ class Flatten(Module):
         start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
         end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < max(nd, 1):
-            raise ValueError(f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
-                             f"invalid for an input of shape {x.shape}")
+            raise ValueError(
+                f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
+                f"invalid for an input of shape {x.shape}"
+            )
         self._shape = x.shape
-        flat = math.prod(x.shape[start:end + 1])
-        return x.reshape(x.shape[:start] + (flat,) + x.shape[end + 1:])
+        flat = math.prod(x.shape[start : end + 1])
+        return x.reshape(x.shape[:start] + (flat,) + x.shape[end + 1 :])
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._shape is None:

@@ -42,8 +42,12 @@ class CrossEntropyLoss(Module):
         if self._saved is None:
             raise RuntimeError("CrossEntropyLoss.backward called before the loss was computed")
         logits, labels, scale = self._saved
-        return F.cross_entropy_backward(logits, labels, label_smoothing=self.label_smoothing,
-                                        grad_output=float(grad_output) * scale)
+        return F.cross_entropy_backward(
+            logits,
+            labels,
+            label_smoothing=self.label_smoothing,
+            grad_output=float(grad_output) * scale,
+        )
 
     def config(self) -> dict:
         return dict(reduction=self.reduction, label_smoothing=self.label_smoothing)
@@ -61,8 +65,9 @@ class MSELoss(Module):
         output = np.asarray(output, dtype=np.float32)
         target = np.asarray(target, dtype=np.float32)
         if output.shape != target.shape:
-            raise ValueError(f"target: expected shape {output.shape} (the output's), got "
-                             f"{target.shape}")
+            raise ValueError(
+                f"target: expected shape {output.shape} (the output's), got {target.shape}"
+            )
         diff = output.astype(np.float64) - target
         total = float(np.sum(diff * diff))
         self._saved = (output, target)

@@ -8,7 +8,7 @@ lets the first layer of a network skip that work).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -177,7 +177,9 @@ class Module:
         lines.append(")")
         return "\n".join(lines)
 
-    def summary(self, input_shape: tuple[int, ...], print_fn=print) -> list[tuple[str, str, tuple, int]]:
+    def summary(
+        self, input_shape: tuple[int, ...], print_fn=print
+    ) -> list[tuple[str, str, tuple, int]]:
         """Print each leaf layer, its output shape and parameter count for an input of `input_shape`
         (batch dimension included); returns the rows. Runs one forward pass in eval mode."""
         from fastcnn.nn.summary import layer_summary
