@@ -188,8 +188,15 @@ def test_ctrl_c_during_train_exits_130_and_keeps_the_checkpoint(tmp_path):
         "--threads",
         "1",
     ]
+    # A shell starts background jobs with SIGINT ignored, and Python then keeps it ignored: give
+    # the child the default disposition, as an interactive terminal would.
     p = subprocess.Popen(
-        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path
+        cmd,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         deadline = time.monotonic() + 120
