@@ -1,9 +1,13 @@
 """Resident-memory growth over many training steps and error paths (a script, not a test).
 
     python benchmarks/leak_check.py [--steps 20000]
+    python benchmarks/leak_check.py --net [--steps 20000]
 
-Runs forward and backward of every kernel family on small arrays, plus calls that raise, for
---steps iterations, and reports the process's resident set size (RSS) after a warm-up and at the end.
+The default mode runs forward and backward of every kernel family on small arrays, plus calls that
+raise; --net trains the DESIGN.md Fashion-MNIST network (fastcnn.models.fmnist_bn) at batch 8 with
+SGD momentum, and also tracks Python-side allocations with tracemalloc.
+
+Each mode runs --steps iterations and reports the process's resident set size (RSS) after a warm-up and at the end.
 A leak of even one small array per step shows up as megabytes; the run fails when RSS grows by more
 than --limit-mb.
 """
@@ -14,6 +18,7 @@ import argparse
 import os
 import sys
 import time
+import tracemalloc
 
 import numpy as np
 
@@ -56,11 +61,31 @@ def step(rng: np.random.Generator, arrays: dict) -> None:
             pass
 
 
+def net_stepper(rng: np.random.Generator):
+    """One SGD step of fmnist-bn on a fresh random batch of 8 per call."""
+    from fastcnn import models, nn, optim
+
+    fastcnn.manual_seed(0)
+    net = models.fmnist_bn()
+    loss_fn = nn.CrossEntropyLoss()
+    opt = optim.SGD(net.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)
+
+    def train_step(_rng, _arrays) -> None:
+        x = rng.standard_normal((8, 1, 28, 28)).astype(np.float32)
+        loss_fn(net(x), rng.integers(0, 10, size=8))
+        net.backward(loss_fn.backward(), input_grad=False)
+        opt.step()
+        opt.zero_grad()
+
+    return train_step
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20_000)
     ap.add_argument("--warmup", type=int, default=500)
     ap.add_argument("--limit-mb", type=float, default=8.0)
+    ap.add_argument("--net", action="store_true", help="train fmnist-bn instead of single ops")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
     arrays = {
@@ -70,15 +95,26 @@ def main() -> int:
         "wl": rng.standard_normal((10, 8 * 6 * 6)).astype(np.float32),
         "labels": rng.integers(0, 10, size=4),
     }
+    run = net_stepper(rng) if args.net else step
     for _ in range(args.warmup):
-        step(rng, arrays)
+        run(rng, arrays)
+    # Steps after tracemalloc starts replace every live array once, so the baseline counts the
+    # steady-state working set, not zero.
+    tracemalloc.start()
+    for _ in range(10):
+        run(rng, arrays)
+    python_start = tracemalloc.get_traced_memory()[0]
     start, t0 = rss_mb(), time.perf_counter()
     for _ in range(args.steps):
-        step(rng, arrays)
+        run(rng, arrays)
     end, elapsed = rss_mb(), time.perf_counter() - t0
+    python_growth = tracemalloc.get_traced_memory()[0] - python_start
+    tracemalloc.stop()
     print(
-        f"{args.steps} steps in {elapsed:.1f} s: RSS {start:.1f} MB after {args.warmup} warm-up "
-        f"steps, {end:.1f} MB at the end ({end - start:+.2f} MB)"
+        f"{'fmnist-bn' if args.net else 'kernel'} {args.steps} steps in {elapsed:.1f} s: RSS "
+        f"{start:.1f} MB after {args.warmup} warm-up steps, {end:.1f} MB at the end "
+        f"({end - start:+.2f} MB, {100 * (end - start) / start:+.2f}%); Python heap "
+        f"{python_growth / 1024:+.1f} KiB (tracemalloc)"
     )
     return 0 if end - start <= args.limit_mb else 1
 
