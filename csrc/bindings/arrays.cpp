@@ -110,4 +110,13 @@ F32 new_f32(const std::vector<int64_t>& shape, const char* what) { return new_ar
 I64 new_i64(const std::vector<int64_t>& shape, const char* what) { return new_array<int64_t>(shape, what); }
 U8 new_u8(const std::vector<int64_t>& shape, const char* what) { return new_array<uint8_t>(shape, what); }
 
+py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const char* what,
+                        float** data) {
+  *data = nullptr;
+  if (!needed) return py::none();
+  F32 out = new_f32(shape, what);
+  *data = out.mutable_data();
+  return std::move(out);
+}
+
 }  // namespace fastcnn::bind

@@ -47,6 +47,11 @@ F32 new_f32(const std::vector<int64_t>& shape, const char* what);
 I64 new_i64(const std::vector<int64_t>& shape, const char* what);
 U8 new_u8(const std::vector<int64_t>& shape, const char* what);
 
+// For a gradient the caller may skip: a new float32 array of `shape` with *data at its buffer when
+// `needed`, else None with *data = nullptr.
+py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const char* what,
+                        float** data);
+
 std::vector<int64_t> shape_of(const py::array& a);
 
 }  // namespace fastcnn::bind

@@ -212,18 +212,9 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     const ConvParams p = parse_params(stride, padding, dilation, groups);
     const Conv2dShape s = conv_shape(shape_of(x), ws, p, "x", "weight_shape");
     require_shape(dy, output_shape(s), "dy");
-    py::object dw_obj = py::none(), db_obj = py::none();
-    float *dwp = nullptr, *dbp = nullptr;
-    if (need_weight) {
-      F32 dw = new_f32(ws, "conv2d_backward_weight output");
-      dwp = dw.mutable_data();
-      dw_obj = dw;
-    }
-    if (need_bias) {
-      F32 db = new_f32({s.K}, "conv2d_backward_weight bias output");
-      dbp = db.mutable_data();
-      db_obj = db;
-    }
+    float *dwp, *dbp;
+    py::object dw_obj = optional_f32(need_weight, ws, "conv2d_backward_weight output", &dwp);
+    py::object db_obj = optional_f32(need_bias, {s.K}, "conv2d_backward_weight bias output", &dbp);
     int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();

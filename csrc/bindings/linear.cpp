@@ -104,18 +104,9 @@ void register_linear(py::module_& m, CpuVariant v) {
       throw py::value_error("dy: expected the leading dimensions of x " + shape_string(x) +
                             " followed by out_features, got shape " + shape_string(dy));
     const LinearShape s{leading_rows(x), x.shape(x.ndim() - 1), dy.shape(dy.ndim() - 1)};
-    py::object dw_obj = py::none(), db_obj = py::none();
-    float *dwp = nullptr, *dbp = nullptr;
-    if (need_weight) {
-      F32 dw = new_f32({s.K, s.C}, "linear_backward_weight output");
-      dwp = dw.mutable_data();
-      dw_obj = dw;
-    }
-    if (need_bias) {
-      F32 db = new_f32({s.K}, "linear_backward_weight bias output");
-      dbp = db.mutable_data();
-      db_obj = db;
-    }
+    float *dwp, *dbp;
+    py::object dw_obj = optional_f32(need_weight, {s.K, s.C}, "linear_backward_weight output", &dwp);
+    py::object db_obj = optional_f32(need_bias, {s.K}, "linear_backward_weight bias output", &dbp);
     int threads = kernel_threads();
     std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();
