@@ -16,6 +16,7 @@ import reference as ref
 
 import fastcnn.functional as F
 from fastcnn import viz
+from fastcnn.datasets import FASHION_MNIST_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "edge_detectors.py"
@@ -140,18 +141,7 @@ def test_plot_feature_maps_bad_input(mpl, tmp_path):
 
 @pytest.mark.parametrize("normalize", [True, False])
 def test_plot_confusion_png(mpl, rng, tmp_path, normalize):
-    names = [
-        "T-shirt/top",
-        "Trouser",
-        "Pullover",
-        "Dress",
-        "Coat",
-        "Sandal",
-        "Shirt",
-        "Sneaker",
-        "Bag",
-        "Ankle boot",
-    ]
+    names = list(FASHION_MNIST_CLASSES)
     matrix = viz.confusion_matrix(rng.integers(0, 10, 300), rng.integers(0, 10, 300), 10)
     matrix[9] = 0  # a class with no samples: its normalized row stays zero
     h, w = png_size(viz.plot_confusion(matrix, names, tmp_path / "confusion.png", normalize))
