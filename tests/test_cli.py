@@ -90,3 +90,14 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     a, b = fc.load(whole).state_dict(), fc.load(broken).state_dict()
     for key in a:
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+def test_output_cut_short_by_the_reader_is_not_a_traceback():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fastcnn", "info"], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    proc.stdout.close()  # the reader is gone before the first line, like `fastcnn info | true`
+    with proc.stderr:
+        err = proc.stderr.read().decode()
+    proc.wait(timeout=60)
+    assert "Traceback" not in err and "BrokenPipeError" not in err

@@ -346,3 +346,8 @@ def main(argv: list[str] | None = None) -> int:
         # Ctrl-C: checkpoints are renamed into place whole, so the last one written is intact.
         print(f"fastcnn {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader went away (`fastcnn info | head`): stop quietly, and keep Python's exit-time
+        # flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
