@@ -235,3 +235,18 @@ def test_softmax_module_matches_torch(dim, rng):
     yt.backward(torch.from_numpy(dy))
     np.testing.assert_allclose(layer(x), yt.detach().numpy(), rtol=RTOL, atol=ATOL)
     np.testing.assert_allclose(layer.backward(dy), xt.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+@pytest.mark.parametrize("shape", [(6, 5), (3, 4, 2, 3)])
+def test_cross_entropy_loss_matches_torch(reduction, shape, rng):
+    logits = (rng.standard_normal(shape) * 3).astype(np.float32)
+    labels = rng.integers(0, shape[1], (shape[0],) + shape[2:])
+    loss_fn = nn.CrossEntropyLoss(reduction=reduction, label_smoothing=0.1)
+    lt = torch.tensor(logits, dtype=torch.float64, requires_grad=True)
+    loss_t = torch.nn.functional.cross_entropy(
+        lt, torch.from_numpy(labels), reduction=reduction, label_smoothing=0.1
+    )
+    loss_t.backward()
+    assert loss_fn(logits, labels) == pytest.approx(loss_t.item(), rel=RTOL, abs=ATOL)
+    np.testing.assert_allclose(loss_fn.backward(), lt.grad.numpy(), rtol=RTOL, atol=ATOL)

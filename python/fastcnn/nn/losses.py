@@ -30,10 +30,13 @@ class CrossEntropyLoss(Module):
         self._saved = None
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        loss = float(F.cross_entropy(logits, labels, label_smoothing=self.label_smoothing))
-        scale = float(np.shape(labels)[0]) if self.reduction == "sum" and np.ndim(labels) else 1.0
-        self._saved = (logits, labels, scale)
-        return loss * scale
+        loss, probabilities = F.cross_entropy_with_probabilities(
+            logits, labels, label_smoothing=self.label_smoothing
+        )
+        # 'sum' is the mean times the number of labelled positions (N, or N*d1*... for maps).
+        scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
+        self._saved = (probabilities, labels, scale)
+        return float(loss) * scale
 
     def __call__(self, logits: np.ndarray, labels: np.ndarray) -> float:
         return self.forward(logits, labels)
@@ -41,12 +44,13 @@ class CrossEntropyLoss(Module):
     def backward(self, grad_output: float = 1.0) -> np.ndarray:
         if self._saved is None:
             raise RuntimeError("CrossEntropyLoss.backward called before the loss was computed")
-        logits, labels, scale = self._saved
+        probabilities, labels, scale = self._saved
         return F.cross_entropy_backward(
-            logits,
+            None,
             labels,
             label_smoothing=self.label_smoothing,
             grad_output=float(grad_output) * scale,
+            probabilities=probabilities,
         )
 
     def config(self) -> dict:
