@@ -518,8 +518,17 @@ def time_calls(fn: Thunk, warmup: int, repeats: int) -> list[float]:
     return times
 
 
-def _timed(row: dict, lib: str, fn: Thunk, warmup: int, repeats: int) -> None:
-    """Store the median in row[lib_ms] and every call in row[lib_times_ms] (for the spread)."""
+# OpenBLAS and OpenMP worker threads keep spinning on their cores for up to ~0.1 s after a call.
+# Timed right after another library, a multi-threaded run found the other core taken: fastcnn's
+# 2-thread rows ran at 1-thread speed in the same table where an interleaved test scaled 2x.
+SETTLE_S = 0.25
+
+
+def _timed(row: dict, lib: str, fn: Thunk, warmup: int, repeats: int, settle: float) -> None:
+    """Store the median in row[lib_ms] and every call in row[lib_times_ms] (for the spread), after
+    `settle` seconds idle so the previous library's threads have gone to sleep."""
+    if settle:
+        time.sleep(settle)
     times = time_calls(fn, warmup, repeats)
     row[f"{lib}_ms"] = statistics.median(times)
     row[f"{lib}_times_ms"] = times
@@ -530,7 +539,12 @@ def _error(e: BaseException) -> str:
 
 
 def run_case(
-    case: Case, rng: np.random.Generator, torch: ModuleType | None, warmup: int, repeats: int
+    case: Case,
+    rng: np.random.Generator,
+    torch: ModuleType | None,
+    warmup: int,
+    repeats: int,
+    settle: float = SETTLE_S,
 ) -> dict:
     """Check, then time one row; the returned dict is the row of the JSON report."""
     row: dict[str, Any] = dict(
@@ -565,8 +579,8 @@ def run_case(
     if mismatch:
         row.update(status="mismatch", reason=mismatch)
         return row
-    _timed(row, "numpy", numpy_fn, warmup, repeats)
-    _timed(row, "fastcnn", fast_fn, warmup, repeats)
+    _timed(row, "numpy", numpy_fn, warmup, repeats, settle)
+    _timed(row, "fastcnn", fast_fn, warmup, repeats, settle)
     if torch is not None:
         try:
             torch_fn = case.torch(d, torch)
@@ -577,7 +591,7 @@ def run_case(
             row["torch_status"] = f"mismatch: {torch_mismatch}"
         else:
             row["torch_status"] = "ok"
-            _timed(row, "torch", torch_fn, warmup, repeats)
+            _timed(row, "torch", torch_fn, warmup, repeats, settle)
     for lib in ("numpy", "fastcnn", "torch"):
         ms = row[f"{lib}_ms"]
         row[f"{lib}_rate"] = None if ms is None else case.work / ms / 1e6  # GFLOP/s or GB/s
@@ -885,7 +899,7 @@ def run(args: argparse.Namespace) -> int:
         for case in cases(args.quick):
             if case.op not in ops:
                 continue
-            row = run_case(case, rng, torch, warmup, repeats)
+            row = run_case(case, rng, torch, warmup, repeats, 0.0 if args.quick else SETTLE_S)
             rows.append(row)
             print(format_row(row), flush=True)
     finally:
