@@ -370,3 +370,109 @@ def test_bad_arguments(core, rng):
         F.batch_norm_backward(x, x, training=False)
     with pytest.raises(ValueError, match="running_var"):
         core.batchnorm2d_backward_eval(x, x, None, rm, rv[:2], 1e-5)
+
+
+# --- batch norm followed by max pooling: the fused backward --------------------------------------
+# (x shape, max_pool2d keyword arguments): 2x2/2 windows, overlapping padded ceil-mode windows
+# (a position can be the maximum of several), odd planes whose last rows no window covers.
+POOLED_CASES = [
+    ((4, 6, 8, 8), dict(kernel_size=2)),
+    ((3, 5, 9, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ((2, 3, 7, 13), dict(kernel_size=2, stride=3)),
+    ((5, 2, 6, 5), dict(kernel_size=(2, 3), stride=1, dilation=(2, 1))),
+]
+
+
+def _pooled_inputs(rng, shape, pool, mean=2.0, std=3.0):
+    x = (rng.standard_normal(shape) * std + mean).astype(np.float32)
+    w = rng.standard_normal(shape[1]).astype(np.float32)
+    y, save_mean, save_invstd = F.batch_norm_train(x, None, None, w, None)
+    p, indices = F.max_pool2d(y, **pool, return_indices=True)
+    g = rng.standard_normal(p.shape).astype(np.float32)
+    return x, w, save_mean, save_invstd, g, indices
+
+
+def _scattered(g, indices, shape):
+    """max_pool2d_backward in float64: g added at the flat plane positions in indices."""
+    dy = np.zeros(shape[:2] + (shape[2] * shape[3],))
+    planes = dy.reshape(-1, shape[2] * shape[3])
+    for plane, (gp, ip) in enumerate(
+        zip(g.reshape(len(planes), -1), indices.reshape(len(planes), -1))
+    ):
+        np.add.at(planes[plane], ip, gp)
+    return dy.reshape(shape)
+
+
+@pytest.mark.parametrize(("shape", "pool"), POOLED_CASES)
+def test_backward_pooled_matches_oracle(core, rng, shape, pool) -> None:
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool)
+    want = oracle.batch_norm_backward(_scattered(g, indices, shape), x, w)
+    got = core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL * np.sqrt(x.size / shape[1]))
+
+
+def test_backward_pooled_refines_a_large_mean(core, rng) -> None:
+    """|mean| >> std: the float32 saved mean is off by more than the data's spread allows."""
+    shape, pool = (6, 3, 10, 10), dict(kernel_size=2)
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool, mean=3000.0, std=0.05)
+    want = oracle.batch_norm_backward(_scattered(g, indices, shape), x, w)
+    got = core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * np.max(np.abs(b)))
+
+
+def test_backward_pooled_eval_matches_oracle(rng) -> None:
+    shape, pool = (3, 4, 9, 7), dict(kernel_size=2)
+    x = rng.standard_normal(shape).astype(np.float32)
+    w = rng.standard_normal(4).astype(np.float32)
+    rm = rng.standard_normal(4).astype(np.float32)
+    rv = rng.uniform(0.5, 2.0, 4).astype(np.float32)
+    y = F.batch_norm(x, rm, rv, w, None, training=False)
+    p, indices = F.max_pool2d(y, **pool, return_indices=True)
+    g = rng.standard_normal(p.shape).astype(np.float32)
+    got = F.batch_norm_max_pool2d_backward(
+        g, indices, x, w, running_mean=rm, running_var=rv, training=False
+    )
+    want = oracle.batch_norm_eval_backward(_scattered(g, indices, shape), x, rm, rv, w)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL * np.sqrt(x.size / 4))
+
+
+def test_backward_pooled_equals_the_composition(rng) -> None:
+    shape, pool = (4, 5, 12, 10), dict(kernel_size=3, stride=2, padding=1)
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool)
+    y = F.batch_norm_train(x, None, None, w, None)[0]
+    dy = F.max_pool2d_backward(g, y, **pool, indices=indices)
+    want = F.batch_norm_backward(dy, x, w, save_mean=mean, save_invstd=invstd)
+    got = F.batch_norm_max_pool2d_backward(g, indices, x, w, save_mean=mean, save_invstd=invstd)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.max(np.abs(b)))
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "match"),
+    [
+        (dict(indices=lambda i: i + 1000), ValueError, r"indices: expected values in \[0, 64\)"),
+        (dict(indices=lambda i: -i - 1), ValueError, "indices: expected values"),
+        (dict(indices=lambda i: i.astype(np.float32)), TypeError, "indices: expected an integer"),
+        (dict(indices=lambda i: i[:, :, :2]), ValueError, "indices"),
+        (dict(g=lambda g: g[:1]), ValueError, r"dy: expected \(2, 3, P, Q\)"),
+        (dict(g=lambda g: g[0]), ValueError, "dy"),
+        (dict(x=lambda x: x[0]), ValueError, "x"),
+        (dict(mean=lambda m: m[:2]), ValueError, "mean"),
+    ],
+)
+def test_backward_pooled_bad_input(core, rng, change, error, match) -> None:
+    args = dict(
+        zip(
+            ("x", "w", "mean", "invstd", "g", "indices"),
+            _pooled_inputs(rng, (2, 3, 8, 8), dict(kernel_size=2)),
+        )
+    )
+    for key, fn in change.items():
+        args[key] = fn(args[key])
+    with pytest.raises(error, match=match):
+        core.batchnorm2d_backward_pooled(
+            args["g"], args["indices"], args["x"], args["w"], args["mean"], args["invstd"], True
+        )

@@ -126,8 +126,10 @@ WINOGRAD_CASES = [
 ]
 
 
-@pytest.mark.parametrize(("xs", "ws", "kw"), _case_params(WINOGRAD_CASES, [
-    f"{x}-{w}-{kw}" for x, w, kw in WINOGRAD_CASES]))
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(WINOGRAD_CASES, [f"{x}-{w}-{kw}" for x, w, kw in WINOGRAD_CASES]),
+)
 def test_winograd_shapes_match_oracle(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
 

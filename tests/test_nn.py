@@ -297,3 +297,38 @@ def test_sequential_backward_follows_the_order_forward_ran(rng):
         (y > 0).astype(np.float32), x, 2, indices=pool._saved[1]
     )
     np.testing.assert_array_equal(dx, want)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):
+    """Sequential runs BatchNorm2d -> (ReLU ->) MaxPool2d backward as one fused kernel: gradients
+    equal the modules' own backward passes run one by one, up to float rounding."""
+    x = (rng.standard_normal((4, 3, 10, 9)) * 2 + 1).astype(np.float32)
+    bn = nn.BatchNorm2d(3)
+    bn.weight.data[:] = rng.standard_normal(3)
+    bn.running_mean[:] = rng.standard_normal(3)
+    bn.running_var[:] = rng.uniform(0.5, 2, 3)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), bn, nn.ReLU(), nn.MaxPool2d(2))
+    net.train(train)
+    y = net(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = net.backward(dy)
+    grads = [p.grad.copy() for p in net.parameters()]
+    net.zero_grad()
+
+    mods = list(net)
+    if train:
+        bn.running_mean[:], bn.running_var[:] = 0, 1  # forward updates them again below
+    h = x
+    for m in mods:
+        h = m(h)
+    g = dy
+    for m in reversed(mods):
+        g = m.backward(g)
+    np.testing.assert_allclose(y, h, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(dx, g, rtol=1e-4, atol=1e-5 * np.max(np.abs(g)))
+    # (the conv bias gradient is rounding noise around 0: a training-mode batch norm follows it)
+    for want, p in zip(grads, net.parameters()):
+        np.testing.assert_allclose(
+            p.grad, want, rtol=1e-4, atol=1e-5 * max(np.max(np.abs(want)), 1)
+        )

@@ -119,4 +119,43 @@ py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const ch
   return std::move(out);
 }
 
+I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
+                    const char* name) {
+  const std::string arg(name);
+  const std::string range = ": expected values in [0, " + std::to_string(plane) +
+                            "), the flat positions in an (H, W) plane of x";
+  if (obj.is_none()) throw py::type_error(arg + ": expected an integer array, got None");
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    throw py::type_error(arg + ": expected an integer array, got " + type_name(obj));
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    throw py::type_error(arg + ": expected an integer array, got dtype " +
+                         std::string(py::str(a.dtype())));
+  require_shape(a, shape, name);
+  // uint64 values past int64's range would wrap in the cast below: check them first.
+  if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
+      py::int_(a.attr("max")()).cast<unsigned long long>() >= static_cast<unsigned long long>(plane))
+    throw py::value_error(arg + range);
+  I64 ind = I64::ensure(a);
+  const int64_t n = ind.size();
+  const int64_t* ip = ind.data();
+  int64_t bad = -1;
+  {
+    py::gil_scoped_release nogil;
+    for (int64_t i = 0; i < n; ++i) {
+      if (ip[i] < 0 || ip[i] >= plane) {
+        bad = i;
+        break;
+      }
+    }
+  }
+  if (bad >= 0)
+    throw py::value_error(arg + range + ", got " + std::to_string(ip[bad]) +
+                          " at flat position " + std::to_string(bad));
+  return ind;
+}
+
 }  // namespace fastcnn::bind

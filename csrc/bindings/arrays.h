@@ -54,4 +54,9 @@ py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const ch
 
 std::vector<int64_t> shape_of(const py::array& a);
 
+// Max-pooling indices: an integer array of `shape` whose values are flat positions in a plane of
+// `plane` elements (the scatters that take them trust them), as int64.
+I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
+                    const char* name);
+
 }  // namespace fastcnn::bind

@@ -174,6 +174,47 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval).");
 
   m.def(
+      "batchnorm2d_backward_pooled",
+      [ops](py::handle g_obj, py::handle indices_obj, py::handle x_obj, py::handle weight_obj,
+            py::handle mean_obj, py::handle invstd_obj, bool training) {
+        F32 x = to_f32(x_obj, "x");
+        require_ndim(x, 4, "x", "(N, C, H, W)");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        F32 g = to_f32(g_obj, "dy");
+        require_ndim(g, 4, "dy", "(N, C, P, Q)");
+        if (g.shape(0) != s.N || g.shape(1) != s.C)
+          throw py::value_error("dy: expected (" + std::to_string(s.N) + ", " +
+                                std::to_string(s.C) + ", P, Q), the pooled shape of x " +
+                                shape_string(x) + ", got " + shape_string(g));
+        const int64_t pooled = g.shape(2) * g.shape(3);
+        I64 indices = checked_indices(indices_obj, shape_of(g), s.L, "indices");
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        F32 mean = channel_vector(mean_obj, s.C, "mean");
+        F32 invstd = channel_vector(invstd_obj, s.C, "invstd");
+        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_pooled dx");
+        F32 dweight = new_f32({s.C}, "batchnorm2d_backward_pooled dweight");
+        F32 dbias = new_f32({s.C}, "batchnorm2d_backward_pooled dbias");
+        const float *gp = g.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
+                    *isp = invstd.data();
+        const int64_t* ip = indices.data();
+        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_backward_pooled(s, pooled, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
+                                          dbp);
+        }
+        return py::make_tuple(dx, dweight, dbias);
+      },
+      py::arg("dy"), py::arg("indices"), py::arg("x"), py::arg("weight"), py::arg("mean"),
+      py::arg("invstd"), py::arg("training") = true,
+      "batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, "
+      "Q)\n"
+      "is the gradient of the pooling's output and indices (int, dy's shape) its window maxima in "
+      "x's\n"
+      "(H, W) planes, as max_pool2d_forward returned them; equal to max_pool2d_backward then\n"
+      "batchnorm2d_backward, without the full-size gradient between them.");
+
+  m.def(
       "batchnorm2d_backward_eval",
       [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle rm_obj,
             py::handle rv_obj, float eps) {

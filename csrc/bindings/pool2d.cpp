@@ -131,46 +131,6 @@ AvgPoolMode avg_mode(bool count_include_pad, py::handle divisor_override) {
 
 std::vector<int64_t> output_shape(const Pool2dShape& s) { return {s.N, s.C, s.P, s.Q}; }
 
-// Integer indices of y's shape, every one inside the H x W plane (the scatter trusts them).
-I64 checked_indices(py::handle obj, const Pool2dShape& s) {
-  if (obj.is_none()) throw py::type_error("indices: expected an integer array, got None");
-  py::array a = py::array::ensure(obj);
-  if (!a) {
-    PyErr_Clear();
-    throw py::type_error("indices: expected an integer array, got " +
-                         std::string(py::str(py::type::handle_of(obj).attr("__name__"))));
-  }
-  const char kind = a.dtype().kind();
-  if (kind != 'i' && kind != 'u')
-    throw py::type_error("indices: expected an integer array, got dtype " +
-                         std::string(py::str(a.dtype())));
-  require_shape(a, output_shape(s), "indices");
-  // uint64 values past int64's range would wrap in the cast below: check them first.
-  if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
-      py::int_(a.attr("max")()).cast<unsigned long long>() >=
-          static_cast<unsigned long long>(s.H * s.W))
-    throw py::value_error("indices: expected values in [0, " + std::to_string(s.H * s.W) +
-                          "), the flat positions in an (H, W) plane of x");
-  I64 ind = I64::ensure(a);
-  const int64_t n = ind.size(), hw = s.H * s.W;
-  const int64_t* ip = ind.data();
-  int64_t bad = -1;
-  {
-    py::gil_scoped_release nogil;
-    for (int64_t i = 0; i < n; ++i) {
-      if (ip[i] < 0 || ip[i] >= hw) {
-        bad = i;
-        break;
-      }
-    }
-  }
-  if (bad >= 0)
-    throw py::value_error("indices: expected values in [0, " + std::to_string(hw) +
-                          "), the flat positions in an (H, W) plane of x, got " +
-                          std::to_string(ip[bad]) + " at flat position " + std::to_string(bad));
-  return ind;
-}
-
 // output_size: an int, or a pair whose entries are ints or None (None keeps that input size).
 Pair adaptive_output(py::handle obj, const F32& x) {
   py::object parts[2] = {py::reinterpret_borrow<py::object>(obj),
@@ -236,7 +196,7 @@ void register_pool2d(py::module_& m, CpuVariant v) {
             py::gil_scoped_release nogil;
             ops.max_pool2d_forward(s, xp, yp, ip);
           } else {
-            indices = checked_indices(indices_obj, s);
+            indices = checked_indices(indices_obj, output_shape(s), s.H * s.W, "indices");
           }
           F32 dx = new_f32(shape_of(x), "max_pool2d_backward output");
           const float* dyp = dy.data();

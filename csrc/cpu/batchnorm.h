@@ -26,7 +26,14 @@ struct BatchNormShape {
                                 const float* running_var, float* y);                               \
   void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* dy,               \
                             const float* x, const float* weight, const float* mean,                \
-                            const float* invstd, float* dx, float* dweight, float* dbias);
+                            const float* invstd, float* dx, float* dweight, float* dbias);         \
+  /* batchnorm2d_backward of a max pooling's input gradient: dy of plane (n, c) is the pooled    \
+     gradient g (N, C, pooled) scattered to indices (flat positions in [0, L)), added up where   \
+     windows overlap, without building it. */                                                    \
+  void batchnorm2d_backward_pooled(const BatchNormShape& s, int64_t pooled, bool training,        \
+                                   const float* g, const int64_t* indices, const float* x,        \
+                                   const float* weight, const float* mean, const float* invstd,   \
+                                   float* dx, float* dweight, float* dbias);
 
 namespace ref {
 FASTCNN_BATCHNORM_DECLARATIONS
@@ -46,19 +53,22 @@ struct BatchNormOps {
                                    const float*, const float*, const float*, float*);
   void (*batchnorm2d_backward)(const BatchNormShape&, bool, const float*, const float*,
                                const float*, const float*, const float*, float*, float*, float*);
+  void (*batchnorm2d_backward_pooled)(const BatchNormShape&, int64_t, bool, const float*,
+                                      const int64_t*, const float*, const float*, const float*,
+                                      const float*, float*, float*, float*);
 };
 
 inline BatchNormOps batchnorm_ops(CpuVariant v) {
   switch (v) {
     case CpuVariant::avx2:
       return {avx2::batchnorm2d_forward_train, avx2::batchnorm2d_forward_eval,
-              avx2::batchnorm2d_backward};
+              avx2::batchnorm2d_backward, avx2::batchnorm2d_backward_pooled};
     case CpuVariant::avx512:
       return {avx512::batchnorm2d_forward_train, avx512::batchnorm2d_forward_eval,
-              avx512::batchnorm2d_backward};
+              avx512::batchnorm2d_backward, avx512::batchnorm2d_backward_pooled};
     default:
       return {ref::batchnorm2d_forward_train, ref::batchnorm2d_forward_eval,
-              ref::batchnorm2d_backward};
+              ref::batchnorm2d_backward, ref::batchnorm2d_backward_pooled};
   }
 }
 

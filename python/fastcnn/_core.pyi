@@ -54,6 +54,17 @@ def batchnorm2d_backward(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """Batch norm gradients -> (dx, dweight, dbias). training=True: mean/invstd are the batch statistics from forward_train (save_mean, save_invstd) and dx includes the paths through them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval)."""
 
+def batchnorm2d_backward_pooled(
+    dy: npt.ArrayLike,
+    indices: npt.ArrayLike,
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    mean: npt.ArrayLike,
+    invstd: npt.ArrayLike,
+    training: bool = ...,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, Q) is the gradient of the pooling's output and indices its window maxima in x's (H, W) planes; equal to max_pool2d_backward then batchnorm2d_backward."""
+
 def batchnorm2d_backward_eval(
     dy: npt.ArrayLike,
     x: npt.ArrayLike,

@@ -410,6 +410,50 @@ def batch_norm_backward(
     return _core.batchnorm2d_backward(dy, x, weight, save_mean, save_invstd, True)
 
 
+def batch_norm_max_pool2d_backward(
+    dy: np.ndarray,
+    indices: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray | None = None,
+    running_mean: np.ndarray | None = None,
+    running_var: np.ndarray | None = None,
+    training: bool = True,
+    eps: float = 1e-5,
+    save_mean: np.ndarray | None = None,
+    save_invstd: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Gradients of max_pool2d(batch_norm(x)) -> (dx, dweight, dbias), from the gradient dy of the
+    pooling's output and the `indices` max_pool2d returned (return_indices=True).
+
+    Equal to batch_norm_backward(max_pool2d_backward(dy, ..., indices=indices), x, ...) up to
+    float rounding, without building the full-size gradient between the two: the fused backward
+    that nn.Sequential runs for a BatchNorm2d followed by a MaxPool2d. The other arguments are
+    batch_norm_backward's.
+    """
+    eps = as_float(eps, "eps")
+    if not training:
+        _require_running_stats(running_mean, running_var)
+        mean = _core_f32_vector(running_mean, "running_mean")
+        var = _core_f32_vector(running_var, "running_var")
+        invstd = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(eps))).astype(np.float32)
+        return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, mean, invstd, False)
+    if (save_mean is None) != (save_invstd is None):
+        raise ValueError("save_mean, save_invstd: give both (from batch_norm_train) or neither")
+    if save_mean is None:
+        _, save_mean, save_invstd = _core.batchnorm2d_forward_train(
+            x, None, None, None, None, 0.0, eps
+        )
+    return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, save_mean, save_invstd, True)
+
+
+def _core_f32_vector(v: object, name: str) -> np.ndarray:
+    """A per-channel vector as float32 for arithmetic here (shape checked by the kernel)."""
+    try:
+        return np.asarray(v, dtype=np.float32)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"{name}: expected a real-valued array, got {type(v).__name__}") from e
+
+
 def _require_running_stats(running_mean: object, running_var: object) -> None:
     if running_mean is None or running_var is None:
         raise ValueError(

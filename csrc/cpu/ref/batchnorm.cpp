@@ -2,6 +2,7 @@
 // x, y, dy, dx are (N, C, L) float32 arrays, channel c of sample n at x[(n * C + c) * L + l];
 // per-channel vectors are (C,). Statistics are accumulated in double, two passes per channel.
 #include <cmath>
+#include <vector>
 
 #include "cpu/batchnorm.h"
 
@@ -110,6 +111,19 @@ void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* d
         dx[i] = static_cast<float>(k * (dy[i] - a - (x[i] - mu) * b));
       }
   }
+}
+
+// The composition it replaces: dy = max_pool2d_backward(g, indices) (each plane summed in pooled
+// order, in float, as ref::max_pool2d_backward does), then batchnorm2d_backward.
+void batchnorm2d_backward_pooled(const BatchNormShape& s, int64_t pooled, bool training,
+                                 const float* g, const int64_t* indices, const float* x,
+                                 const float* weight, const float* mean, const float* invstd,
+                                 float* dx, float* dweight, float* dbias) {
+  std::vector<float> dy(static_cast<size_t>(s.N * s.C * s.L), 0.0f);
+  for (int64_t plane = 0; plane < s.N * s.C; ++plane)
+    for (int64_t o = 0; o < pooled; ++o)
+      dy[plane * s.L + indices[plane * pooled + o]] += g[plane * pooled + o];
+  batchnorm2d_backward(s, training, dy.data(), x, weight, mean, invstd, dx, dweight, dbias);
 }
 
 }  // namespace fastcnn::ref

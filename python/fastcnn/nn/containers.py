@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from fastcnn.nn.layers import MaxPool2d, ReLU
+from fastcnn.nn.layers import BatchNorm2d, MaxPool2d, ReLU
 from fastcnn.nn.module import Module
 
 
@@ -18,6 +18,8 @@ class Sequential(Module):
     A ReLU directly followed by a MaxPool2d runs after it instead: max commutes with the monotone
     ReLU, so relu(max_pool(x)) is max_pool(relu(x)) exactly, and the ReLU and its backward then
     touch the pooled array (a quarter of the elements for 2x2 pooling) instead of the full one.
+    The backward of a BatchNorm2d followed by a MaxPool2d is one fused kernel that never builds
+    the full-size gradient between them.
     """
 
     def __init__(self, *modules: Module) -> None:
@@ -64,10 +66,19 @@ class Sequential(Module):
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        # The order forward ran in, reversed (children may have been replaced since).
+        # The order forward ran in, reversed (children may have been replaced since). A
+        # BatchNorm2d followed by a MaxPool2d runs one fused backward for the pair.
         mods = self._ran if self._ran is not None else self._run_order()
-        for i in range(len(mods) - 1, -1, -1):
+        i = len(mods) - 1
+        while i >= 0:
+            if i > 0 and type(mods[i]) is MaxPool2d and type(mods[i - 1]) is BatchNorm2d:
+                dy = mods[i - 1].backward_through_max_pool(
+                    dy, mods[i], input_grad=input_grad or i > 1
+                )
+                i -= 2
+                continue
             dy = mods[i].backward(dy, input_grad=input_grad or i > 0)
+            i -= 1
         return dy
 
 

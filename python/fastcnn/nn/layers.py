@@ -412,6 +412,33 @@ class BatchNorm2d(Module):
             self.bias.grad += db
         return dx if input_grad else None
 
+    def backward_through_max_pool(
+        self, dy: np.ndarray, pool: MaxPool2d, input_grad: bool = True
+    ) -> np.ndarray | None:
+        """backward of this layer and the MaxPool2d that ran on its output, from the pooling's
+        output gradient, in one fused kernel (what nn.Sequential runs for the pair)."""
+        if self._saved is None:
+            raise _forgotten(self)
+        if pool._saved is None:
+            raise _forgotten(pool)
+        x, use_batch_stats, mean, invstd = self._saved
+        dx, dw, db = F.batch_norm_max_pool2d_backward(
+            dy,
+            pool._saved[1],
+            x,
+            None if self.weight is None else self.weight.data,
+            running_mean=None if use_batch_stats else self.running_mean,
+            running_var=None if use_batch_stats else self.running_var,
+            training=use_batch_stats,
+            eps=self.eps,
+            save_mean=mean,
+            save_invstd=invstd,
+        )
+        if self.weight is not None:
+            self.weight.grad += dw
+            self.bias.grad += db
+        return dx if input_grad else None
+
     def config(self) -> dict:
         return dict(
             num_features=self.num_features,
