@@ -45,6 +45,13 @@ MAX_CASES = [
 
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
+    # windows that tile the plane (the fast variants' one-pass backward): uncovered last rows and
+    # columns, rows wider than a vector (Q = 35), 3x3 and non-square windows, divisor_override
+    ((3, 2, 9, 70), {"kernel_size": 2}),
+    ((2, 3, 10, 13), {"kernel_size": 3}),
+    ((2, 2, 11, 9), {"kernel_size": (2, 3)}),
+    ((2, 3, 8, 34), {"kernel_size": 2, "divisor_override": 3}),
+    ((1, 2, 1, 40), {"kernel_size": (1, 2)}),
     ((2, 3, 13, 11), {"kernel_size": 2, "stride": 2}),
     ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
     ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1, "count_include_pad": False}),
