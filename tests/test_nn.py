@@ -332,3 +332,93 @@ def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):
         np.testing.assert_allclose(
             p.grad, want, rtol=1e-4, atol=1e-5 * max(np.max(np.abs(want)), 1)
         )
+
+
+# --- attributes and the arguments a layer normalizes once ----------------------------------------
+
+
+def test_changing_layer_arguments_after_construction_takes_effect(rng):
+    """Layers normalize stride, padding, ... once and cache them; assigning one drops the cache."""
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    w, b = conv.weight.data, conv.bias.data
+    assert conv(x).shape == (2, 4, 9, 9)
+    conv.stride = 2
+    conv.padding = (0, 2)
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, w, b, stride=2, padding=(0, 2)))
+    conv.padding = "same"
+    conv.stride = 1
+    conv.dilation = 2
+    np.testing.assert_array_equal(
+        conv(x), fc.functional.conv2d(x, w, b, padding="same", dilation=2)
+    )
+    pool = nn.MaxPool2d(2)
+    assert pool(x).shape == (2, 3, 4, 4)
+    pool.kernel_size = 3
+    assert pool(x).shape == (2, 3, 3, 3)
+    pool.stride = 1
+    np.testing.assert_array_equal(pool(x), fc.functional.max_pool2d(x, 3, 1))
+    avg = nn.AvgPool2d(2)
+    avg.padding = 1
+    np.testing.assert_array_equal(avg(x), fc.functional.avg_pool2d(x, 2, padding=1))
+
+
+def test_bad_layer_arguments_assigned_later_raise_naming_the_argument(rng):
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    conv = nn.Conv2d(2, 2, 3)
+    conv.stride = 0
+    with pytest.raises(ValueError, match="stride"):
+        conv(x)
+    conv.stride = 1
+    conv.padding = (1, "a")
+    with pytest.raises(TypeError, match="padding"):
+        conv(x)
+    pool = nn.MaxPool2d(2)
+    pool.kernel_size = (2, 2, 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        pool(x)
+    with pytest.raises(ValueError, match="x: expected a 4-D"):
+        nn.BatchNorm2d(2)(x[0])
+    with pytest.raises(ValueError, match="channels"):
+        nn.BatchNorm2d(3).eval()(x)
+
+
+def test_parameter_assigned_over_a_plain_attribute_is_the_one_used(rng):
+    """Conv2d(bias=False) stores bias = None as a plain attribute; a Parameter assigned later must
+    replace it (it used to stay shadowed by the None)."""
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    conv = nn.Conv2d(2, 3, 3, bias=False)
+    assert conv.bias is None
+    bias = rng.standard_normal(3).astype(np.float32)
+    conv.bias = nn.Parameter(bias)
+    assert conv.bias is conv._parameters["bias"]
+    assert "bias" in dict(conv.named_parameters())
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, conv.weight.data, bias))
+    conv.bias = None
+    assert conv.bias is None and "bias" not in dict(conv.named_parameters())
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, conv.weight.data))
+    lin = nn.Linear(4, 2)
+    new_weight = nn.Parameter(rng.standard_normal((2, 4)))
+    lin.weight = new_weight
+    xl = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        lin(xl), xl @ new_weight.data.T + lin.bias.data, rtol=RTOL, atol=ATOL
+    )
+    del lin.bias
+    assert "bias" not in dict(lin.named_parameters())
+
+
+def test_saved_state_reassignment_keeps_registration():
+    """The hot path of attribute assignment (arrays, tuples, None onto a plain attribute) never
+    turns a registered parameter, buffer or module into a plain attribute, nor the reverse."""
+    bn = nn.BatchNorm2d(2)
+    bn.running_mean = np.full(2, 3.0, np.float32)  # a buffer stays a buffer
+    assert "running_mean" in dict(bn.named_buffers())
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"], [3.0, 3.0])
+    seq = nn.Sequential(nn.ReLU())
+    seq.extra = nn.ReLU()
+    assert "extra" in seq._modules
+    seq.extra = (1, 2)  # a plain value replaces the module
+    assert "extra" not in seq._modules and seq.extra == (1, 2)
+    seq.extra = (3, 4)
+    assert seq.extra == (3, 4)
