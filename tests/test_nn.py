@@ -422,3 +422,131 @@ def test_saved_state_reassignment_keeps_registration():
     assert "extra" not in seq._modules and seq.extra == (1, 2)
     seq.extra = (3, 4)
     assert seq.extra == (3, 4)
+
+
+# --- fuse_conv_bn: batch norm folded into the convolution before it, for inference ---------------
+
+
+def _randomize_batch_norms(net: nn.Module, rng) -> None:
+    """Running statistics and affine parameters far from their 0/1 defaults (folding is tested)."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            if m.track_running_stats:
+                m.running_mean[...] = rng.standard_normal(c)
+                m.running_var[...] = rng.uniform(0.2, 3.0, c)
+            if m.affine:
+                m.weight.data[...] = rng.uniform(-2.0, 2.0, c)
+                m.bias.data[...] = rng.standard_normal(c)
+
+
+def _fused_close(got, want) -> None:
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
+
+
+@pytest.mark.parametrize("name", ["fmnist-bn", "resnet-mini"])
+def test_fuse_conv_bn_matches_the_unfused_model_and_torch_eval(name, rng):
+    net = models.build(name)
+    _randomize_batch_norms(net, rng)
+    net.train()  # fuse_conv_bn works from any mode and leaves the model's own mode alone
+    fused = nn.fuse_conv_bn(net)
+    assert net.training and not fused.training
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert n_bn > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    want = net.eval()(x)
+    _fused_close(fused(x), want)
+    tnet = torch_twin(net).double().eval()
+    tnet.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.state_dict().items()})
+    with torch.no_grad():
+        want_t = tnet(torch.tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(fused(x), want_t, rtol=NET_RTOL, atol=NET_ATOL)
+
+
+@pytest.mark.parametrize(
+    "conv_args",
+    [
+        dict(in_channels=3, out_channels=6, kernel_size=3, padding=1),
+        dict(in_channels=4, out_channels=6, kernel_size=1, bias=False),
+        dict(in_channels=4, out_channels=8, kernel_size=3, stride=2, groups=2),
+        dict(in_channels=5, out_channels=5, kernel_size=3, padding="same", groups=5, dilation=2),
+    ],
+)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fold_conv_bn_layer_shapes(conv_args, affine, rng):
+    conv = nn.Conv2d(**conv_args)
+    bn = nn.BatchNorm2d(conv.out_channels, eps=1e-3, affine=affine)
+    net = nn.Sequential(conv, bn)
+    _randomize_batch_norms(net, rng)
+    fused = nn.fuse_conv_bn(net)
+    assert [type(m).__name__ for m in fused] == ["Conv2d", "Identity"]
+    assert fused[0].bias is not None  # a conv without bias gains one
+    x = rng.standard_normal((2, conv.in_channels, 9, 9)).astype(np.float32)
+    _fused_close(fused(x), net.eval()(x))
+    w, b = nn.fold_conv_bn(conv, bn)
+    np.testing.assert_array_equal(w, fused[0].weight.data)
+    np.testing.assert_array_equal(b, fused[0].bias.data)
+
+
+def test_fuse_conv_bn_is_a_snapshot(rng):
+    """Training, load_state_dict or edits of the original never reach the fused copy (it copied
+    the weights); fusing again picks them up. The original is left as it was."""
+    fc.manual_seed(0)
+    net = models.fmnist_bn()
+    _randomize_batch_norms(net, rng)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    before = net.state_dict()
+    fused = nn.fuse_conv_bn(net)
+    out = fused(x)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+    # train the original a few steps: weights and running statistics move
+    opt = fc.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    net.train()
+    for _ in range(3):
+        opt.zero_grad()
+        loss_fn(net(x), rng.integers(0, 10, 4))
+        net.backward(loss_fn.backward())
+        opt.step()
+    np.testing.assert_array_equal(fused(x), out)
+    assert not np.allclose(net.eval()(x), out, atol=1e-3)
+    _fused_close(nn.fuse_conv_bn(net)(x), net.eval()(x))
+    # load_state_dict and direct edits of the original
+    net.load_state_dict(before)
+    net[1].running_var[...] = 7.0
+    net[0].weight.data *= 2.0
+    np.testing.assert_array_equal(fused(x), out)
+    _fused_close(nn.fuse_conv_bn(net)(x), net.eval()(x))
+
+
+def test_fuse_conv_bn_skips_what_it_cannot_fold(rng, tmp_path):
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3),
+        nn.BatchNorm2d(3, track_running_stats=False),  # batch statistics even in eval mode
+        nn.ReLU(),
+        nn.BatchNorm2d(3),  # not right after a conv
+        nn.Conv2d(3, 3, 1),
+        nn.ReLU(),
+        nn.BatchNorm2d(3),  # a ReLU in between
+    )
+    _randomize_batch_norms(net, rng)
+    fused = nn.fuse_conv_bn(net)
+    kinds = [type(m).__name__ for m in fused]
+    assert kinds == [type(m).__name__ for m in net]
+    x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
+    np.testing.assert_array_equal(fused(x), net.eval()(x))
+    # a fused model is an ordinary module tree: it saves and loads
+    fused2 = nn.fuse_conv_bn(models.fmnist_bn())
+    path = tmp_path / "fused.npz"
+    fc.save(fused2, path)
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(fc.load(path).eval()(x), fused2(x))
+    with pytest.raises(TypeError, match="model"):
+        nn.fuse_conv_bn([nn.Conv2d(1, 1, 1)])
+    with pytest.raises(ValueError, match="running statistics"):
+        nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+    with pytest.raises(ValueError, match="bn: expected running statistics of shape"):
+        nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4))
