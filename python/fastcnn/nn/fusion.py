@@ -81,6 +81,8 @@ def _fuse_children(module: Module) -> int:
                 conv.bias = Parameter(b)
                 module._modules[second] = Identity()
                 folded += 1
+        if folded:
+            module._ran = None  # the order its last forward ran in names the old children
     for child in module._modules.values():
         folded += _fuse_children(child)
     return folded
