@@ -1,13 +1,16 @@
 """End-to-end speed of the DESIGN.md Fashion-MNIST net (fastcnn.models.fmnist_bn) against PyTorch and NumPy.
 
     python benchmarks/bench_train.py [--threads 2] [--repeats 30] [--warmup 5] [--no-rss] [--json PATH]
+                                     [--fuse] [--libs fastcnn,torch,...]
 
 One training step is forward + softmax cross-entropy + backward + SGD (momentum 0.9) update, in
 training mode (batch statistics). Rows, for each library (fastcnn, torch NCHW, torch channels_last,
 NumPy from fastcnn.numpy_ops):
   train images/s at batch 128 and 32: batch / median step time, after warm-up steps;
   inference: median latency of one image, and images/s at batch 256 (eval mode, torch under
-  inference_mode).
+  inference_mode). With --fuse, inference runs on the model with each batch norm folded into the
+  convolution before it: fastcnn.nn.fuse_conv_bn for fastcnn, torch.ao.quantization.fuse_modules
+  (eval mode: fuse_conv_bn_eval) for torch; NumPy is unchanged.
 Before timing, one step of each library starts from the same weights and batch as torch and must give
 the same loss, gradients and updated weights (float32 summed in another order: rtol 1e-3 plus 1e-4 of
 the largest element). Every library runs with the same thread count (NumPy's BLAS included; NumPy's
@@ -35,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+FUSE = False  # --fuse: inference on conv+batch-norm folded models
 LR, MOMENTUM = 0.01, 0.9
 LIBS = ("fastcnn", "torch", "torch_cl", "numpy")
 LABELS = {
@@ -89,10 +93,13 @@ class FastcnnRunner:
         return {k: p.data.copy() for k, p in self.net.named_parameters()}
 
     def eval_mode(self) -> None:
+        import fastcnn
+
         self.net.eval()
+        self.infer_net = fastcnn.nn.fuse_conv_bn(self.net) if FUSE else self.net
 
     def infer(self, x: np.ndarray) -> np.ndarray:
-        return self.net(x)
+        return self.infer_net(x)
 
 
 # --- torch ---------------------------------------------------------------------------------------
@@ -143,10 +150,15 @@ class TorchRunner:
 
     def eval_mode(self) -> None:
         self.net.eval()
+        self.infer_net = self.net
+        if FUSE:
+            from torch.ao.quantization import fuse_modules
+
+            self.infer_net = fuse_modules(self.net, [["0", "1"], ["4", "5"]], inplace=False)
 
     def infer(self, x: np.ndarray) -> np.ndarray:
         with self.torch.inference_mode():
-            return self.net(self._input(x)).numpy()
+            return self.infer_net(self._input(x)).numpy()
 
 
 # --- NumPy ---------------------------------------------------------------------------------------
@@ -385,11 +397,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--libs", default=",".join(LIBS), help=f"subset of {','.join(LIBS)}")
     parser.add_argument("--no-rss", action="store_true", help="skip the peak-RSS child processes")
     parser.add_argument("--json", help="also write the rows here")
+    parser.add_argument(
+        "--fuse", action="store_true", help="inference on conv+batch-norm folded models"
+    )
     parser.add_argument("--rss-child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.rss_child:
         rss_child(args.rss_child, args.threads, args.warmup + args.repeats)
         return 0
+    global FUSE
+    FUSE = args.fuse
     libs = [s for s in args.libs.split(",") if s]
     if any(lib not in LIBS for lib in libs):
         parser.error(f"--libs: expected names from {LIBS}, got {args.libs}")
@@ -405,6 +422,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{fastcnn._core.cpu_variant()}"
     )
     print(f"threads: {args.threads} for every library; {notes}")
+    if FUSE:
+        print("inference: batch norms folded into the convolutions (--fuse)")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
     state = FastcnnRunner().state_dict()
     problems = check_against_torch(state, libs)

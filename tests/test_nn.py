@@ -332,3 +332,221 @@ def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):
         np.testing.assert_allclose(
             p.grad, want, rtol=1e-4, atol=1e-5 * max(np.max(np.abs(want)), 1)
         )
+
+
+# --- attributes and the arguments a layer normalizes once ----------------------------------------
+
+
+def test_changing_layer_arguments_after_construction_takes_effect(rng):
+    """Layers normalize stride, padding, ... once and cache them; assigning one drops the cache."""
+    x = rng.standard_normal((2, 3, 9, 9)).astype(np.float32)
+    conv = nn.Conv2d(3, 4, 3, padding=1)
+    w, b = conv.weight.data, conv.bias.data
+    assert conv(x).shape == (2, 4, 9, 9)
+    conv.stride = 2
+    conv.padding = (0, 2)
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, w, b, stride=2, padding=(0, 2)))
+    conv.padding = "same"
+    conv.stride = 1
+    conv.dilation = 2
+    np.testing.assert_array_equal(
+        conv(x), fc.functional.conv2d(x, w, b, padding="same", dilation=2)
+    )
+    pool = nn.MaxPool2d(2)
+    assert pool(x).shape == (2, 3, 4, 4)
+    pool.kernel_size = 3
+    assert pool(x).shape == (2, 3, 3, 3)
+    pool.stride = 1
+    np.testing.assert_array_equal(pool(x), fc.functional.max_pool2d(x, 3, 1))
+    avg = nn.AvgPool2d(2)
+    avg.padding = 1
+    np.testing.assert_array_equal(avg(x), fc.functional.avg_pool2d(x, 2, padding=1))
+
+
+def test_bad_layer_arguments_assigned_later_raise_naming_the_argument(rng):
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    conv = nn.Conv2d(2, 2, 3)
+    conv.stride = 0
+    with pytest.raises(ValueError, match="stride"):
+        conv(x)
+    conv.stride = 1
+    conv.padding = (1, "a")
+    with pytest.raises(TypeError, match="padding"):
+        conv(x)
+    pool = nn.MaxPool2d(2)
+    pool.kernel_size = (2, 2, 2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        pool(x)
+    with pytest.raises(ValueError, match="x: expected a 4-D"):
+        nn.BatchNorm2d(2)(x[0])
+    with pytest.raises(ValueError, match="channels"):
+        nn.BatchNorm2d(3).eval()(x)
+
+
+def test_parameter_assigned_over_a_plain_attribute_is_the_one_used(rng):
+    """Conv2d(bias=False) stores bias = None as a plain attribute; a Parameter assigned later must
+    replace it (it used to stay shadowed by the None)."""
+    x = rng.standard_normal((1, 2, 5, 5)).astype(np.float32)
+    conv = nn.Conv2d(2, 3, 3, bias=False)
+    assert conv.bias is None
+    bias = rng.standard_normal(3).astype(np.float32)
+    conv.bias = nn.Parameter(bias)
+    assert conv.bias is conv._parameters["bias"]
+    assert "bias" in dict(conv.named_parameters())
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, conv.weight.data, bias))
+    conv.bias = None
+    assert conv.bias is None and "bias" not in dict(conv.named_parameters())
+    np.testing.assert_array_equal(conv(x), fc.functional.conv2d(x, conv.weight.data))
+    lin = nn.Linear(4, 2)
+    new_weight = nn.Parameter(rng.standard_normal((2, 4)))
+    lin.weight = new_weight
+    xl = rng.standard_normal((3, 4)).astype(np.float32)
+    np.testing.assert_allclose(
+        lin(xl), xl @ new_weight.data.T + lin.bias.data, rtol=RTOL, atol=ATOL
+    )
+    del lin.bias
+    assert "bias" not in dict(lin.named_parameters())
+
+
+def test_saved_state_reassignment_keeps_registration():
+    """The hot path of attribute assignment (arrays, tuples, None onto a plain attribute) never
+    turns a registered parameter, buffer or module into a plain attribute, nor the reverse."""
+    bn = nn.BatchNorm2d(2)
+    bn.running_mean = np.full(2, 3.0, np.float32)  # a buffer stays a buffer
+    assert "running_mean" in dict(bn.named_buffers())
+    np.testing.assert_array_equal(bn.state_dict()["running_mean"], [3.0, 3.0])
+    seq = nn.Sequential(nn.ReLU())
+    seq.extra = nn.ReLU()
+    assert "extra" in seq._modules
+    seq.extra = (1, 2)  # a plain value replaces the module
+    assert "extra" not in seq._modules and seq.extra == (1, 2)
+    seq.extra = (3, 4)
+    assert seq.extra == (3, 4)
+
+
+# --- fuse_conv_bn: batch norm folded into the convolution before it, for inference ---------------
+
+
+def _randomize_batch_norms(net: nn.Module, rng) -> None:
+    """Running statistics and affine parameters far from their 0/1 defaults (folding is tested)."""
+    for m in net.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            c = m.num_features
+            if m.track_running_stats:
+                m.running_mean[...] = rng.standard_normal(c)
+                m.running_var[...] = rng.uniform(0.2, 3.0, c)
+            if m.affine:
+                m.weight.data[...] = rng.uniform(-2.0, 2.0, c)
+                m.bias.data[...] = rng.standard_normal(c)
+
+
+def _fused_close(got, want) -> None:
+    scale = float(np.abs(want).max())
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(scale, 1.0))
+
+
+@pytest.mark.parametrize("name", ["fmnist-bn", "resnet-mini"])
+def test_fuse_conv_bn_matches_the_unfused_model_and_torch_eval(name, rng):
+    net = models.build(name)
+    _randomize_batch_norms(net, rng)
+    net.train()  # fuse_conv_bn works from any mode and leaves the model's own mode alone
+    fused = nn.fuse_conv_bn(net)
+    assert net.training and not fused.training
+    n_bn = sum(isinstance(m, nn.BatchNorm2d) for m in net.modules())
+    assert n_bn > 0
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fused.modules())
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    want = net.eval()(x)
+    _fused_close(fused(x), want)
+    tnet = torch_twin(net).double().eval()
+    tnet.load_state_dict({k: torch.from_numpy(np.asarray(v)) for k, v in net.state_dict().items()})
+    with torch.no_grad():
+        want_t = tnet(torch.tensor(x, dtype=torch.float64)).numpy()
+    np.testing.assert_allclose(fused(x), want_t, rtol=NET_RTOL, atol=NET_ATOL)
+
+
+@pytest.mark.parametrize(
+    "conv_args",
+    [
+        dict(in_channels=3, out_channels=6, kernel_size=3, padding=1),
+        dict(in_channels=4, out_channels=6, kernel_size=1, bias=False),
+        dict(in_channels=4, out_channels=8, kernel_size=3, stride=2, groups=2),
+        dict(in_channels=5, out_channels=5, kernel_size=3, padding="same", groups=5, dilation=2),
+    ],
+)
+@pytest.mark.parametrize("affine", [True, False])
+def test_fold_conv_bn_layer_shapes(conv_args, affine, rng):
+    conv = nn.Conv2d(**conv_args)
+    bn = nn.BatchNorm2d(conv.out_channels, eps=1e-3, affine=affine)
+    net = nn.Sequential(conv, bn)
+    _randomize_batch_norms(net, rng)
+    fused = nn.fuse_conv_bn(net)
+    assert [type(m).__name__ for m in fused] == ["Conv2d", "Identity"]
+    assert fused[0].bias is not None  # a conv without bias gains one
+    x = rng.standard_normal((2, conv.in_channels, 9, 9)).astype(np.float32)
+    _fused_close(fused(x), net.eval()(x))
+    w, b = nn.fold_conv_bn(conv, bn)
+    np.testing.assert_array_equal(w, fused[0].weight.data)
+    np.testing.assert_array_equal(b, fused[0].bias.data)
+
+
+def test_fuse_conv_bn_is_a_snapshot(rng):
+    """Training, load_state_dict or edits of the original never reach the fused copy (it copied
+    the weights); fusing again picks them up. The original is left as it was."""
+    fc.manual_seed(0)
+    net = models.fmnist_bn()
+    _randomize_batch_norms(net, rng)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(np.float32)
+    before = net.state_dict()
+    fused = nn.fuse_conv_bn(net)
+    out = fused(x)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key], err_msg=key)
+    # train the original a few steps: weights and running statistics move
+    opt = fc.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    loss_fn = nn.CrossEntropyLoss()
+    net.train()
+    for _ in range(3):
+        opt.zero_grad()
+        loss_fn(net(x), rng.integers(0, 10, 4))
+        net.backward(loss_fn.backward())
+        opt.step()
+    np.testing.assert_array_equal(fused(x), out)
+    assert not np.allclose(net.eval()(x), out, atol=1e-3)
+    _fused_close(nn.fuse_conv_bn(net)(x), net.eval()(x))
+    # load_state_dict and direct edits of the original
+    net.load_state_dict(before)
+    net[1].running_var[...] = 7.0
+    net[0].weight.data *= 2.0
+    np.testing.assert_array_equal(fused(x), out)
+    _fused_close(nn.fuse_conv_bn(net)(x), net.eval()(x))
+
+
+def test_fuse_conv_bn_skips_what_it_cannot_fold(rng, tmp_path):
+    net = nn.Sequential(
+        nn.Conv2d(2, 3, 3),
+        nn.BatchNorm2d(3, track_running_stats=False),  # batch statistics even in eval mode
+        nn.ReLU(),
+        nn.BatchNorm2d(3),  # not right after a conv
+        nn.Conv2d(3, 3, 1),
+        nn.ReLU(),
+        nn.BatchNorm2d(3),  # a ReLU in between
+    )
+    _randomize_batch_norms(net, rng)
+    fused = nn.fuse_conv_bn(net)
+    kinds = [type(m).__name__ for m in fused]
+    assert kinds == [type(m).__name__ for m in net]
+    x = rng.standard_normal((2, 2, 7, 7)).astype(np.float32)
+    np.testing.assert_array_equal(fused(x), net.eval()(x))
+    # a fused model is an ordinary module tree: it saves and loads
+    fused2 = nn.fuse_conv_bn(models.fmnist_bn())
+    path = tmp_path / "fused.npz"
+    fc.save(fused2, path)
+    x = rng.standard_normal((2, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(fc.load(path).eval()(x), fused2(x))
+    with pytest.raises(TypeError, match="model"):
+        nn.fuse_conv_bn([nn.Conv2d(1, 1, 1)])
+    with pytest.raises(ValueError, match="running statistics"):
+        nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
+    with pytest.raises(ValueError, match="bn: expected running statistics of shape"):
+        nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4))

@@ -1,6 +1,9 @@
 // Argument conversion and checks shared by the binding files.
 #include "bindings/arrays.h"
 
+#include <new>
+
+#include "common/host_pool.h"
 #include "common/shapes.h"
 
 namespace fastcnn::bind {
@@ -101,7 +104,17 @@ void check_allocatable(const std::vector<int64_t>& shape, int64_t item_size, con
 template <typename T>
 py::array_t<T, kArrayFlags> new_array(const std::vector<int64_t>& shape, const char* what) {
   check_allocatable(shape, sizeof(T), what);
-  return py::array_t<T, kArrayFlags>(std::vector<py::ssize_t>(shape.begin(), shape.end()));
+  std::vector<py::ssize_t> dims(shape.begin(), shape.end());
+  size_t bytes = sizeof(T);
+  for (int64_t d : shape) bytes *= static_cast<size_t>(d);
+  if (bytes < kHostPoolMinBytes || !host_pool_caching()) return py::array_t<T, kArrayFlags>(dims);
+  // Large: a block from the caching pool (host_pool.h), already touched when reused. The array
+  // does not own it; a capsule as its base gives it back to the pool when the last array or view
+  // on it dies.
+  void* data = host_pool_alloc(bytes);
+  if (data == nullptr) throw std::bad_alloc();
+  py::capsule owner(data, [](void* p) { host_pool_free(p); });
+  return py::array_t<T, kArrayFlags>(dims, static_cast<T*>(data), owner);
 }
 
 }  // namespace

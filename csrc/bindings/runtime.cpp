@@ -1,6 +1,7 @@
 // Bindings that do not depend on the CPU variant: thread count, build facts, CUDA status.
 #include "bindings/arrays.h"
 #include "bindings/registry.h"
+#include "common/host_pool.h"
 #include "common/threads.h"
 
 #ifdef FASTCNN_WITH_CUDA
@@ -18,6 +19,20 @@ void register_runtime(py::module_& m) {
     require_at_least(n, 1, "n");
     set_kernel_threads(n);
   }, py::arg("n"), "Sets the threads parallel kernels may use (n >= 1).");
+  m.def("host_pool_stats", [] {
+    const HostPoolStats s = host_pool_stats();
+    py::dict d;
+    d["cached_bytes"] = s.cached_bytes;
+    d["limit_bytes"] = s.limit_bytes;
+    d["hits"] = s.hits;
+    d["misses"] = s.misses;
+    return d;
+  }, "The caching allocator of returned arrays: bytes held for reuse, its limit, hits, misses.");
+  m.def("host_pool_set_limit", [](int64_t bytes) {
+    require_at_least(bytes, 0, "bytes");
+    host_pool_set_limit(bytes);
+  }, py::arg("bytes"), "Caps the bytes the allocator keeps for reuse (0: none); frees the excess.");
+  m.def("host_pool_trim", &host_pool_trim, "Frees every block the allocator holds for reuse.");
   m.def("cpu_variant", [] { return std::string(cpu_variant_name(active_cpu_variant())); },
         "The CPU kernel variant in use: ref, avx2 or avx512.");
   m.def("has_openmp", [] {

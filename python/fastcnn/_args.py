@@ -14,6 +14,8 @@ IntPair = Union[int, Sequence[int]]
 
 def as_int(value: object, name: str) -> int:
     """An exact integer (bool is refused: `stride=True` is a bug, not 1)."""
+    if type(value) is int:
+        return value
     if isinstance(value, bool):
         raise TypeError(f"{name}: expected an int, got bool {value!r}")
     try:
@@ -24,6 +26,8 @@ def as_int(value: object, name: str) -> int:
 
 def pair(value: IntPair, name: str) -> tuple[int, int]:
     """An int or a pair of ints, as (height, width)."""
+    if type(value) is int:  # the common case, first: no isinstance chain (bool is not int here)
+        return value, value
     if isinstance(value, (tuple, list)):
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair (h, w), got {value!r}")
@@ -35,7 +39,7 @@ def pair(value: IntPair, name: str) -> tuple[int, int]:
 def positive_pair(value: IntPair, name: str) -> tuple[int, int]:
     """A pair whose entries are >= 1 (kernel sizes, strides, dilations)."""
     p = pair(value, name)
-    if min(p) < 1:
+    if p[0] < 1 or p[1] < 1:
         raise ValueError(f"{name}: expected values >= 1, got {value!r}")
     return p
 
@@ -43,13 +47,15 @@ def positive_pair(value: IntPair, name: str) -> tuple[int, int]:
 def nonnegative_pair(value: IntPair, name: str) -> tuple[int, int]:
     """A pair whose entries are >= 0 (paddings)."""
     p = pair(value, name)
-    if min(p) < 0:
+    if p[0] < 0 or p[1] < 0:
         raise ValueError(f"{name}: expected values >= 0, got {value!r}")
     return p
 
 
 def as_float(value: object, name: str) -> float:
     """A real scalar."""
+    if type(value) is float:
+        return value
     if (
         isinstance(value, bool)
         or not isinstance(value, (int, float))

@@ -214,6 +214,15 @@ def relu_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
 def set_num_threads(n: int) -> None:
     """Sets the threads parallel kernels may use (n >= 1)."""
 
+def host_pool_stats() -> dict[str, int]:
+    """The caching allocator of returned arrays: cached_bytes, limit_bytes, hits, misses."""
+
+def host_pool_set_limit(bytes: int) -> None:
+    """Caps the bytes the allocator keeps for reuse (0: none); frees the excess."""
+
+def host_pool_trim() -> None:
+    """Frees every block the allocator holds for reuse."""
+
 def softmax_backward(
     dy: npt.ArrayLike, y: npt.ArrayLike, dim: int = ...
 ) -> npt.NDArray[np.float32]:

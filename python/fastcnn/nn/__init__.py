@@ -1,6 +1,7 @@
 """Layers, containers and losses with PyTorch's names; explicit forward and backward."""
 
 from fastcnn.nn.containers import Residual, Sequential
+from fastcnn.nn.fusion import fold_conv_bn, fuse_conv_bn
 from fastcnn.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
@@ -38,4 +39,6 @@ __all__ = [
     "Residual",
     "Sequential",
     "Softmax",
+    "fold_conv_bn",
+    "fuse_conv_bn",
 ]

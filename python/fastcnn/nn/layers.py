@@ -77,30 +77,51 @@ class Conv2d(Module):
         self.bias = Parameter(b) if b is not None else None
         self._x = None
 
-    def _args(self) -> dict:
-        return dict(
-            stride=self.stride, padding=self.padding, dilation=self.dilation, groups=self.groups
-        )
+    _call_arg_names = frozenset(("stride", "padding", "dilation", "groups"))
+
+    def _make_call_args(self) -> tuple:
+        """(stride, padding, dilation, groups) as _core takes them; padding None for "same"/"valid"
+        (it depends on the weight's shape, worked out per call)."""
+        stride = positive_pair(self.stride, "stride")
+        dilation = positive_pair(self.dilation, "dilation")
+        padding = None
+        if not isinstance(self.padding, str):
+            ph, pw = nonnegative_pair(self.padding, "padding")
+            padding = (ph, pw, ph, pw)
+        return stride, padding, dilation, as_int(self.groups, "groups")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return F.conv2d(
-            x, self.weight.data, None if self.bias is None else self.bias.data, **self._args()
+        stride, padding, dilation, groups = self._call_args or self._cached_args()
+        p = self._parameters
+        w = p["weight"].data
+        b = p.get("bias")
+        if padding is None:
+            padding = F._conv2d_padding(self.padding, w, stride, dilation)
+        return _core.conv2d_forward(
+            x, w, None if b is None else b.data, stride, padding, dilation, groups
         )
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._x is None:
+        x = self._x
+        if x is None:
             raise _forgotten(self)
-        dx, dw, db = F.conv2d_backward(
-            dy,
-            self._x,
-            self.weight.data,
-            **self._args(),
-            output_mask=(input_grad, True, self.bias is not None),
+        stride, padding, dilation, groups = self._call_args or self._cached_args()
+        p = self._parameters
+        weight, bias = p["weight"], p.get("bias")
+        if padding is None:
+            padding = F._conv2d_padding(self.padding, weight.data, stride, dilation)
+        dx = None
+        if input_grad:
+            dx = _core.conv2d_backward_input(
+                dy, weight.data, np.shape(x), stride, padding, dilation, groups
+            )
+        dw, db = _core.conv2d_backward_weight(
+            dy, x, weight.data.shape, stride, padding, dilation, groups, True, bias is not None
         )
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        weight.grad += dw
+        if bias is not None:
+            bias.grad += db
         return dx
 
     def config(self) -> dict:
@@ -143,17 +164,21 @@ class Linear(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return F.linear(x, self.weight.data, None if self.bias is None else self.bias.data)
+        p = self._parameters
+        b = p.get("bias")
+        return _core.linear_forward(x, p["weight"].data, None if b is None else b.data)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._x is None:
+        x = self._x
+        if x is None:
             raise _forgotten(self)
-        dx, dw, db = F.linear_backward(
-            dy, self._x, self.weight.data, output_mask=(input_grad, True, self.bias is not None)
-        )
-        self.weight.grad += dw
-        if self.bias is not None:
-            self.bias.grad += db
+        p = self._parameters
+        weight, bias = p["weight"], p.get("bias")
+        dx = _core.linear_backward_input(dy, weight.data) if input_grad else None
+        dw, db = _core.linear_backward_weight(dy, x, True, bias is not None)
+        weight.grad += dw
+        if bias is not None:
+            bias.grad += db
         return dx
 
     def config(self) -> dict:
@@ -172,12 +197,12 @@ class ReLU(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return F.relu(x)
+        return _core.relu_forward(x)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise _forgotten(self)
-        return F.relu_backward(dy, self._x) if input_grad else None
+        return _core.relu_backward(dy, self._x) if input_grad else None
 
     def config(self) -> dict:
         return {}
@@ -230,6 +255,8 @@ class MaxPool2d(Module):
         self.ceil_mode = bool(ceil_mode)
         self._saved = None
 
+    _call_arg_names = frozenset(("kernel_size", "stride", "padding", "dilation", "ceil_mode"))
+
     def _args(self) -> dict:
         return dict(
             kernel_size=self.kernel_size,
@@ -239,8 +266,12 @@ class MaxPool2d(Module):
             ceil_mode=self.ceil_mode,
         )
 
+    def _make_call_args(self) -> tuple:
+        kernel, strides, pad = F._window_args(self.kernel_size, self.stride, self.padding)
+        return kernel, strides, pad, positive_pair(self.dilation, "dilation"), bool(self.ceil_mode)
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = F.max_pool2d(x, **self._args(), return_indices=True)
+        y, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
         self._saved = (x, indices)
         return y
 
@@ -250,7 +281,7 @@ class MaxPool2d(Module):
         if not input_grad:
             return None
         x, indices = self._saved
-        return F.max_pool2d_backward(dy, x, **self._args(), indices=indices)
+        return _core.max_pool2d_backward(dy, x, *(self._call_args or self._cached_args()), indices)
 
     def config(self) -> dict:
         return _jsonable(self._args())
@@ -287,14 +318,31 @@ class AvgPool2d(Module):
             divisor_override=self.divisor_override,
         )
 
+    _call_arg_names = frozenset(
+        ("kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override")
+    )
+
+    def _make_call_args(self) -> tuple:
+        kernel, strides, pad = F._window_args(self.kernel_size, self.stride, self.padding)
+        return (
+            kernel,
+            strides,
+            pad,
+            bool(self.ceil_mode),
+            bool(self.count_include_pad),
+            self.divisor_override,
+        )
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return F.avg_pool2d(x, **self._args())
+        return _core.avg_pool2d_forward(x, *(self._call_args or self._cached_args()))
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise _forgotten(self)
-        return F.avg_pool2d_backward(dy, self._x, **self._args()) if input_grad else None
+        if not input_grad:
+            return None
+        return _core.avg_pool2d_backward(dy, self._x, *(self._call_args or self._cached_args()))
 
     def config(self) -> dict:
         return _jsonable(self._args())
@@ -366,18 +414,26 @@ class BatchNorm2d(Module):
             )
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._check(x)
-        use_batch_stats = self.training or not self.track_running_stats
-        momentum = self.momentum
-        if self.training and self.track_running_stats:
-            self.num_batches_tracked += 1
-            if momentum is None:
-                momentum = 1.0 / float(self.num_batches_tracked)
-        weight = None if self.weight is None else self.weight.data
-        bias = None if self.bias is None else self.bias.data
+        if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == self.num_features):
+            self._check(x)  # raises unless x is an array-like of the right shape
         track = self.track_running_stats
-        running_mean = self.running_mean if track else None
-        running_var = self.running_var if track else None
+        use_batch_stats = self.training or not track
+        p, buffers = self._parameters, self._buffers
+        weight, bias = p.get("weight"), p.get("bias")
+        weight = None if weight is None else weight.data
+        bias = None if bias is None else bias.data
+        running_mean = buffers["running_mean"] if track else None
+        running_var = buffers["running_var"] if track else None
+        if not use_batch_stats and running_mean is not None and running_var is not None:
+            self._saved = (x, False, None, None)
+            return _core.batchnorm2d_forward_eval(
+                x, weight, bias, running_mean, running_var, self.eps
+            )
+        momentum = self.momentum
+        if self.training and track:
+            buffers["num_batches_tracked"] += 1
+            if momentum is None:
+                momentum = 1.0 / float(buffers["num_batches_tracked"])
         if use_batch_stats:
             # The batch statistics are kept so that backward need not recompute them from x.
             y, mean, invstd = F.batch_norm_train(
@@ -495,8 +551,13 @@ class Flatten(Module):
         self._shape = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
-        nd = x.ndim
+        if type(x) is not np.ndarray:
+            x = np.asarray(x)
+        shape = x.shape
+        self._shape = shape
+        nd = len(shape)
+        if nd == 4 and self.start_dim == 1 and self.end_dim == -1:  # (N, C, H, W): the usual case
+            return x.reshape(shape[0], shape[1] * shape[2] * shape[3])
         start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
         end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < max(nd, 1):
@@ -504,9 +565,8 @@ class Flatten(Module):
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
                 f"invalid for an input of shape {x.shape}"
             )
-        self._shape = x.shape
-        flat = math.prod(x.shape[start : end + 1])
-        return x.reshape(x.shape[:start] + (flat,) + x.shape[end + 1 :])
+        flat = math.prod(shape[start : end + 1])
+        return x.reshape(shape[:start] + (flat,) + shape[end + 1 :])
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._shape is None:

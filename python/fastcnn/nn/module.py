@@ -14,6 +14,8 @@ import numpy as np
 
 from fastcnn.parameter import Parameter
 
+_PLAIN_TYPES = frozenset((np.ndarray, tuple, list, type(None)))
+
 
 class Module:
     """Base class: holds parameters, buffers and child modules, registered by attribute assignment."""
@@ -25,30 +27,74 @@ class Module:
         object.__setattr__(self, "training", True)
 
     # --- registration ----------------------------------------------------------------------------
+    #: attributes whose assignment invalidates `_call_args`, the arguments a layer normalized once
+    #: for its kernel calls (see `Module._cached_args`)
+    _call_arg_names: frozenset[str] = frozenset()
+    _call_args = None
+
     def __setattr__(self, name: str, value: object) -> None:
-        if "_parameters" not in self.__dict__:
-            raise AttributeError("call Module.__init__() before assigning attributes")
-        if name in self._buffers and not isinstance(value, (Parameter, Module)):
-            self._buffers[name] = value  # e.g. `self.num_batches_tracked += 1`
+        d = self.__dict__
+        if name in d and type(value) in _PLAIN_TYPES and name not in self._call_arg_names:
+            # Hot path: a layer replacing what it saved for backward (a plain attribute already,
+            # so in no table; arrays, tuples, lists and None are never parameters or modules).
+            d[name] = value
             return
-        for table in (self._parameters, self._buffers, self._modules):
-            table.pop(name, None)
+        parameters = d.get("_parameters")
+        if parameters is None:
+            raise AttributeError("call Module.__init__() before assigning attributes")
         if isinstance(value, Parameter):
-            self._parameters[name] = value
+            self._unregister(name)
+            parameters[name] = value
         elif isinstance(value, Module):
-            self._modules[name] = value
+            self._unregister(name)
+            d["_modules"][name] = value
+        elif name in d["_buffers"]:
+            d["_buffers"][name] = value  # e.g. `self.num_batches_tracked += 1`
         else:
+            # The common case (a layer saving what backward needs) costs two dict lookups here.
+            if name in parameters or name in d["_modules"]:
+                self._unregister(name)
             object.__setattr__(self, name, value)
+            if name in self._call_arg_names:
+                d.pop("_call_args", None)
+
+    def _unregister(self, name: str) -> None:
+        """Forget `name` in every table and as a plain attribute (which would shadow the tables)."""
+        d = self.__dict__
+        for table in (d["_parameters"], d["_buffers"], d["_modules"]):
+            table.pop(name, None)
+        d.pop(name, None)
 
     def __getattr__(self, name: str):
+        d = self.__dict__
         for table in ("_parameters", "_buffers", "_modules"):
-            entries = self.__dict__.get(table)
+            entries = d.get(table)
             if entries is not None and name in entries:
                 return entries[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
+    def __delattr__(self, name: str) -> None:
+        d = self.__dict__
+        for table in ("_parameters", "_buffers", "_modules"):
+            if name in d.get(table, ()):
+                del d[table][name]
+                return
+        object.__delattr__(self, name)
+        if name in self._call_arg_names:
+            d.pop("_call_args", None)
+
+    def _cached_args(self) -> tuple:
+        """`_call_args`, rebuilt by `_make_call_args()` after any of `_call_arg_names` changed."""
+        args = self._make_call_args()
+        self.__dict__["_call_args"] = args
+        return args
+
+    def _make_call_args(self) -> tuple:
+        raise NotImplementedError
+
     def register_buffer(self, name: str, value: np.ndarray | None) -> None:
         """A non-trainable array that is part of the state (e.g. batch norm's running mean)."""
+        self._unregister(name)
         self._buffers[name] = value
 
     # --- traversal -------------------------------------------------------------------------------
