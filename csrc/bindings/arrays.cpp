@@ -171,4 +171,13 @@ I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t p
   return ind;
 }
 
+void ScratchFree::operator()(float* p) const { host_pool_free(p); }
+
+Scratch new_scratch(int64_t floats) {
+  if (floats <= 0) return Scratch(nullptr);
+  void* p = host_pool_alloc(static_cast<size_t>(floats) * sizeof(float));
+  if (!p) throw std::bad_alloc();
+  return Scratch(static_cast<float*>(p));
+}
+
 }  // namespace fastcnn::bind

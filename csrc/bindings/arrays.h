@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,15 @@ py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const ch
                         float** data);
 
 std::vector<int64_t> shape_of(const py::array& a);
+
+// Scratch for one kernel call (a workspace), from the caching host pool: reused blocks come back
+// with their pages already touched, where a fresh `new float[]` of a few hundred KB was mapped
+// and page-faulted on every call. Null for 0 floats; MemoryError when the system is out.
+struct ScratchFree {
+  void operator()(float* p) const;
+};
+using Scratch = std::unique_ptr<float, ScratchFree>;
+Scratch new_scratch(int64_t floats);
 
 // Max-pooling indices: an integer array of `shape` whose values are flat positions in a plane of
 // `plane` elements (the scatters that take them trust them), as int64.

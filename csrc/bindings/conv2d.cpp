@@ -1,7 +1,6 @@
 // Bindings for the conv2d family: argument checks, output allocation, workspace, GIL release.
 // x (N, C, H, W), weight (K, C/groups, R, S), bias (K,), y/dy (N, K, P, Q).
 #include <limits>
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -139,9 +138,8 @@ std::vector<int64_t> shape_arg(py::handle obj, const char* name, const char* lay
 
 // Scratch for one kernel call, allocated with the GIL held so a failure raises MemoryError;
 // lowers `threads` to what the kernel will use.
-std::unique_ptr<float[]> workspace(const Conv2dOps& ops, const Conv2dShape& s, int& threads) {
-  const int64_t n = ops.workspace_floats(s, threads);
-  return std::unique_ptr<float[]>(n > 0 ? new float[n] : nullptr);
+Scratch workspace(const Conv2dOps& ops, const Conv2dShape& s, int& threads) {
+  return new_scratch(ops.workspace_floats(s, threads));
 }
 
 }  // namespace
@@ -163,7 +161,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(output_shape(s), "conv2d_forward output");
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
@@ -188,7 +186,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     require_shape(dy, output_shape(s), "dy");
     F32 dx = new_f32(xs, "conv2d_backward_input output");
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
     {
@@ -216,7 +214,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     py::object dw_obj = optional_f32(need_weight, ws, "conv2d_backward_weight output", &dwp);
     py::object db_obj = optional_f32(need_bias, {s.K}, "conv2d_backward_weight bias output", &dbp);
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {
       py::gil_scoped_release nogil;

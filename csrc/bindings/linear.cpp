@@ -1,7 +1,6 @@
 // Bindings for the linear family: argument checks, output allocation, workspace, GIL release.
 // x (..., C), weight (K, C), bias (K,), y/dy (..., K); the leading dimensions are flattened into
 // N rows for the kernels.
-#include <memory>
 #include <string>
 #include <vector>
 
@@ -33,9 +32,8 @@ std::vector<int64_t> with_last(const py::array& a, int64_t last) {
   return shape;
 }
 
-std::unique_ptr<float[]> workspace(const LinearOps& ops, const LinearShape& s, int& threads) {
-  const int64_t n = ops.workspace_floats(s, threads);
-  return std::unique_ptr<float[]>(n > 0 ? new float[n] : nullptr);
+Scratch workspace(const LinearOps& ops, const LinearShape& s, int& threads) {
+  return new_scratch(ops.workspace_floats(s, threads));
 }
 
 }  // namespace
@@ -58,7 +56,7 @@ void register_linear(py::module_& m, CpuVariant v) {
     if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(with_last(x, s.K), "linear_forward output");
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
@@ -81,7 +79,7 @@ void register_linear(py::module_& m, CpuVariant v) {
                             shape_string(dy));
     F32 dx = new_f32(with_last(dy, s.C), "linear_backward_input output");
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
     {
@@ -108,7 +106,7 @@ void register_linear(py::module_& m, CpuVariant v) {
     py::object dw_obj = optional_f32(need_weight, {s.K, s.C}, "linear_backward_weight output", &dwp);
     py::object db_obj = optional_f32(need_bias, {s.K}, "linear_backward_weight bias output", &dbp);
     int threads = kernel_threads();
-    std::unique_ptr<float[]> scratch = workspace(ops, s, threads);
+    Scratch scratch = workspace(ops, s, threads);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {
       py::gil_scoped_release nogil;
