@@ -70,6 +70,8 @@ CASES = [
     ((1, 3, 20, 19), (6, 3, 7, 7), {"padding": 3}),
     ((2, 3, 17, 15), (4, 3, 3, 3), {"dilation": 2, "padding": 2}),
     ((1, 2, 10, 9), (3, 2, 4, 4), {"padding": "same"}),
+    # 128 filters x 147 taps: the weight-gradient accumulators are split into filter parts
+    ((1, 3, 20, 18), (130, 3, 7, 7), {"stride": 2, "padding": 3}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -185,6 +187,10 @@ def test_thread_count_does_not_change_results(rng, xs, ws) -> None:
         ((3, 1, 28, 28), (8, 1, 3, 3), {"padding": 1}),
         ((5, 2, 24, 24), (4, 2, 3, 3), {"padding": 1}),
         ((2, 3, 45, 45), (16, 3, 7, 7), {"stride": 2, "padding": 3}),
+        # fewer planes than tasks: rows are split
+        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
+        ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
     ],
 )
 def test_direct_kernels_thread_count(rng, xs, ws, kw) -> None:
