@@ -218,6 +218,40 @@ def test_direct_kernels_thread_count(rng, xs, ws, kw) -> None:
 
 
 @pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
+        ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
+        ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
+    ],
+)
+def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
+    """A NaN in x or dy reaches exactly the outputs and gradients the oracle's (and torch's)
+    zero-padded sums reach: the lanes past a row's end must not pick up a NaN further on. (ref
+    skips the padding instead of adding 0 * dy, so a NaN in dy reaches fewer weights there.)"""
+    if core is fastcnn._core._variants["ref"]:
+        pytest.skip("ref skips padded taps: no 0 * NaN terms")
+    x, w, _ = _inputs(rng, xs, ws)
+    x[0, 0, 1, -1] = np.nan  # the last column: read by the vector lanes past the output row
+    x[-1, -1, -1, 0] = np.nan
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    _, want_dw, _ = ref.conv2d_backward(dy, x, w, **kw)
+    np.testing.assert_array_equal(np.isnan(core.conv2d_forward(x, w, None, *args)), np.isnan(want_y))
+    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_weight(dy, x, w.shape, *args)[0]),
+                                  np.isnan(want_dw))
+    xc = rng.standard_normal(xs).astype(np.float32)
+    dy[0, 0, -1, -1] = np.nan
+    want_dx, want_dw, _ = ref.conv2d_backward(dy, xc, w, **kw)
+    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_input(dy, w, xs, *args)),
+                                  np.isnan(want_dx))
+    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]),
+                                  np.isnan(want_dw))
+
+
+@pytest.mark.parametrize(
     ("xs", "ws", "groups", "pad"),
     [
         ((2, 3, 13, 17), (3, 1, 3, 3), 3, (0, 1, 2, 1)),
