@@ -239,16 +239,21 @@ def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
     want_y = ref.conv2d(x, w, **kw)
     dy = rng.standard_normal(want_y.shape).astype(np.float32)
     _, want_dw, _ = ref.conv2d_backward(dy, x, w, **kw)
-    np.testing.assert_array_equal(np.isnan(core.conv2d_forward(x, w, None, *args)), np.isnan(want_y))
-    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_weight(dy, x, w.shape, *args)[0]),
-                                  np.isnan(want_dw))
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_forward(x, w, None, *args)), np.isnan(want_y)
+    )
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_weight(dy, x, w.shape, *args)[0]), np.isnan(want_dw)
+    )
     xc = rng.standard_normal(xs).astype(np.float32)
     dy[0, 0, -1, -1] = np.nan
     want_dx, want_dw, _ = ref.conv2d_backward(dy, xc, w, **kw)
-    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_input(dy, w, xs, *args)),
-                                  np.isnan(want_dx))
-    np.testing.assert_array_equal(np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]),
-                                  np.isnan(want_dw))
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_input(dy, w, xs, *args)), np.isnan(want_dx)
+    )
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]), np.isnan(want_dw)
+    )
 
 
 @pytest.mark.parametrize(
