@@ -228,7 +228,11 @@ def _numpy_stand_ins(monkeypatch) -> None:
     monkeypatch.setattr(
         fastcnn.functional,
         "batch_norm_backward",
-        lambda dy, x, w, training, eps: nops.batch_norm_backward(dy, x, w, eps),
+        lambda dy, x, w, training, eps, **saved: nops.batch_norm_backward(dy, x, w, eps),
+    )
+    # The backward row takes the saved statistics from batch_norm_train; NumPy recomputes them.
+    monkeypatch.setattr(
+        fastcnn.functional, "batch_norm_train", lambda *args: (None, None, None), raising=False
     )
 
 

@@ -136,6 +136,49 @@ def test_vgg_layer_matches_oracle(core, rng) -> None:
     _check_variant(core, rng, *VGG)
 
 
+# 3x3 stride-1 layers with at least 8 channels and filters run on the Winograd F(2x2, 3x3)
+# kernels in the fast variants. Odd output sizes leave half-empty tiles; paddings 0 and 2 move
+# the patches against the image edges (and the input gradient's patches with them); small images
+# put several images in one block of tiles and large batches many blocks; "thin" images have a
+# single tile row or column.
+WINOGRAD_CASES = [
+    ((2, 8, 9, 11), (8, 8, 3, 3), {"padding": 1}),
+    ((3, 9, 7, 7), (17, 9, 3, 3), {"padding": 1}),
+    ((1, 33, 13, 5), (9, 33, 3, 3), {}),
+    ((2, 12, 6, 10), (20, 12, 3, 3), {"padding": 2}),
+    ((1, 16, 1, 19), (8, 16, 3, 3), {"padding": 1}),
+    ((2, 10, 23, 2), (11, 10, 3, 3), {"padding": (2, 1)}),
+    ((1, 8, 3, 3), (8, 8, 3, 3), {}),
+    ((37, 16, 5, 6), (24, 16, 3, 3), {"padding": 1}),
+    ((5, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}),
+    ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
+    ((1, 20, 40, 37), (12, 20, 3, 3), {"padding": (0, 2)}),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), _case_params(WINOGRAD_CASES, [
+    f"{x}-{w}-{kw}" for x, w, kw in WINOGRAD_CASES]))
+def test_winograd_shapes_match_oracle(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+def test_winograd_asymmetric_padding_matches_oracle(core, rng) -> None:
+    """(top, left, bottom, right) padding: the bottom/right edges follow from the output size."""
+    x, w, b = _inputs(rng, (2, 12, 10, 9), (10, 12, 3, 3))
+    pads = (0, 2, 1, 0)
+    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    want_y = ref.conv2d(padded, w, b)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dxp, want_dw, want_db = ref.conv2d_backward(dy, padded, w)
+    want_dx = want_dxp[:, :, pads[0] : pads[0] + 10, pads[1] : pads[1] + 9]
+    args = ((1, 1), pads, (1, 1), 1)
+    _close(core.conv2d_forward(x, w, b, *args), want_y, 12 * 9)
+    _close(core.conv2d_backward_input(dy, w, x.shape, *args), want_dx, 10 * 9)
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, dy.size // 10)
+    _close(db, want_db, dy.size // 10)
+
+
 @pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
 def test_functional_matches_torch(rng, xs, ws, kw) -> None:
     torch = pytest.importorskip("torch")
@@ -460,3 +503,21 @@ def test_bad_input_core_backward(core) -> None:
         core.conv2d_backward_weight(dy, X, "weight", 1, 0, 1, 1)
     with pytest.raises(ValueError, match="output_mask"):
         F.conv2d_backward(dy, X, W, output_mask=(True, True))
+
+
+def test_winograd_results_do_not_depend_on_the_thread_count(rng) -> None:
+    """Each Winograd output is computed by one task, and the weight gradient sums the batch in
+    runs fixed by the shape: 1, 2 and 3 threads give the same bits."""
+    x, w, b = _inputs(rng, (9, 16, 21, 19), (24, 16, 3, 3))
+    dy = rng.standard_normal((9, 24, 21, 19)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3):
+            fastcnn.set_num_threads(n)
+            results.append((F.conv2d(x, w, b, padding=1), *F.conv2d_backward(dy, x, w, padding=1)))
+    finally:
+        fastcnn.set_num_threads(before)
+    for other in results[1:]:
+        for got, want in zip(other, results[0]):
+            np.testing.assert_array_equal(got, want)

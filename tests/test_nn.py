@@ -250,3 +250,50 @@ def test_cross_entropy_loss_matches_torch(reduction, shape, rng):
     loss_t.backward()
     assert loss_fn(logits, labels) == pytest.approx(loss_t.item(), rel=RTOL, abs=ATOL)
     np.testing.assert_allclose(loss_fn.backward(), lt.grad.numpy(), rtol=RTOL, atol=ATOL)
+
+
+@pytest.mark.parametrize(
+    "pool",
+    [
+        dict(kernel_size=2),
+        dict(kernel_size=3, stride=2, padding=1, ceil_mode=True),
+        dict(kernel_size=2, stride=1),
+        dict(kernel_size=(3, 2), stride=(2, 1), dilation=(1, 2)),
+    ],
+)
+def test_relu_before_max_pool_runs_after_it_with_identical_results(pool, rng):
+    """Sequential runs ReLU -> MaxPool2d as MaxPool2d -> ReLU (they commute exactly): outputs and
+    every gradient equal running the children one by one in the written order."""
+    x = rng.standard_normal((3, 4, 11, 9)).astype(np.float32)
+    x[0, 0, :4, :4] = -np.abs(x[0, 0, :4, :4])  # windows with no positive value
+    net = nn.Sequential(nn.Conv2d(4, 5, 3, padding=1), nn.ReLU(), nn.MaxPool2d(**pool), nn.ReLU())
+    y = net(x)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = net.backward(dy)
+    grads = [p.grad.copy() for p in net.parameters()]
+    net.zero_grad()
+
+    h = x
+    for m in net:
+        h = m(h)
+    g = dy
+    for m in reversed(list(net)):
+        g = m.backward(g)
+    np.testing.assert_array_equal(y, h)
+    np.testing.assert_array_equal(dx, g)
+    for want, p in zip(grads, net.parameters()):
+        np.testing.assert_array_equal(want, p.grad)
+
+
+def test_sequential_backward_follows_the_order_forward_ran(rng):
+    """A child replaced between forward and backward does not change which backward runs."""
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    y = net(x)
+    pool = net._modules["1"]
+    net._modules["1"] = nn.Flatten()
+    dx = net.backward(np.ones_like(y))
+    want = fc.functional.max_pool2d_backward(
+        (y > 0).astype(np.float32), x, 2, indices=pool._saved[1]
+    )
+    np.testing.assert_array_equal(dx, want)

@@ -43,7 +43,12 @@ struct StridedOperand {
      accumulating). Single-threaded: callers split C into tiles; every element is summed in  \
      the same order whatever the tiling, so results do not depend on the thread count. */     \
   void gemm(int64_t i0, int64_t m, int64_t j0, int64_t n, int64_t k, GemmOperand a,            \
-            GemmOperand b, float* c, int64_t ldc, bool accumulate, float* scratch);
+            GemmOperand b, float* c, int64_t ldc, bool accumulate, float* scratch);           \
+  /* gemm on operands the caller packed already: ceil(m / gemm_mr()) A panels of k * gemm_mr()  \
+     floats and ceil(n / gemm_nr()) B panels of k * gemm_nr() floats, one after another, in    \
+     pack_strided's panel layout (zero-padded past m and n). No scratch. */                    \
+  void gemm_prepacked(int64_t m, int64_t n, int64_t k, const float* a, const float* b,         \
+                      float* c, int64_t ldc, bool accumulate);
 
 namespace avx2 { FASTCNN_GEMM_DECLARATIONS }
 namespace avx512 { FASTCNN_GEMM_DECLARATIONS }

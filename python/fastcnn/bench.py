@@ -285,8 +285,15 @@ def _batch_norm_cases(N, C, H, W) -> list[Case]:
             t["x"], rm, rv, t["w"], t["b"], True, momentum, eps
         )
 
+    def fastcnn_backward(d):
+        # Like nn.BatchNorm2d (and torch below), backward reads the statistics forward saved.
+        _, mean, invstd = F.batch_norm_train(d["x"], None, None, d["w"], d["b"], momentum, eps)
+        return lambda: F.batch_norm_backward(
+            d["dy"], d["x"], d["w"], training=True, eps=eps, save_mean=mean, save_invstd=invstd
+        )
+
     def torch_backward(d, torch):
-        # torch's backward reads the batch statistics its forward saved; the others recompute them.
+        # torch's backward reads the batch statistics its forward saved; NumPy recomputes them.
         t = _tensors(torch, d)
         rm, rv = t["rm"].clone(), t["rv"].clone()
         _, mean, invstd = torch.ops.aten.native_batch_norm(
@@ -318,9 +325,7 @@ def _batch_norm_cases(N, C, H, W) -> list[Case]:
             "GB/s",
             inputs,
             lambda d: lambda: nops.batch_norm_backward(d["dy"], d["x"], d["w"], eps),
-            lambda d: (
-                lambda: F.batch_norm_backward(d["dy"], d["x"], d["w"], training=True, eps=eps)
-            ),
+            fastcnn_backward,
             torch_backward,
         ),
     ]
