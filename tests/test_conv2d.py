@@ -72,6 +72,9 @@ CASES = [
     ((1, 2, 10, 9), (3, 2, 4, 4), {"padding": "same"}),
     # 128 filters x 147 taps: the weight-gradient accumulators are split into filter parts
     ((1, 3, 20, 18), (130, 3, 7, 7), {"stride": 2, "padding": 3}),
+    # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
+    ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
