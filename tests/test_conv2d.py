@@ -42,6 +42,39 @@ CASES = [
     ((16, 6, 14, 14), (16, 6, 5, 5), {}),
     # a first layer: C*R*S = 27 is one GEMM panel, so threads also split the batch sum
     ((4, 3, 20, 20), (16, 3, 3, 3), {"padding": 1}),
+    # depthwise (one input channel per group; direct kernels): odd sizes, channel multipliers,
+    # widths below and above the vector widths (8, 16), strides, dilation, 5x5, 'same' with an
+    # even kernel (asymmetric padding), padding wider than the filter span
+    ((2, 6, 13, 17), (6, 1, 3, 3), {"groups": 6, "padding": 1}),
+    ((3, 4, 57, 31), (8, 1, 3, 3), {"groups": 4, "padding": 1}),
+    ((1, 5, 15, 33), (5, 1, 5, 5), {"groups": 5, "padding": 2}),
+    ((3, 3, 16, 16), (3, 1, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((1, 4, 17, 17), (8, 1, 3, 3), {"groups": 4, "dilation": 2, "padding": 2}),
+    ((1, 3, 19, 33), (6, 1, 3, 3), {"groups": 3, "stride": 2, "dilation": 2, "padding": 2}),
+    ((2, 2, 12, 17), (2, 1, 3, 3), {"groups": 2, "stride": (1, 2), "padding": 1}),
+    ((1, 2, 13, 15), (6, 1, 5, 3), {"groups": 2, "stride": (2, 1), "padding": (2, 0)}),
+    ((2, 3, 11, 16), (3, 1, 4, 4), {"groups": 3, "padding": "same"}),
+    ((3, 2, 9, 3), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 2, 6, 7), (2, 1, 3, 3), {"groups": 2, "padding": 3}),
+    ((2, 3, 10, 9), (3, 1, 3, 2), {"groups": 3}),
+    ((1, 4, 5, 17), (12, 1, 5, 5), {"groups": 4, "padding": 2}),
+    ((5, 2, 7, 15), (2, 1, 3, 3), {"groups": 2, "padding": 1, "dilation": (1, 2)}),
+    # few input channels, ungrouped (direct weight gradient): C = 1, 2, 3, R = S = 3, 5, 7
+    ((3, 1, 28, 28), (32, 1, 3, 3), {"padding": 1}),
+    ((5, 1, 13, 3), (3, 1, 3, 3), {"padding": 1}),
+    ((1, 1, 9, 16), (2, 1, 7, 7), {"padding": 3}),
+    ((1, 2, 15, 17), (5, 2, 5, 5), {"padding": 2}),
+    ((2, 2, 11, 16), (6, 2, 5, 5), {"stride": 2, "padding": 2}),
+    ((1, 3, 16, 15), (9, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 3, 23, 33), (7, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((1, 3, 20, 19), (6, 3, 7, 7), {"padding": 3}),
+    ((2, 3, 17, 15), (4, 3, 3, 3), {"dilation": 2, "padding": 2}),
+    ((1, 2, 10, 9), (3, 2, 4, 4), {"padding": "same"}),
+    # 128 filters x 147 taps: the weight-gradient accumulators are split into filter parts
+    ((1, 3, 20, 18), (130, 3, 7, 7), {"stride": 2, "padding": 3}),
+    # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
+    ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -190,6 +223,110 @@ def test_thread_count_does_not_change_results(rng, xs, ws) -> None:
         # Threads may split the weight gradient's batch sum: equal up to float rounding.
         _close(p, s, xs[0] * xs[2] * xs[3])
         np.testing.assert_array_equal(p, a)  # run to run: bit-identical
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((3, 8, 40, 40), (16, 1, 3, 3), {"groups": 8, "padding": 1}),
+        ((3, 8, 41, 37), (8, 1, 3, 3), {"groups": 8, "padding": 1, "stride": 2}),
+        # two groups, one filter block each: threads split the batch sum
+        ((5, 2, 40, 40), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+        ((3, 1, 28, 28), (8, 1, 3, 3), {"padding": 1}),
+        ((5, 2, 24, 24), (4, 2, 3, 3), {"padding": 1}),
+        ((2, 3, 45, 45), (16, 3, 7, 7), {"stride": 2, "padding": 3}),
+        # fewer planes than tasks: rows are split
+        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
+        ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ],
+)
+def test_direct_kernels_thread_count(rng, xs, ws, kw) -> None:
+    """The direct kernels (depthwise, few-channel weight gradient): 1 vs 2 threads within
+    rounding, and two runs at 2 threads bit-identical."""
+    x, w, b = _inputs(rng, xs, ws)
+    y = F.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    before = fastcnn.get_num_threads()
+
+    def run():
+        return F.conv2d(x, w, b, **kw), *F.conv2d_backward(dy, x, w, **kw)
+
+    try:
+        fastcnn.set_num_threads(1)
+        serial = run()
+        fastcnn.set_num_threads(2)
+        parallel, again = run(), run()
+    finally:
+        fastcnn.set_num_threads(before)
+    N, K, P, Q = y.shape
+    for s, p, a in zip(serial, parallel, again):
+        _close(p, s, N * P * Q)
+        np.testing.assert_array_equal(p, a)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
+        ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
+        ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
+    ],
+)
+def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
+    """A NaN in x or dy reaches exactly the outputs and gradients the oracle's (and torch's)
+    zero-padded sums reach: the lanes past a row's end must not pick up a NaN further on. (ref
+    skips the padding instead of adding 0 * dy, so a NaN in dy reaches fewer weights there.)"""
+    if core is fastcnn._core._variants["ref"]:
+        pytest.skip("ref skips padded taps: no 0 * NaN terms")
+    x, w, _ = _inputs(rng, xs, ws)
+    x[0, 0, 1, -1] = np.nan  # the last column: read by the vector lanes past the output row
+    x[-1, -1, -1, 0] = np.nan
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    _, want_dw, _ = ref.conv2d_backward(dy, x, w, **kw)
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_forward(x, w, None, *args)), np.isnan(want_y)
+    )
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_weight(dy, x, w.shape, *args)[0]), np.isnan(want_dw)
+    )
+    xc = rng.standard_normal(xs).astype(np.float32)
+    dy[0, 0, -1, -1] = np.nan
+    want_dx, want_dw, _ = ref.conv2d_backward(dy, xc, w, **kw)
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_input(dy, w, xs, *args)), np.isnan(want_dx)
+    )
+    np.testing.assert_array_equal(
+        np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]), np.isnan(want_dw)
+    )
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "groups", "pad"),
+    [
+        ((2, 3, 13, 17), (3, 1, 3, 3), 3, (0, 1, 2, 1)),
+        ((1, 4, 9, 20), (8, 1, 5, 5), 4, (3, 0, 1, 4)),
+        ((2, 3, 15, 16), (5, 3, 3, 3), 1, (2, 0, 0, 1)),
+    ],
+)
+def test_asymmetric_padding_matches_oracle(core, rng, xs, ws, groups, pad) -> None:
+    """(top, left, bottom, right) padding through _core, against the oracle on a zero-padded x."""
+    top, left, bottom, right = pad
+    x, w, b = _inputs(rng, xs, ws)
+    xp = np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right)))
+    want_y = ref.conv2d(xp, w, b, groups=groups)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dxp, want_dw, _ = ref.conv2d_backward(dy, xp, w, groups=groups)
+    want_dx = want_dxp[:, :, top : top + xs[2], left : left + xs[3]]
+    N, K, P, Q = want_y.shape
+    args = (1, pad, 1, groups)
+    _close(core.conv2d_forward(x, w, b, *args), want_y, ws[1] * ws[2] * ws[3])
+    _close(core.conv2d_backward_input(dy, w, x.shape, *args), want_dx, K * ws[2] * ws[3])
+    dw, _ = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, N * P * Q)
 
 
 def test_concurrent_python_threads_match_serial(rng) -> None:
