@@ -401,12 +401,7 @@ def batch_norm_backward(
     if not training:
         _require_running_stats(running_mean, running_var)
         return _core.batchnorm2d_backward_eval(dy, x, weight, running_mean, running_var, eps)
-    if (save_mean is None) != (save_invstd is None):
-        raise ValueError("save_mean, save_invstd: give both (from batch_norm_train) or neither")
-    if save_mean is None:
-        _, save_mean, save_invstd = _core.batchnorm2d_forward_train(
-            x, None, None, None, None, 0.0, eps
-        )
+    save_mean, save_invstd = _batch_stats(x, eps, save_mean, save_invstd)
     return _core.batchnorm2d_backward(dy, x, weight, save_mean, save_invstd, True)
 
 
@@ -437,13 +432,19 @@ def batch_norm_max_pool2d_backward(
         var = _core_f32_vector(running_var, "running_var")
         invstd = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(eps))).astype(np.float32)
         return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, mean, invstd, False)
+    save_mean, save_invstd = _batch_stats(x, eps, save_mean, save_invstd)
+    return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, save_mean, save_invstd, True)
+
+
+def _batch_stats(x, eps: float, save_mean, save_invstd) -> tuple:
+    """(save_mean, save_invstd) as given, or recomputed from x when both are None."""
     if (save_mean is None) != (save_invstd is None):
         raise ValueError("save_mean, save_invstd: give both (from batch_norm_train) or neither")
     if save_mean is None:
         _, save_mean, save_invstd = _core.batchnorm2d_forward_train(
             x, None, None, None, None, 0.0, eps
         )
-    return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, save_mean, save_invstd, True)
+    return save_mean, save_invstd
 
 
 def _core_f32_vector(v: object, name: str) -> np.ndarray:

@@ -448,39 +448,24 @@ class BatchNorm2d(Module):
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._saved is None:
-            raise _forgotten(self)
-        x, use_batch_stats, mean, invstd = self._saved
-        weight = None if self.weight is None else self.weight.data
-        dx, dw, db = F.batch_norm_backward(
-            dy,
-            x,
-            weight,
-            running_mean=None if use_batch_stats else self.running_mean,
-            running_var=None if use_batch_stats else self.running_var,
-            training=use_batch_stats,
-            eps=self.eps,
-            save_mean=mean,
-            save_invstd=invstd,
-        )
-        if self.weight is not None:
-            self.weight.grad += dw
-            self.bias.grad += db
-        return dx if input_grad else None
+        return self._backward(F.batch_norm_backward, (dy,), input_grad)
 
     def backward_through_max_pool(
         self, dy: np.ndarray, pool: MaxPool2d, input_grad: bool = True
     ) -> np.ndarray | None:
         """backward of this layer and the MaxPool2d that ran on its output, from the pooling's
         output gradient, in one fused kernel (what nn.Sequential runs for the pair)."""
-        if self._saved is None:
-            raise _forgotten(self)
         if pool._saved is None:
             raise _forgotten(pool)
+        return self._backward(F.batch_norm_max_pool2d_backward, (dy, pool._saved[1]), input_grad)
+
+    def _backward(self, grads, leading: tuple, input_grad: bool) -> np.ndarray | None:
+        """grads(*leading, x, weight, ...): batch_norm_backward or its fused pooling form."""
+        if self._saved is None:
+            raise _forgotten(self)
         x, use_batch_stats, mean, invstd = self._saved
-        dx, dw, db = F.batch_norm_max_pool2d_backward(
-            dy,
-            pool._saved[1],
+        dx, dw, db = grads(
+            *leading,
             x,
             None if self.weight is None else self.weight.data,
             running_mean=None if use_batch_stats else self.running_mean,
