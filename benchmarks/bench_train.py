@@ -291,6 +291,9 @@ def check_against_torch(state: dict, libs: list[str]) -> list[str]:
 
 
 def median_seconds(fn, args_list, warmup: int, repeats: int) -> float:
+    # The previous library's OpenMP/OpenBLAS workers spin for up to ~0.1 s after their last call
+    # and hold the cores; start once they sleep (as fastcnn.bench does).
+    time.sleep(0.25)
     for i in range(warmup):
         fn(*args_list[i % len(args_list)])
     times = []
