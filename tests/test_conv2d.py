@@ -398,6 +398,34 @@ def test_zero_size_batch(core) -> None:
     np.testing.assert_array_equal(db, np.zeros(5, np.float32))
 
 
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((4, 4, 0, 4), (0, 1, 1, 2), {"stride": 2, "padding": 2, "dilation": (4, 2), "groups": 4}),
+        ((2, 4, 5, 5), (0, 1, 3, 3), {"padding": 1, "groups": 4}),  # depthwise, no filters
+        ((2, 1, 6, 6), (0, 1, 3, 3), {"padding": 1}),  # first layer, no filters
+        ((2, 16, 6, 6), (0, 16, 3, 3), {"padding": 1}),  # Winograd shape, no filters
+        ((2, 16, 0, 6), (8, 16, 3, 3), {"padding": 2}),  # empty planes, padded output rows
+        ((0, 17, 6, 8), (9, 17, 3, 3), {}),  # Winograd shape, empty batch: no tiles
+    ],
+)
+def test_empty_filters_or_planes(core, xs, ws, kw) -> None:
+    """Found by the fuzz runs: no filters (K = 0) divided by zero while sizing the direct kernels'
+    workspace, an empty batch while sizing Winograd blocks. Every pass returns its shape: zeros
+    where a sum has no terms."""
+    x, w = np.ones(xs, np.float32), np.ones(ws, np.float32)
+    args = _core_args(ws, kw)
+    y = core.conv2d_forward(x, w, None, *args)
+    want = ref.conv2d(x, w, None, **kw)
+    np.testing.assert_array_equal(y, want)
+    dy = np.ones(y.shape, np.float32)
+    np.testing.assert_array_equal(core.conv2d_backward_input(dy, w, x.shape, *args), np.zeros(xs))
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    want_dx, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    np.testing.assert_array_equal(dw, want_dw)
+    np.testing.assert_array_equal(db, want_db)
+
+
 def test_caller_arrays_unchanged(rng) -> None:
     x, w, b = _inputs(rng, (2, 3, 7, 7), (4, 3, 3, 3))
     dy = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
