@@ -22,9 +22,11 @@ BIG = (4, 16, 32, 32)
 
 @pytest.fixture(autouse=True)
 def pool_limit():
-    """Each test starts from an empty cache and leaves the limit as it found it."""
+    """Each test starts from an empty cache under a 64 MB limit (whatever an earlier test or the
+    environment set) and leaves the limit as it found it."""
     limit = _core.host_pool_stats()["limit_bytes"]
     _core.host_pool_trim()
+    _core.host_pool_set_limit(64 << 20)
     yield
     _core.host_pool_set_limit(limit)
 

@@ -483,7 +483,10 @@ def snapshot(kwargs: dict) -> dict:
 def check_call(label: str, fn, kwargs: dict) -> str | None:
     """Runs one case; returns a problem description, or None when the contract held."""
     before = snapshot(kwargs)
+    # Process-wide settings a case may change (set_num_threads, host_pool_set_limit): restored
+    # after every call, so that no later case or test runs under a fuzzed setting.
     threads = _core.get_num_threads()
+    pool_limit = _core.host_pool_stats()["limit_bytes"]
     try:
         fn(**kwargs)
     except ALLOWED as e:
@@ -497,6 +500,7 @@ def check_call(label: str, fn, kwargs: dict) -> str | None:
         return f"{type(e).__name__}: {e}"
     finally:
         _core.set_num_threads(threads)
+        _core.host_pool_set_limit(pool_limit)
     # batch norm updates the running statistics in place, by design.
     writes_ok = {"running_mean", "running_var"} if "batch" in label else set()
     for k, old in before.items():
