@@ -476,3 +476,16 @@ def test_backward_pooled_bad_input(core, rng, change, error, match) -> None:
         core.batchnorm2d_backward_pooled(
             args["g"], args["indices"], args["x"], args["w"], args["mean"], args["invstd"], True
         )
+
+
+@pytest.mark.parametrize(
+    ("rv", "eps", "error", "match"),
+    [
+        (np.ones(2, np.float32), 1e-5, ValueError, "running_var"),
+        (np.ones(3, np.float32), -1.0, ValueError, "eps"),
+    ],
+)
+def test_backward_pooled_eval_bad_input(core, rng, rv, eps, error, match) -> None:
+    x, w, mean, _, g, indices = _pooled_inputs(rng, (2, 3, 8, 8), dict(kernel_size=2))
+    with pytest.raises(error, match=match):
+        core.batchnorm2d_backward_pooled_eval(g, indices, x, w, mean, rv, eps)

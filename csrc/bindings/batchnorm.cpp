@@ -78,6 +78,46 @@ void require_eps(float eps) {
     throw py::value_error("eps: expected a value >= 0, got " + std::to_string(eps));
 }
 
+// The backward kernels take invstd, as training saves it; in eval mode it comes from the running
+// variance.
+F32 eval_invstd(py::handle rv_obj, int64_t C, float eps, const char* what) {
+  F32 rv = channel_vector(rv_obj, C, "running_var");
+  require_eps(eps);
+  F32 invstd = new_f32({C}, what);
+  for (int64_t c = 0; c < C; ++c)
+    invstd.mutable_data()[c] =
+        static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv.data()[c]) + eps));
+  return invstd;
+}
+
+// The three outputs of every batch norm backward, allocated with the GIL held.
+struct Grads {
+  F32 dx, dweight, dbias;
+  Grads(const F32& x, int64_t C, const char* what)
+      : dx(new_f32(shape_of(x), what)), dweight(new_f32({C}, what)), dbias(new_f32({C}, what)) {}
+  py::tuple tuple() const { return py::make_tuple(dx, dweight, dbias); }
+};
+
+// Max pooling's output gradient for a pooled backward: dy (N, C, P, Q) of x's N and C, and the
+// window maxima `indices` in x's planes.
+struct PooledGrad {
+  F32 dy;
+  I64 indices;
+  int64_t pooled;  // P * Q
+};
+
+PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, const F32& x,
+                       const BatchNormShape& s) {
+  F32 dy = to_f32(dy_obj, "dy");
+  require_ndim(dy, 4, "dy", "(N, C, P, Q)");
+  if (dy.shape(0) != s.N || dy.shape(1) != s.C)
+    throw py::value_error("dy: expected (" + std::to_string(s.N) + ", " + std::to_string(s.C) +
+                          ", P, Q), the pooled shape of x " + shape_string(x) + ", got " +
+                          shape_string(dy));
+  I64 indices = checked_indices(indices_obj, shape_of(dy), s.L, "indices");
+  return {dy, indices, dy.shape(2) * dy.shape(3)};
+}
+
 }  // namespace
 
 void register_batchnorm(py::module_& m, CpuVariant v) {
@@ -155,17 +195,16 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         F32 mean = channel_vector(mean_obj, s.C, "mean");
         F32 invstd = channel_vector(invstd_obj, s.C, "invstd");
-        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward dx");
-        F32 dweight = new_f32({s.C}, "batchnorm2d_backward dweight");
-        F32 dbias = new_f32({s.C}, "batchnorm2d_backward dbias");
+        Grads out(x, s.C, "batchnorm2d_backward output");
         const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
                     *ip = invstd.data();
-        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        float *dxp = out.dx.mutable_data(), *dwp = out.dweight.mutable_data(),
+              *dbp = out.dbias.mutable_data();
         {
           py::gil_scoped_release nogil;
           ops.batchnorm2d_backward(s, training, dyp, xp, wp, mp, ip, dxp, dwp, dbp);
         }
-        return py::make_tuple(dx, dweight, dbias);
+        return out.tuple();
       },
       py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("mean"), py::arg("invstd"),
       py::arg("training") = true,
@@ -173,37 +212,36 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "statistics from forward_train (save_mean, save_invstd) and dx includes the paths through\n"
       "them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval).");
 
+  // Both pooled forms: mean/invstd (C,) given, or made from the running stats in eval mode.
+  const auto backward_pooled = [ops](const PooledGrad& g, const F32& x, const BatchNormShape& s,
+                                     const OptionalVector& weight, const F32& mean,
+                                     const F32& invstd, bool training) {
+    Grads out(x, s.C, "batchnorm2d_backward_pooled output");
+    const float *gp = g.dy.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
+                *isp = invstd.data();
+    const int64_t* ip = g.indices.data();
+    float *dxp = out.dx.mutable_data(), *dwp = out.dweight.mutable_data(),
+          *dbp = out.dbias.mutable_data();
+    {
+      py::gil_scoped_release nogil;
+      ops.batchnorm2d_backward_pooled(s, g.pooled, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
+                                      dbp);
+    }
+    return out.tuple();
+  };
+
   m.def(
       "batchnorm2d_backward_pooled",
-      [ops](py::handle g_obj, py::handle indices_obj, py::handle x_obj, py::handle weight_obj,
-            py::handle mean_obj, py::handle invstd_obj, bool training) {
+      [backward_pooled](py::handle dy_obj, py::handle indices_obj, py::handle x_obj,
+                        py::handle weight_obj, py::handle mean_obj, py::handle invstd_obj,
+                        bool training) {
         F32 x = to_f32(x_obj, "x");
         require_ndim(x, 4, "x", "(N, C, H, W)");
         const BatchNormShape s = batchnorm_shape(x, "x");
-        F32 g = to_f32(g_obj, "dy");
-        require_ndim(g, 4, "dy", "(N, C, P, Q)");
-        if (g.shape(0) != s.N || g.shape(1) != s.C)
-          throw py::value_error("dy: expected (" + std::to_string(s.N) + ", " +
-                                std::to_string(s.C) + ", P, Q), the pooled shape of x " +
-                                shape_string(x) + ", got " + shape_string(g));
-        const int64_t pooled = g.shape(2) * g.shape(3);
-        I64 indices = checked_indices(indices_obj, shape_of(g), s.L, "indices");
+        const PooledGrad g = pooled_grad(dy_obj, indices_obj, x, s);
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
-        F32 mean = channel_vector(mean_obj, s.C, "mean");
-        F32 invstd = channel_vector(invstd_obj, s.C, "invstd");
-        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_pooled dx");
-        F32 dweight = new_f32({s.C}, "batchnorm2d_backward_pooled dweight");
-        F32 dbias = new_f32({s.C}, "batchnorm2d_backward_pooled dbias");
-        const float *gp = g.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
-                    *isp = invstd.data();
-        const int64_t* ip = indices.data();
-        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
-        {
-          py::gil_scoped_release nogil;
-          ops.batchnorm2d_backward_pooled(s, pooled, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
-                                          dbp);
-        }
-        return py::make_tuple(dx, dweight, dbias);
+        return backward_pooled(g, x, s, weight, channel_vector(mean_obj, s.C, "mean"),
+                               channel_vector(invstd_obj, s.C, "invstd"), training);
       },
       py::arg("dy"), py::arg("indices"), py::arg("x"), py::arg("weight"), py::arg("mean"),
       py::arg("invstd"), py::arg("training") = true,
@@ -215,6 +253,23 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "batchnorm2d_backward, without the full-size gradient between them.");
 
   m.def(
+      "batchnorm2d_backward_pooled_eval",
+      [backward_pooled](py::handle dy_obj, py::handle indices_obj, py::handle x_obj,
+                        py::handle weight_obj, py::handle rm_obj, py::handle rv_obj, float eps) {
+        F32 x = to_f32(x_obj, "x");
+        require_ndim(x, 4, "x", "(N, C, H, W)");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        const PooledGrad g = pooled_grad(dy_obj, indices_obj, x, s);
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        F32 rm = channel_vector(rm_obj, s.C, "running_mean");
+        F32 invstd = eval_invstd(rv_obj, s.C, eps, "batchnorm2d_backward_pooled_eval invstd");
+        return backward_pooled(g, x, s, weight, rm, invstd, false);
+      },
+      py::arg("dy"), py::arg("indices"), py::arg("x"), py::arg("weight"),
+      py::arg("running_mean"), py::arg("running_var"), py::arg("eps") = 1e-5f,
+      "batchnorm2d_backward_pooled of eval-mode batch norm (running stats are constants).");
+
+  m.def(
       "batchnorm2d_backward_eval",
       [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle rm_obj,
             py::handle rv_obj, float eps) {
@@ -224,24 +279,17 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         require_shape(dy, shape_of(x), "dy");
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         F32 rm = channel_vector(rm_obj, s.C, "running_mean");
-        F32 rv = channel_vector(rv_obj, s.C, "running_var");
-        require_eps(eps);
-        // The kernel takes invstd, as saved in training; here it comes from the running variance.
-        F32 invstd = new_f32({s.C}, "batchnorm2d_backward_eval invstd");
-        for (int64_t c = 0; c < s.C; ++c)
-          invstd.mutable_data()[c] =
-              static_cast<float>(1.0 / std::sqrt(static_cast<double>(rv.data()[c]) + eps));
-        F32 dx = new_f32(shape_of(x), "batchnorm2d_backward_eval dx");
-        F32 dweight = new_f32({s.C}, "batchnorm2d_backward_eval dweight");
-        F32 dbias = new_f32({s.C}, "batchnorm2d_backward_eval dbias");
+        F32 invstd = eval_invstd(rv_obj, s.C, eps, "batchnorm2d_backward_eval invstd");
+        Grads out(x, s.C, "batchnorm2d_backward_eval output");
         const float *dyp = dy.data(), *xp = x.data(), *wp = weight.data, *mp = rm.data(),
                     *ip = invstd.data();
-        float *dxp = dx.mutable_data(), *dwp = dweight.mutable_data(), *dbp = dbias.mutable_data();
+        float *dxp = out.dx.mutable_data(), *dwp = out.dweight.mutable_data(),
+              *dbp = out.dbias.mutable_data();
         {
           py::gil_scoped_release nogil;
           ops.batchnorm2d_backward(s, false, dyp, xp, wp, mp, ip, dxp, dwp, dbp);
         }
-        return py::make_tuple(dx, dweight, dbias);
+        return out.tuple();
       },
       py::arg("dy"), py::arg("x"), py::arg("weight"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("eps") = 1e-5f,

@@ -65,6 +65,17 @@ def batchnorm2d_backward_pooled(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, Q) is the gradient of the pooling's output and indices its window maxima in x's (H, W) planes; equal to max_pool2d_backward then batchnorm2d_backward."""
 
+def batchnorm2d_backward_pooled_eval(
+    dy: npt.ArrayLike,
+    indices: npt.ArrayLike,
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    running_mean: npt.ArrayLike,
+    running_var: npt.ArrayLike,
+    eps: float = ...,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
+    """batchnorm2d_backward_pooled of eval-mode batch norm (running stats are constants)."""
+
 def batchnorm2d_backward_eval(
     dy: npt.ArrayLike,
     x: npt.ArrayLike,

@@ -428,10 +428,9 @@ def batch_norm_max_pool2d_backward(
     eps = as_float(eps, "eps")
     if not training:
         _require_running_stats(running_mean, running_var)
-        mean = _core_f32_vector(running_mean, "running_mean")
-        var = _core_f32_vector(running_var, "running_var")
-        invstd = (1.0 / np.sqrt(var.astype(np.float64) + np.float32(eps))).astype(np.float32)
-        return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, mean, invstd, False)
+        return _core.batchnorm2d_backward_pooled_eval(
+            dy, indices, x, weight, running_mean, running_var, eps
+        )
     save_mean, save_invstd = _batch_stats(x, eps, save_mean, save_invstd)
     return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, save_mean, save_invstd, True)
 
@@ -445,14 +444,6 @@ def _batch_stats(x, eps: float, save_mean, save_invstd) -> tuple:
             x, None, None, None, None, 0.0, eps
         )
     return save_mean, save_invstd
-
-
-def _core_f32_vector(v: object, name: str) -> np.ndarray:
-    """A per-channel vector as float32 for arithmetic here (shape checked by the kernel)."""
-    try:
-        return np.asarray(v, dtype=np.float32)
-    except (TypeError, ValueError) as e:
-        raise TypeError(f"{name}: expected a real-valued array, got {type(v).__name__}") from e
 
 
 def _require_running_stats(running_mean: object, running_var: object) -> None:
