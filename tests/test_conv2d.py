@@ -426,6 +426,21 @@ def test_empty_filters_or_planes(core, xs, ws, kw) -> None:
     np.testing.assert_array_equal(db, want_db)
 
 
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((1, 1, 6, 4), (5, 1, 2, 1), {"stride": 2**31}),
+        ((2, 3, 7, 9), (3, 1, 3, 3), {"stride": (2, 7), "groups": 3}),
+        ((2, 3, 7, 9), (6, 3, 2, 2), {"stride": (3, 8), "padding": 1}),
+        ((2, 4, 9, 5), (8, 1, 3, 3), {"stride": 2**31, "padding": 2, "groups": 4}),
+    ],
+)
+def test_strides_wider_than_the_plane(core, rng, xs, ws, kw) -> None:
+    """The direct kernels store one padded-plane phase per stride step that holds a column: a
+    stride of 2**31 (found by the fuzz run) took 25 s padding 2**31 empty phases."""
+    _check_variant(core, rng, xs, ws, kw)
+
+
 def test_caller_arrays_unchanged(rng) -> None:
     x, w, b = _inputs(rng, (2, 3, 7, 7), (4, 3, 3, 3))
     dy = rng.standard_normal((2, 4, 7, 7)).astype(np.float32)
