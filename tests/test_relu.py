@@ -156,3 +156,25 @@ def test_bad_input(core):
         F.leaky_relu(x, "0.1")
     with pytest.raises(TypeError, match="negative_slope"):
         F.leaky_relu_backward(x, x, None)
+
+
+_CUDA_DEVICES, _CUDA_REASON = fastcnn._core.cuda_device_count()
+
+
+@pytest.mark.skipif(_CUDA_DEVICES == 0, reason=f"no usable CUDA device: {_CUDA_REASON}")
+@pytest.mark.parametrize("shape", [(1,), (257,), (3, 5, 7, 11), (2, 3, 331, 337)])
+def test_cuda_relu_matches_cpu(rng, shape):
+    x = (3 * rng.standard_normal(shape)).astype(np.float32)
+    special = np.array([np.nan, -np.inf, np.inf, -0.0, 0.0], np.float32)
+    k = min(x.size, special.size)
+    x.flat[-k:] = special[:k]
+    got = fastcnn._core.cuda_relu_forward(x)
+    # NaN stays NaN; the GPU may write the canonical NaN bits instead of the input's.
+    np.testing.assert_array_equal(got, F.relu(x))
+
+
+def test_cuda_relu_without_device_raises_runtime_error():
+    if _CUDA_DEVICES > 0:
+        pytest.skip("a CUDA device is present: the no-device path is not reachable")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        fastcnn._core.cuda_relu_forward(np.ones(3, np.float32))

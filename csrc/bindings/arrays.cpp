@@ -129,7 +129,7 @@ py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const ch
   if (!needed) return py::none();
   F32 out = new_f32(shape, what);
   *data = out.mutable_data();
-  return std::move(out);
+  return out;
 }
 
 I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
