@@ -373,11 +373,18 @@ def test_bad_arguments(core, rng):
 
 
 # --- batch norm followed by max pooling: the fused backward --------------------------------------
-# (x shape, max_pool2d keyword arguments): 2x2/2 windows, overlapping padded ceil-mode windows
-# (a position can be the maximum of several), odd planes whose last rows no window covers.
+# (x shape, max_pool2d keyword arguments): 2x2/2 windows (the fast kernels' vector path: planes
+# narrower and wider than a vector of windows, odd sizes whose last row and column no window
+# covers), overlapping padded ceil-mode windows (a position can be the maximum of several), 3x3/2
+# windows as many as 2x2/2 ones would be (the vector path must notice and step aside), and
+# windows that skip rows.
 POOLED_CASES = [
     ((4, 6, 8, 8), dict(kernel_size=2)),
+    ((3, 5, 9, 11), dict(kernel_size=2)),
+    ((2, 3, 6, 70), dict(kernel_size=2)),
+    ((3, 2, 13, 37), dict(kernel_size=2)),
     ((3, 5, 9, 11), dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+    ((2, 4, 10, 36), dict(kernel_size=3, stride=2, padding=1)),
     ((2, 3, 7, 13), dict(kernel_size=2, stride=3)),
     ((5, 2, 6, 5), dict(kernel_size=(2, 3), stride=1, dilation=(2, 1))),
 ]
@@ -406,6 +413,21 @@ def _scattered(g, indices, shape):
 @pytest.mark.parametrize(("shape", "pool"), POOLED_CASES)
 def test_backward_pooled_matches_oracle(core, rng, shape, pool) -> None:
     x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool)
+    want = oracle.batch_norm_backward(_scattered(g, indices, shape), x, w)
+    got = core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL * np.sqrt(x.size / shape[1]))
+
+
+@pytest.mark.parametrize("moved", ["one", "half", "all"])
+def test_backward_pooled_takes_any_indices(core, rng, moved) -> None:
+    """Indices need not come from a 2x2 pooling: some (or all) point anywhere in their plane,
+    repeats included, and the gradient is added at each."""
+    shape = (3, 4, 10, 38)
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, dict(kernel_size=2))
+    flat = indices.reshape(-1)
+    where = {"one": [flat.size // 2], "half": slice(0, None, 2), "all": slice(None)}[moved]
+    flat[where] = rng.integers(0, shape[2] * shape[3], flat[where].shape)
     want = oracle.batch_norm_backward(_scattered(g, indices, shape), x, w)
     got = core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True)
     for a, b in zip(got, want):

@@ -103,7 +103,7 @@ struct Grads {
 struct PooledGrad {
   F32 dy;
   I64 indices;
-  int64_t pooled;  // P * Q
+  PooledShape shape;
 };
 
 PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, const F32& x,
@@ -115,7 +115,7 @@ PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, const F32& x,
                           ", P, Q), the pooled shape of x " + shape_string(x) + ", got " +
                           shape_string(dy));
   I64 indices = checked_indices(indices_obj, shape_of(dy), s.L, "indices");
-  return {dy, indices, dy.shape(2) * dy.shape(3)};
+  return {dy, indices, {x.shape(2), x.shape(3), dy.shape(2), dy.shape(3)}};
 }
 
 }  // namespace
@@ -224,7 +224,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
           *dbp = out.dbias.mutable_data();
     {
       py::gil_scoped_release nogil;
-      ops.batchnorm2d_backward_pooled(s, g.pooled, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
+      ops.batchnorm2d_backward_pooled(s, g.shape, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
                                       dbp);
     }
     return out.tuple();

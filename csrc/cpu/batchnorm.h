@@ -14,6 +14,11 @@ struct BatchNormShape {
   int64_t N, C, L;
 };
 
+// A max pooling's planes: input H x W (H * W = L of the batch norm before it), output P x Q.
+struct PooledShape {
+  int64_t H, W, P, Q;
+};
+
 // weight and bias may be null (then 1 and 0). In forward_train, running_mean and running_var may be
 // null (no update); when given they are updated in place, the one in-out argument of any kernel.
 #define FASTCNN_BATCHNORM_DECLARATIONS                                                             \
@@ -28,9 +33,9 @@ struct BatchNormShape {
                             const float* x, const float* weight, const float* mean,                \
                             const float* invstd, float* dx, float* dweight, float* dbias);         \
   /* batchnorm2d_backward of a max pooling's input gradient: dy of plane (n, c) is the pooled    \
-     gradient g (N, C, pooled) scattered to indices (flat positions in [0, L)), added up where   \
+     gradient g (N, C, P, Q) scattered to indices (flat positions in [0, L)), added up where     \
      windows overlap, without building it. */                                                    \
-  void batchnorm2d_backward_pooled(const BatchNormShape& s, int64_t pooled, bool training,        \
+  void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training, \
                                    const float* g, const int64_t* indices, const float* x,        \
                                    const float* weight, const float* mean, const float* invstd,   \
                                    float* dx, float* dweight, float* dbias);
@@ -53,7 +58,7 @@ struct BatchNormOps {
                                    const float*, const float*, const float*, float*);
   void (*batchnorm2d_backward)(const BatchNormShape&, bool, const float*, const float*,
                                const float*, const float*, const float*, float*, float*, float*);
-  void (*batchnorm2d_backward_pooled)(const BatchNormShape&, int64_t, bool, const float*,
+  void (*batchnorm2d_backward_pooled)(const BatchNormShape&, const PooledShape&, bool, const float*,
                                       const int64_t*, const float*, const float*, const float*,
                                       const float*, float*, float*, float*);
 };
