@@ -511,3 +511,87 @@ def test_backward_pooled_eval_bad_input(core, rng, rv, eps, error, match) -> Non
     x, w, mean, _, g, indices = _pooled_inputs(rng, (2, 3, 8, 8), dict(kernel_size=2))
     with pytest.raises(error, match=match):
         core.batchnorm2d_backward_pooled_eval(g, indices, x, w, mean, rv, eps)
+
+
+# --- batch norm followed by 2x2 max pooling (and ReLU): the fused forward ------------------------
+# Odd heights and widths (a row and a column no window covers), planes wider than a vector of
+# windows, a single window, and a large mean.
+FUSED_FORWARD_SHAPES = [(4, 6, 8, 8), (3, 5, 9, 11), (2, 3, 6, 70), (1, 2, 2, 2), (5, 3, 13, 37)]
+
+
+def _fused_composition(core, x, w, b, rm, rv, training, relu):
+    """The calls the fused forward replaces, in the same variant: (y, indices, mean, invstd)."""
+    if training:
+        y, mean, invstd = core.batchnorm2d_forward_train(x, w, b, rm, rv, 0.1, 1e-5)
+    else:
+        y, mean, invstd = core.batchnorm2d_forward_eval(x, w, b, rm, rv, 1e-5), None, None
+    p, indices = core.max_pool2d_forward(y, (2, 2), (2, 2), (0, 0), (1, 1), False)
+    return (core.relu_forward(p) if relu else p), indices, mean, invstd
+
+
+@pytest.mark.parametrize("shape", FUSED_FORWARD_SHAPES)
+@pytest.mark.parametrize("training", [True, False])
+@pytest.mark.parametrize("relu", [True, False])
+def test_max_pool2d_forward_equals_the_composition(core, rng, shape, training, relu) -> None:
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    x.flat[:: max(1, x.size // 7)] = np.nan  # NaN wins its window, and ReLU keeps it
+    w, b = rng.standard_normal((2, c)).astype(np.float32)
+    stats = rng.standard_normal(c).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32)
+    rm, rv = (s.copy() for s in stats)
+    got = core.batchnorm2d_max_pool2d_forward(x, w, b, rm, rv, training, relu, 0.1, 1e-5)
+    rm_want, rv_want = (s.copy() for s in stats)
+    want = _fused_composition(core, x, w, b, rm_want, rv_want, training, relu)
+    for a, e in zip(got, want):
+        if e is None:
+            assert a is None
+        else:
+            np.testing.assert_array_equal(a, e)
+    np.testing.assert_array_equal(rm, rm_want)
+    np.testing.assert_array_equal(rv, rv_want)
+
+
+def test_max_pool2d_forward_matches_the_oracle(rng) -> None:
+    shape = (3, 4, 10, 12)
+    x = (rng.standard_normal(shape) * 2 - 1).astype(np.float32)
+    w, b = rng.standard_normal((2, 4)).astype(np.float32)
+    y, indices, mean, invstd = F.batch_norm_max_pool2d(x, None, None, w, b, True, relu=True)
+    normalized = oracle.batch_norm(x, None, None, w, b, training=True)[0]
+    # (N, C, P, Q, 4): each 2x2 window's taps in max_pool2d's order.
+    windows = normalized.reshape(3, 4, 5, 2, 6, 2).transpose(0, 1, 2, 4, 3, 5)
+    windows = windows.reshape(3, 4, 5, 6, 4)
+    np.testing.assert_allclose(y, np.maximum(windows.max(axis=-1), 0), rtol=1e-5, atol=1e-5)
+    tap = windows.argmax(axis=-1)
+    rows = 2 * np.arange(5).reshape(1, 1, 5, 1) + tap // 2
+    cols = 2 * np.arange(6).reshape(1, 1, 1, 6) + tap % 2
+    np.testing.assert_array_equal(indices, rows * 12 + cols)
+    np.testing.assert_allclose(invstd, 1 / np.sqrt(x.var(axis=(0, 2, 3)) + 1e-5), rtol=1e-5)
+
+
+@pytest.mark.parametrize(
+    ("args", "error", "match"),
+    [
+        (dict(x=np.ones((2, 3, 4), np.float32)), ValueError, r"x: expected a 4-D array"),
+        (dict(x=np.ones((2, 3, 4, 4), np.int32) + 0.5j), TypeError, "x"),
+        (dict(w=np.ones(2, np.float32)), ValueError, "weight"),
+        (dict(rm=np.ones(2, np.float32)), ValueError, "running_mean"),
+        (dict(training=False, rv=None), TypeError, "running_var"),
+        (dict(x=np.ones((1, 3, 1, 1), np.float32)), ValueError, "more than 1 value per channel"),
+        (dict(eps=-1.0), ValueError, "eps"),
+    ],
+)
+def test_max_pool2d_forward_bad_input(core, args, error, match) -> None:
+    a = dict(
+        x=np.ones((2, 3, 4, 4), np.float32),
+        w=None,
+        b=None,
+        rm=np.zeros(3, np.float32),
+        rv=np.ones(3, np.float32),
+        training=True,
+        eps=1e-5,
+    )
+    a.update(args)
+    with pytest.raises(error, match=match):
+        core.batchnorm2d_max_pool2d_forward(
+            a["x"], a["w"], a["b"], a["rm"], a["rv"], a["training"], True, 0.1, a["eps"]
+        )

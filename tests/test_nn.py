@@ -299,6 +299,63 @@ def test_sequential_backward_follows_the_order_forward_ran(rng):
     np.testing.assert_array_equal(dx, want)
 
 
+@pytest.mark.parametrize(
+    "tail",
+    [
+        lambda: [nn.ReLU(), nn.MaxPool2d(2)],
+        lambda: [nn.MaxPool2d(2), nn.ReLU()],
+        lambda: [nn.MaxPool2d(2, stride=2)],
+        lambda: [nn.MaxPool2d(2), nn.Flatten()],
+        lambda: [nn.MaxPool2d(2, ceil_mode=True), nn.ReLU()],  # not fused: partial windows
+    ],
+)
+@pytest.mark.parametrize(
+    "bn_args", [dict(), dict(momentum=None), dict(track_running_stats=False), dict(affine=False)]
+)
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_then_max_pool_fused_forward_equals_unfused(tail, bn_args, train, rng):
+    """Sequential runs BatchNorm2d -> 2x2/2 MaxPool2d (-> ReLU) forward as one kernel: outputs,
+    running stats, batch counts and every gradient equal running the modules one by one."""
+    x = (rng.standard_normal((4, 3, 11, 10)) * 2 + 1).astype(np.float32)
+
+    def build():
+        fc.manual_seed(1)
+        bn = nn.BatchNorm2d(3, **bn_args)
+        if bn.weight is not None:
+            bn.weight.data[:] = np.linspace(-1.5, 2, 3)  # a negative scale flips the maxima
+        if bn.running_mean is not None:
+            bn.running_mean[:], bn.running_var[:] = [0.5, -1, 2], [0.5, 2, 1]
+        net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), bn, *tail())
+        return net.train(train)
+
+    fused, alone = build(), build()
+    y = fused(x)
+    h = x
+    for m in alone:
+        h = m(h)
+    np.testing.assert_array_equal(y, h)
+    for (name, a), b in zip(fused.state_dict().items(), alone.state_dict().values()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    dx = fused.backward(dy)
+    g = dy
+    for m in reversed(list(alone)):
+        g = m.backward(g)
+    np.testing.assert_allclose(dx, g, rtol=1e-4, atol=1e-5 * np.max(np.abs(g)))
+    for a, b in zip(fused.parameters(), alone.parameters()):
+        scale = max(np.max(np.abs(b.grad)), 1)
+        np.testing.assert_allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_summary_sees_each_layer_of_a_fused_pair():
+    """summary() records each layer's forward, so the fused batch norm + pooling runs unfused."""
+    rows = models.fmnist_bn().summary((2, 1, 28, 28), print_fn=lambda *a: None)
+    shapes = {(name, kind): shape for name, kind, shape, _ in rows}
+    assert len(rows) == 12
+    assert shapes[("1", "BatchNorm2d")] == (2, 32, 28, 28)
+    assert shapes[("3", "MaxPool2d")] == shapes[("2", "ReLU")] == (2, 32, 14, 14)
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):
     """Sequential runs BatchNorm2d -> (ReLU ->) MaxPool2d backward as one fused kernel: gradients

@@ -185,6 +185,61 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "Eval-mode batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.");
 
   m.def(
+      "batchnorm2d_max_pool2d_forward",
+      [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
+            py::handle rv_obj, bool training, bool relu, float momentum, float eps) {
+        F32 x = to_f32(x_obj, "x");
+        require_ndim(x, 4, "x", "(N, C, H, W)");
+        const BatchNormShape s = batchnorm_shape(x, "x");
+        if (s.L >= (int64_t{1} << 31))
+          throw py::value_error("x: planes of 2^31 or more elements are not supported, got " +
+                                shape_string(x));
+        const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
+        const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
+        require_eps(eps);
+        float *rm = nullptr, *rv = nullptr;
+        F32 rm_eval, rv_eval;
+        if (training) {
+          rm = running_stat_inout(rm_obj, s.C, "running_mean");
+          rv = running_stat_inout(rv_obj, s.C, "running_var");
+          if (s.N * s.L == 1)
+            throw py::value_error(
+                "x: Expected more than 1 value per channel when training, got input shape " +
+                shape_string(x));
+        } else {
+          // Read only: the kernel updates running stats in training alone.
+          rm_eval = channel_vector(rm_obj, s.C, "running_mean");
+          rv_eval = channel_vector(rv_obj, s.C, "running_var");
+          rm = const_cast<float*>(rm_eval.data());
+          rv = const_cast<float*>(rv_eval.data());
+        }
+        const PooledShape ps{x.shape(2), x.shape(3), x.shape(2) / 2, x.shape(3) / 2};
+        F32 y = new_f32({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward output");
+        I64 indices = new_i64({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward indices");
+        F32 save_mean = new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_mean");
+        F32 save_invstd =
+            new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_invstd");
+        const float *xp = x.data(), *wp = weight.data, *bp = bias.data;
+        float *yp = y.mutable_data(), *mp = save_mean.mutable_data(),
+              *isp = save_invstd.mutable_data();
+        int64_t* ip = indices.mutable_data();
+        {
+          py::gil_scoped_release nogil;
+          ops.batchnorm2d_max_pool2d_forward(s, ps, training, relu, momentum, eps, xp, wp, bp, rm,
+                                             rv, yp, ip, mp, isp);
+        }
+        if (!training) return py::tuple(py::make_tuple(y, indices, py::none(), py::none()));
+        return py::tuple(py::make_tuple(y, indices, save_mean, save_invstd));
+      },
+      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("running_var"), py::arg("training"), py::arg("relu"), py::arg("momentum") = 0.1f,
+      py::arg("eps") = 1e-5f,
+      "max_pool2d(batch_norm(x), 2) (then relu when relu=True) without the full-size normalized\n"
+      "x -> (y, indices, save_mean, save_invstd), the save_* None in eval mode. Training: as\n"
+      "batchnorm2d_forward_train (running stats may be None); eval: as batchnorm2d_forward_eval.\n"
+      "Windows 2x2 stride 2, floor mode: an odd height or width leaves its last row or column out.");
+
+  m.def(
       "batchnorm2d_backward",
       [ops](py::handle dy_obj, py::handle x_obj, py::handle weight_obj, py::handle mean_obj,
             py::handle invstd_obj, bool training) {

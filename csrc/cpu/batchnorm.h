@@ -38,7 +38,15 @@ struct PooledShape {
   void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training, \
                                    const float* g, const int64_t* indices, const float* x,        \
                                    const float* weight, const float* mean, const float* invstd,   \
-                                   float* dx, float* dweight, float* dbias);
+                                   float* dx, float* dweight, float* dbias);                      \
+  /* forward_train (training) or forward_eval, then max pooling over 2x2 stride-2 windows (2P <=  \
+     H, 2Q <= W, H * W < 2^31) into y and indices (N, C, P, Q), then ReLU when `relu`; the        \
+     normalized x is never stored. Running stats and save_* as forward_train's (training). */     \
+  void batchnorm2d_max_pool2d_forward(const BatchNormShape& s, const PooledShape& ps,             \
+                                      bool training, bool relu, float momentum, float eps,        \
+                                      const float* x, const float* weight, const float* bias,     \
+                                      float* running_mean, float* running_var, float* y,          \
+                                      int64_t* indices, float* save_mean, float* save_invstd);
 
 namespace ref {
 FASTCNN_BATCHNORM_DECLARATIONS
@@ -61,19 +69,25 @@ struct BatchNormOps {
   void (*batchnorm2d_backward_pooled)(const BatchNormShape&, const PooledShape&, bool, const float*,
                                       const int64_t*, const float*, const float*, const float*,
                                       const float*, float*, float*, float*);
+  void (*batchnorm2d_max_pool2d_forward)(const BatchNormShape&, const PooledShape&, bool, bool,
+                                         float, float, const float*, const float*, const float*,
+                                         float*, float*, float*, int64_t*, float*, float*);
 };
 
 inline BatchNormOps batchnorm_ops(CpuVariant v) {
   switch (v) {
     case CpuVariant::avx2:
       return {avx2::batchnorm2d_forward_train, avx2::batchnorm2d_forward_eval,
-              avx2::batchnorm2d_backward, avx2::batchnorm2d_backward_pooled};
+              avx2::batchnorm2d_backward, avx2::batchnorm2d_backward_pooled,
+              avx2::batchnorm2d_max_pool2d_forward};
     case CpuVariant::avx512:
       return {avx512::batchnorm2d_forward_train, avx512::batchnorm2d_forward_eval,
-              avx512::batchnorm2d_backward, avx512::batchnorm2d_backward_pooled};
+              avx512::batchnorm2d_backward, avx512::batchnorm2d_backward_pooled,
+              avx512::batchnorm2d_max_pool2d_forward};
     default:
       return {ref::batchnorm2d_forward_train, ref::batchnorm2d_forward_eval,
-              ref::batchnorm2d_backward, ref::batchnorm2d_backward_pooled};
+              ref::batchnorm2d_backward, ref::batchnorm2d_backward_pooled,
+              ref::batchnorm2d_max_pool2d_forward};
   }
 }
 

@@ -76,6 +76,24 @@ def batchnorm2d_backward_pooled_eval(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """batchnorm2d_backward_pooled of eval-mode batch norm (running stats are constants)."""
 
+def batchnorm2d_max_pool2d_forward(
+    x: npt.ArrayLike,
+    weight: npt.ArrayLike | None,
+    bias: npt.ArrayLike | None,
+    running_mean: npt.ArrayLike | None,
+    running_var: npt.ArrayLike | None,
+    training: bool,
+    relu: bool,
+    momentum: float = ...,
+    eps: float = ...,
+) -> tuple[
+    npt.NDArray[np.float32],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.float32] | None,
+    npt.NDArray[np.float32] | None,
+]:
+    """max_pool2d(batch_norm(x), 2) (then relu) without the full-size normalized x."""
+
 def batchnorm2d_backward_eval(
     dy: npt.ArrayLike,
     x: npt.ArrayLike,

@@ -405,6 +405,40 @@ def batch_norm_backward(
     return _core.batchnorm2d_backward(dy, x, weight, save_mean, save_invstd, True)
 
 
+def batch_norm_max_pool2d(
+    x: np.ndarray,
+    running_mean: np.ndarray | None,
+    running_var: np.ndarray | None,
+    weight: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    training: bool = False,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+    relu: bool = False,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None]:
+    """max_pool2d(batch_norm(x), 2, return_indices=True), then relu when relu=True, in one pass
+    that never stores the full-size normalized x -> (y, indices, save_mean, save_invstd).
+
+    The arguments are batch_norm's; save_mean and save_invstd are batch_norm_train's (None in eval
+    mode). Pooling windows are 2x2 with stride 2 (floor mode: an odd height or width leaves its
+    last row or column out). The results equal the unfused calls bit for bit; the fused forward
+    that nn.Sequential runs for BatchNorm2d -> MaxPool2d(2) (-> ReLU).
+    """
+    if not training:
+        _require_running_stats(running_mean, running_var)
+    return _core.batchnorm2d_max_pool2d_forward(
+        x,
+        weight,
+        bias,
+        running_mean,
+        running_var,
+        bool(training),
+        bool(relu),
+        as_float(momentum, "momentum"),
+        as_float(eps, "eps"),
+    )
+
+
 def batch_norm_max_pool2d_backward(
     dy: np.ndarray,
     indices: np.ndarray,

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "cpu/batchnorm.h"
+#include "cpu/pool2d.h"
+#include "cpu/relu.h"
 
 namespace fastcnn::ref {
 
@@ -125,6 +127,25 @@ void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps,
     for (int64_t o = 0; o < pooled; ++o)
       dy[plane * s.L + indices[plane * pooled + o]] += g[plane * pooled + o];
   batchnorm2d_backward(s, training, dy.data(), x, weight, mean, invstd, dx, dweight, dbias);
+}
+
+// The composition it fuses: the batch norm into a full-size y, ref::max_pool2d_forward with 2x2
+// stride-2 windows, then ref::relu_forward.
+void batchnorm2d_max_pool2d_forward(const BatchNormShape& s, const PooledShape& ps, bool training,
+                                    bool relu, float momentum, float eps, const float* x,
+                                    const float* weight, const float* bias, float* running_mean,
+                                    float* running_var, float* y, int64_t* indices,
+                                    float* save_mean, float* save_invstd) {
+  std::vector<float> normalized(static_cast<size_t>(s.N * s.C * s.L));
+  if (training)
+    batchnorm2d_forward_train(s, momentum, eps, x, weight, bias, normalized.data(), save_mean,
+                              save_invstd, running_mean, running_var);
+  else
+    batchnorm2d_forward_eval(s, eps, x, weight, bias, running_mean, running_var,
+                             normalized.data());
+  const Pool2dShape pool{s.N, s.C, ps.H, ps.W, 2, 2, ps.P, ps.Q, 2, 2, 0, 0, 1, 1};
+  max_pool2d_forward(pool, normalized.data(), y, indices);
+  if (relu) relu_forward(s.N * s.C * ps.P * ps.Q, y, y);
 }
 
 }  // namespace fastcnn::ref

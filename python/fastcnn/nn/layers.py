@@ -275,6 +275,18 @@ class MaxPool2d(Module):
         self._saved = (x, indices)
         return y
 
+    def fuses_after_batch_norm(self) -> bool:
+        """Whether BatchNorm2d.forward_max_pool computes this pooling: 2x2 windows, stride 2, no
+        padding or dilation, floor mode."""
+        kernel, strides, pad, dilation, ceil_mode = self._call_args or self._cached_args()
+        return (
+            tuple(kernel) == (2, 2)
+            and tuple(strides) == (2, 2)
+            and tuple(pad) == (0, 0)
+            and tuple(dilation) == (1, 1)
+            and not ceil_mode
+        )
+
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._saved is None:
             raise _forgotten(self)
@@ -413,38 +425,57 @@ class BatchNorm2d(Module):
                 f"H, W), got shape {np.shape(x)}"
             )
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _forward_args(self, x: np.ndarray) -> tuple:
+        """(use_batch_stats, weight, bias, running_mean, running_var, momentum) for a forward on
+        x, counting the batch in num_batches_tracked when it updates the running stats."""
         if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == self.num_features):
             self._check(x)  # raises unless x is an array-like of the right shape
         track = self.track_running_stats
-        use_batch_stats = self.training or not track
         p, buffers = self._parameters, self._buffers
         weight, bias = p.get("weight"), p.get("bias")
         weight = None if weight is None else weight.data
         bias = None if bias is None else bias.data
         running_mean = buffers["running_mean"] if track else None
         running_var = buffers["running_var"] if track else None
-        if not use_batch_stats and running_mean is not None and running_var is not None:
-            self._saved = (x, False, None, None)
-            return _core.batchnorm2d_forward_eval(
-                x, weight, bias, running_mean, running_var, self.eps
-            )
+        if not self.training and track:
+            return False, weight, bias, running_mean, running_var, 0.0
         momentum = self.momentum
         if self.training and track:
             buffers["num_batches_tracked"] += 1
             if momentum is None:
                 momentum = 1.0 / float(buffers["num_batches_tracked"])
-        if use_batch_stats:
-            # The batch statistics are kept so that backward need not recompute them from x.
-            y, mean, invstd = F.batch_norm_train(
-                x, running_mean, running_var, weight, bias, momentum=momentum or 0.0, eps=self.eps
-            )
-            self._saved = (x, True, mean, invstd)
-        else:
-            y = F.batch_norm(
-                x, running_mean, running_var, weight, bias, training=False, eps=self.eps
-            )
+        return True, weight, bias, running_mean, running_var, momentum or 0.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
+        if not batch_stats:
             self._saved = (x, False, None, None)
+            if running_mean is None or running_var is None:  # the buffers were set to None
+                return F.batch_norm(x, running_mean, running_var, training=False)  # raises
+            return _core.batchnorm2d_forward_eval(
+                x, weight, bias, running_mean, running_var, self.eps
+            )
+        # The batch statistics are kept so that backward need not recompute them from x.
+        y, mean, invstd = F.batch_norm_train(
+            x, running_mean, running_var, weight, bias, momentum=momentum, eps=self.eps
+        )
+        self._saved = (x, True, mean, invstd)
+        return y
+
+    def forward_max_pool(self, x: np.ndarray, pool: MaxPool2d, relu: ReLU | None) -> np.ndarray:
+        """relu(pool(self(x))) (without relu when it is None) in one fused kernel, leaving each
+        module ready for its backward as if it had run alone (what nn.Sequential runs for a
+        batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
+        batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
+        y, indices, mean, invstd = F.batch_norm_max_pool2d(
+            x, running_mean, running_var, weight, bias, batch_stats, momentum, self.eps,
+            relu=relu is not None,
+        )
+        self._saved = (x, batch_stats, mean, invstd)
+        # The pooling's backward reads only the shape of its input, which is never built here.
+        pool._saved = (np.broadcast_to(np.float32(0), x.shape), indices)
+        if relu is not None:
+            relu._x = y  # the ReLU's output: zero exactly where its input was <= 0
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
