@@ -149,6 +149,23 @@ def test_amsgrad_max_keeps_nan(core):
     assert np.isfinite(np.delete(param, 2)).all()
 
 
+def test_options_that_round_to_zero_in_float32_stay_on(core):
+    # The old NumPy code, like torch, tested the Python float: momentum 1e-50 still keeps the
+    # buffer (times 0.0f), and weight decay 1e-50 still adds param * 0.0f, NaN for an inf param.
+    param = np.array([1.0, np.inf], np.float32)
+    grad = np.array([0.5, 0.5], np.float32)
+    buf = np.full(2, 7.0, np.float32)
+    core.sgd_step(param, grad, buf, lr=0.1, momentum=1e-50, init_buffer=True)
+    np.testing.assert_array_equal(buf, grad)
+    core.sgd_step(param, grad, buf, lr=0.1, momentum=1e-50, weight_decay=1e-50)
+    step = np.float32(0.5) * np.float32(0.1)  # d * lr, with d = g both times
+    assert param[0] == (np.float32(1.0) - step) - step and np.isnan(param[1])
+    param = np.array([1.0, np.inf], np.float32)
+    m, v = np.zeros(2, np.float32), np.zeros(2, np.float32)
+    core.adam_step(param, grad, m, v, None, 1, 0.1, 0.9, 0.999, 1e-8, weight_decay=1e-50)
+    assert np.isfinite(param[0]) and np.isnan(param[1])
+
+
 def test_empty_parameter(core):
     param = np.zeros(0, np.float32)
     core.sgd_step(param, param.copy(), param.copy(), lr=0.1, momentum=0.9)

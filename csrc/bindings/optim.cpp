@@ -68,9 +68,14 @@ void register_optim(py::module_& m, CpuVariant v) {
           std::vector<Operand> operands{{"param", param}, {"grad", grad}};
           if (buf) operands.push_back({"momentum_buffer", buf});
           require_disjoint(operands, n);
-          const SgdStep s{static_cast<float>(lr), static_cast<float>(momentum),
-                          static_cast<float>(1.0 - dampening), static_cast<float>(weight_decay),
-                          nesterov, init_buffer};
+          const SgdStep s{static_cast<float>(lr),
+                          static_cast<float>(momentum),
+                          static_cast<float>(1.0 - dampening),
+                          static_cast<float>(weight_decay),
+                          weight_decay != 0.0,
+                          momentum != 0.0,
+                          nesterov,
+                          init_buffer};
           {
             py::gil_scoped_release nogil;  // only raw pointers and numbers in here
             ops.sgd_step(n, s, grad, param, buf);
@@ -108,13 +113,14 @@ void register_optim(py::module_& m, CpuVariant v) {
           const double t = static_cast<double>(step);
           AdamStep s;
           s.decay_scale = static_cast<float>(decoupled ? 1.0 - lr * weight_decay : 1.0);
-          s.weight_decay = static_cast<float>(decoupled ? 0.0 : weight_decay);
+          s.weight_decay = static_cast<float>(weight_decay);
           s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
           s.beta2 = static_cast<float>(beta2);
           s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
           s.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
           s.eps = static_cast<float>(eps);
           s.neg_step_size = static_cast<float>(-(lr / (1.0 - std::pow(beta1, t))));
+          s.decay = !decoupled && weight_decay != 0.0;
           {
             py::gil_scoped_release nogil;
             ops.adam_step(n, s, grad, param, exp_avg, exp_avg_sq, vmax);

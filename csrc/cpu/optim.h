@@ -12,19 +12,21 @@
 namespace fastcnn {
 
 // One SGD step's coefficients, rounded to float32 as the update uses them. Per element:
-//   d = g;  if weight_decay != 0: d = param * weight_decay + g
-//   if momentum != 0: buf = d on the first step (init_buffer),
+//   d = g;  if decay: d = param * weight_decay + g
+//   if with_momentum: buf = d on the first step (init_buffer),
 //                     else buf = buf * momentum + d * dampening_scale (that is 1 - dampening);
 //                     d = nesterov ? d + buf * momentum : buf
 //   param = param - d * lr
+// The flags say whether the option is on (its double value != 0), as the NumPy code tested it: a
+// weight decay of 1e-50 still adds param * 0.0f to g.
 struct SgdStep {
   float lr, momentum, dampening_scale, weight_decay;
-  bool nesterov, init_buffer;
+  bool decay, with_momentum, nesterov, init_buffer;
 };
 
 // One Adam/AdamW step's coefficients, at step t >= 1. Per element:
 //   param = param * decay_scale                   (AdamW: 1 - lr * weight_decay; Adam: 1)
-//   if weight_decay != 0: g = param * weight_decay + g   (Adam's L2 term; AdamW passes 0)
+//   if decay: g = param * weight_decay + g        (Adam's L2 term; false for AdamW)
 //   m = m + (g - m) * one_minus_beta1
 //   v = v * beta2 + (g * one_minus_beta2) * g
 //   with amsgrad: vmax = max(vmax, v) (NaN wins), and vmax replaces v below
@@ -33,9 +35,10 @@ struct SgdStep {
 struct AdamStep {
   float decay_scale, weight_decay, one_minus_beta1, beta2, one_minus_beta2;
   float bias_correction2_sqrt, eps, neg_step_size;
+  bool decay;
 };
 
-// momentum_buffer may be null when momentum == 0; max_exp_avg_sq is null unless amsgrad.
+// momentum_buffer may be null without momentum; max_exp_avg_sq is null unless amsgrad.
 // No two arrays may overlap (the fast variants promise the compiler they do not).
 #define FASTCNN_OPTIM_DECLARATIONS                                                             \
   void sgd_step(int64_t n, SgdStep s, const float* grad, float* param, float* momentum_buffer); \

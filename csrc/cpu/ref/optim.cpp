@@ -10,8 +10,8 @@ namespace fastcnn::ref {
 void sgd_step(int64_t n, SgdStep s, const float* grad, float* param, float* momentum_buffer) {
   for (int64_t i = 0; i < n; ++i) {
     float d = grad[i];
-    if (s.weight_decay != 0.0f) d = param[i] * s.weight_decay + grad[i];
-    if (s.momentum != 0.0f) {
+    if (s.decay) d = param[i] * s.weight_decay + grad[i];
+    if (s.with_momentum) {
       float& buf = momentum_buffer[i];
       buf = s.init_buffer ? d : buf * s.momentum + d * s.dampening_scale;
       d = s.nesterov ? d + buf * s.momentum : buf;
@@ -24,7 +24,7 @@ void adam_step(int64_t n, AdamStep s, const float* grad, float* param, float* ex
                float* exp_avg_sq, float* max_exp_avg_sq) {
   for (int64_t i = 0; i < n; ++i) {
     const float w = param[i] * s.decay_scale;
-    const float g = s.weight_decay != 0.0f ? w * s.weight_decay + grad[i] : grad[i];
+    const float g = s.decay ? w * s.weight_decay + grad[i] : grad[i];
     const float m = exp_avg[i] + (g - exp_avg[i]) * s.one_minus_beta1;
     float v = exp_avg_sq[i] * s.beta2 + (g * s.one_minus_beta2) * g;
     exp_avg[i] = m;
