@@ -19,6 +19,7 @@ void register_ops(py::module_& m, CpuVariant v) {
   fastcnn::bind::register_batchnorm(m, v);
   fastcnn::bind::register_softmax_xent(m, v);
   fastcnn::bind::register_dropout(m, v);
+  fastcnn::bind::register_optim(m, v);
 }
 
 }  // namespace

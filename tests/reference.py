@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "adam_step",
     "adaptive_avg_pool2d",
     "adaptive_avg_pool2d_backward",
     "avg_pool2d",
@@ -34,6 +35,7 @@ __all__ = [
     "mse_loss_backward",
     "relu",
     "relu_backward",
+    "sgd_step",
     "softmax",
     "softmax_backward",
 ]
@@ -600,3 +602,59 @@ def dropout_apply(x, mask, p) -> np.ndarray:
 def dropout_backward(dy, mask, p) -> np.ndarray:
     """dx = dy * mask / (1 - p), the same scaling as forward."""
     return dropout_apply(dy, mask, p)
+
+
+# --- optimizer updates ----------------------------------------------------------------------------
+
+
+def sgd_step(
+    param,
+    grad,
+    momentum_buffer,
+    lr,
+    momentum=0.0,
+    dampening=0.0,
+    weight_decay=0.0,
+    nesterov=False,
+    first_step=False,
+):
+    """One torch.optim.SGD step: (param, momentum_buffer) after it; the buffer is None without
+    momentum, and on the first step it starts as the decayed gradient."""
+    p, g = _f64(param), _f64(grad)
+    d = g + weight_decay * p
+    buf = None
+    if momentum != 0:
+        buf = d.copy() if first_step else momentum * _f64(momentum_buffer) + (1 - dampening) * d
+        d = d + momentum * buf if nesterov else buf
+    return p - lr * d, buf
+
+
+def adam_step(
+    param,
+    grad,
+    exp_avg,
+    exp_avg_sq,
+    max_exp_avg_sq,
+    step,
+    lr,
+    beta1=0.9,
+    beta2=0.999,
+    eps=1e-8,
+    weight_decay=0.0,
+    decoupled=False,
+):
+    """One torch.optim.Adam (or, decoupled, AdamW) step number `step` (1 for the first): (param,
+    exp_avg, exp_avg_sq, max_exp_avg_sq) after it; max_exp_avg_sq is None without amsgrad."""
+    p, g = _f64(param), _f64(grad)
+    if decoupled:
+        p = p * (1 - lr * weight_decay)
+    else:
+        g = g + weight_decay * p
+    m = beta1 * _f64(exp_avg) + (1 - beta1) * g
+    v = beta2 * _f64(exp_avg_sq) + (1 - beta2) * g * g
+    v_max = None if max_exp_avg_sq is None else np.maximum(_f64(max_exp_avg_sq), v)
+    v_used = v if v_max is None else v_max
+    bias_correction1 = 1 - beta1**step
+    bias_correction2 = 1 - beta2**step
+    p = p - lr / bias_correction1 * m / (np.sqrt(v_used) / np.sqrt(bias_correction2) + eps)
+    return p, m, v, v_max

@@ -60,6 +60,30 @@ I64 to_labels(py::handle obj, const char* name) {
   return I64::ensure(a);
 }
 
+float* exact_f32(py::handle obj, const std::vector<int64_t>& shape, const char* name,
+                 bool written) {
+  const std::string why = written ? " (it is updated in place" : " (it is read in place";
+  if (!py::isinstance<py::array_t<float>>(obj))
+    throw py::type_error(
+        std::string(name) + ": expected a float32 NumPy array" + why +
+        ", so it cannot be converted), got " +
+        (py::isinstance<py::array>(obj) ? "dtype " + std::string(py::str(obj.attr("dtype")))
+                                        : type_name(obj)));
+  py::array a = py::reinterpret_borrow<py::array>(obj);
+  require_shape(a, shape, name);
+  if (!(a.flags() & py::array::c_style))
+    throw py::value_error(std::string(name) + ": expected a C-contiguous array" + why +
+                          "), got a strided view");
+  if (written && !a.writeable())
+    throw py::value_error(std::string(name) + ": expected a writeable array" + why +
+                          "), got a read-only one");
+  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
+    throw py::value_error(std::string(name) + ": expected an aligned array" + why +
+                          "), got a view at an odd byte offset");
+  // mutable_data() itself would raise for a read-only array; data() is the same pointer.
+  return static_cast<float*>(const_cast<void*>(a.data()));
+}
+
 void require_ndim(const py::array& a, int ndim, const char* name, const char* layout) {
   if (a.ndim() != ndim)
     throw py::value_error(std::string(name) + ": expected a " + std::to_string(ndim) + "-D array " +

@@ -35,6 +35,13 @@ std::optional<F32> to_f32_or_none(py::handle obj, const char* name);
 // Integer class labels to int64; floating, complex or non-numeric labels raise TypeError.
 I64 to_labels(py::handle obj, const char* name);
 
+// The caller's own float32 array of `shape`, used without conversion: a kernel updates it in place
+// (`written`), where a converted copy would take the update the caller never sees, or reads it
+// on a hot path that must not copy. Raises TypeError for anything but a float32 NumPy array, and
+// ValueError for another shape, a strided view, a misaligned view or, when written, a read-only
+// array.
+float* exact_f32(py::handle obj, const std::vector<int64_t>& shape, const char* name, bool written);
+
 // Raises ValueError unless `a` has exactly `ndim` dimensions; `layout` spells them, e.g. "(N, C, H, W)".
 void require_ndim(const py::array& a, int ndim, const char* name, const char* layout);
 // Raises ValueError unless a.shape == expected; `layout` spells the expected dimensions.

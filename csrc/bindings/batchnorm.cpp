@@ -13,8 +13,6 @@
 namespace fastcnn::bind {
 namespace {
 
-std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
-
 // x (or dy) as an (N, C, L) view.
 BatchNormShape batchnorm_shape(const F32& x, const char* name) {
   if (x.ndim() < 2)
@@ -45,32 +43,9 @@ F32 channel_vector(py::handle obj, int64_t C, const char* name) {
   return a;
 }
 
-// A running statistic that forward_train updates in place. Converting it would update a copy the
-// caller never sees, so anything but the caller's own float32 (C,) buffer is refused.
+// A running statistic that forward_train updates in place (the caller's own array, never a copy).
 float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
-  if (obj.is_none()) return nullptr;
-  if (!py::isinstance<py::array_t<float>>(obj))
-    throw py::type_error(
-        std::string(name) +
-        ": expected a float32 NumPy array (it is updated in place, so it cannot be "
-        "converted), got " +
-        (py::isinstance<py::array>(obj) ? "dtype " + std::string(py::str(obj.attr("dtype")))
-                                        : type_name(obj)));
-  py::array a = py::reinterpret_borrow<py::array>(obj);
-  require_shape(a, {C}, name);
-  if (!(a.flags() & py::array::c_style))
-    throw py::value_error(std::string(name) +
-                          ": expected a C-contiguous array (it is updated in place), got a strided "
-                          "view");
-  if (!a.writeable())
-    throw py::value_error(
-        std::string(name) +
-        ": expected a writeable array (it is updated in place), got a read-only one");
-  if (!(a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_))
-    throw py::value_error(std::string(name) +
-                          ": expected an aligned array (it is updated in place), got a view at "
-                          "an odd byte offset");
-  return static_cast<float*>(a.mutable_data());
+  return obj.is_none() ? nullptr : exact_f32(obj, {C}, name, /*written=*/true);
 }
 
 void require_eps(float eps) {

@@ -14,6 +14,7 @@ void register_linear(pybind11::module_& m, CpuVariant v);
 void register_batchnorm(pybind11::module_& m, CpuVariant v);
 void register_softmax_xent(pybind11::module_& m, CpuVariant v);
 void register_dropout(pybind11::module_& m, CpuVariant v);
+void register_optim(pybind11::module_& m, CpuVariant v);
 
 // Ops that do not depend on the CPU variant: threads, build info, CUDA status.
 void register_runtime(pybind11::module_& m);

@@ -11,6 +11,24 @@ ref: ModuleType
 avx2: ModuleType
 avx512: ModuleType
 
+def adam_step(
+    param: npt.NDArray[np.float32],
+    grad: npt.NDArray[np.float32],
+    exp_avg: npt.NDArray[np.float32],
+    exp_avg_sq: npt.NDArray[np.float32],
+    max_exp_avg_sq: npt.NDArray[np.float32] | None,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    eps: float,
+    weight_decay: float = ...,
+    decoupled: bool = ...,
+) -> None:
+    """One torch.optim.Adam (decoupled=False) or AdamW step number `step` (>= 1), in place on param,
+    exp_avg, exp_avg_sq and max_exp_avg_sq (amsgrad; None otherwise). All float32 C-contiguous
+    arrays of param's shape, the written ones writeable, none overlapping; never converted."""
+
 def adaptive_avg_pool2d_backward(
     dy: npt.ArrayLike, x: npt.ArrayLike, output_size: int | tuple[int | None, int | None] | None
 ) -> npt.NDArray[np.float32]:
@@ -52,7 +70,9 @@ def batchnorm2d_backward(
     invstd: npt.ArrayLike,
     training: bool = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Batch norm gradients -> (dx, dweight, dbias). training=True: mean/invstd are the batch statistics from forward_train (save_mean, save_invstd) and dx includes the paths through them; training=False: mean/invstd are constants (see batchnorm2d_backward_eval)."""
+    """Batch norm gradients -> (dx, dweight, dbias). training=True: mean/invstd are the batch
+    statistics from forward_train (save_mean, save_invstd) and dx includes the paths through them;
+    training=False: mean/invstd are constants (see batchnorm2d_backward_eval)."""
 
 def batchnorm2d_backward_pooled(
     dy: npt.ArrayLike,
@@ -63,7 +83,9 @@ def batchnorm2d_backward_pooled(
     invstd: npt.ArrayLike,
     training: bool = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, Q) is the gradient of the pooling's output and indices its window maxima in x's (H, W) planes; equal to max_pool2d_backward then batchnorm2d_backward."""
+    """batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, Q)
+    is the gradient of the pooling's output and indices its window maxima in x's (H, W) planes;
+    equal to max_pool2d_backward then batchnorm2d_backward."""
 
 def batchnorm2d_backward_pooled_eval(
     dy: npt.ArrayLike,
@@ -102,7 +124,8 @@ def batchnorm2d_backward_eval(
     running_var: npt.ArrayLike,
     eps: float = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Gradients of eval-mode batch norm (running stats are constants) -> (dx, dweight, dbias): dx = dy * weight / sqrt(running_var + eps)."""
+    """Gradients of eval-mode batch norm (running stats are constants) -> (dx, dweight, dbias): dx =
+    dy * weight / sqrt(running_var + eps)."""
 
 def batchnorm2d_forward_eval(
     x: npt.ArrayLike,
@@ -123,7 +146,10 @@ def batchnorm2d_forward_train(
     momentum: float = ...,
     eps: float = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
-    """Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, bias, running_mean, running_var may be None; the running stats (float32 C-contiguous (C,) arrays) are updated in place with momentum and the unbiased batch variance. An empty batch leaves them untouched and gives save_mean = save_invstd = 0."""
+    """Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, bias,
+    running_mean, running_var may be None; the running stats (float32 C-contiguous (C,) arrays) are
+    updated in place with momentum and the unbiased batch variance. An empty batch leaves them
+    untouched and gives save_mean = save_invstd = 0."""
 
 def compiler() -> str: ...
 def conv2d_backward_input(
@@ -159,7 +185,8 @@ def conv2d_forward(
     dilation: int | tuple[int, int] = ...,
     groups: int = ...,
 ) -> npt.NDArray[np.float32]:
-    """y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or (top, left, bottom, right)."""
+    """y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or (top,
+    left, bottom, right)."""
 
 def cpu_variant() -> str:
     """The CPU kernel variant in use: ref, avx2 or avx512."""
@@ -197,7 +224,7 @@ def linear_backward_input(dy: npt.ArrayLike, weight: npt.ArrayLike) -> npt.NDArr
 def linear_backward_weight(
     dy: npt.ArrayLike, x: npt.ArrayLike, need_weight: bool = ..., need_bias: bool = ...
 ) -> tuple[npt.NDArray[np.float32] | None, npt.NDArray[np.float32] | None]:
-    """(dw, db) = (dy^T @ x, dy summed over rows), flattening leading dims; None where not needed."""
+    """(dw, db) = (dy^T @ x, dy summed over rows), flattening leading dims; None if not needed."""
 
 def linear_forward(
     x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = ...
@@ -252,6 +279,21 @@ def host_pool_set_limit(bytes: int) -> None:
 def host_pool_trim() -> None:
     """Frees every block the allocator holds for reuse."""
 
+def sgd_step(
+    param: npt.NDArray[np.float32],
+    grad: npt.NDArray[np.float32],
+    momentum_buffer: npt.NDArray[np.float32] | None,
+    lr: float,
+    momentum: float = ...,
+    dampening: float = ...,
+    weight_decay: float = ...,
+    nesterov: bool = ...,
+    init_buffer: bool = ...,
+) -> None:
+    """One torch.optim.SGD step, in place on param and momentum_buffer (which init_buffer, the first
+    step, sets to the decayed gradient; ignored without momentum). All float32 C-contiguous arrays
+    of param's shape, the written ones writeable, none overlapping; never converted."""
+
 def softmax_backward(
     dy: npt.ArrayLike, y: npt.ArrayLike, dim: int = ...
 ) -> npt.NDArray[np.float32]:
@@ -266,9 +308,12 @@ def softmax_xent_backward(
     label_smoothing: float = ...,
     grad_output: float = ...,
 ) -> npt.NDArray[np.float32]:
-    """dlogits = (probabilities - target) * grad_output / (N * d...), target = (1 - e) * onehot + e / C; probabilities is softmax_xent_forward's second output."""
+    """dlogits = (probabilities - target) * grad_output / (N * d...), target = (1 - e) * onehot + e
+    / C; probabilities is softmax_xent_forward's second output."""
 
 def softmax_xent_forward(
     logits: npt.ArrayLike, labels: npt.ArrayLike, label_smoothing: float = ...
 ) -> tuple[float, npt.NDArray[np.float32]]:
-    """Fused log-softmax + cross-entropy -> (loss, probabilities). logits (N, C) or (N, C, d...), labels (N,) or (N, d...) integer class ids in [0, C); loss is the mean over the N * d... positions (NaN when there are none), accumulated in double."""
+    """Fused log-softmax + cross-entropy -> (loss, probabilities). logits (N, C) or (N, C, d...),
+    labels (N,) or (N, d...) integer class ids in [0, C); loss is the mean over the N * d...
+    positions (NaN when there are none), accumulated in double."""

@@ -1,10 +1,13 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedulers (StepLR, CosineAnnealingLR, OneCycleLR).
+"""Optimizers (SGD, Adam, AdamW) and learning-rate schedulers (StepLR, CosineAnnealingLR,
+OneCycleLR).
 
 Arguments, defaults and update rules are those of torch.optim (single-tensor CPU path), so a run
 configured the same way follows the same trajectory up to float32 rounding. Each step updates every
-`Parameter.data` in place with vectorized float32 NumPy operations; temporaries are views of a few
-scratch buffers reused across parameters and steps. `state_dict()` holds only NumPy arrays and plain
-Python scalars, lists and dicts, so a checkpoint needs no pickle.
+`Parameter.data` and its state buffers in place, in one fused pass of a compiled kernel per
+parameter (`_core.sgd_step`, `_core.adam_step`), threaded for large parameters; the kernels round
+like the step-by-step float32 NumPy arithmetic they replaced, on every CPU variant and thread count.
+`state_dict()` holds only NumPy arrays and plain Python scalars, lists and dicts, so a checkpoint
+needs no pickle.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import Any, Callable, Union
 
 import numpy as np
 
+from fastcnn import _core
 from fastcnn._args import as_int
 from fastcnn.parameter import Parameter
 
@@ -65,21 +69,6 @@ def _positive_int(value: object, name: str) -> int:
 # --- optimizers ----------------------------------------------------------------------------------
 
 
-class _Workspace:
-    """Scratch arrays for one update: slot k is a view of a flat float32 buffer that only grows."""
-
-    def __init__(self) -> None:
-        self._buffers: list[np.ndarray] = []
-
-    def get(self, slot: int, shape: tuple[int, ...]) -> np.ndarray:
-        size = math.prod(shape)
-        while len(self._buffers) <= slot:
-            self._buffers.append(np.empty(0, np.float32))
-        if self._buffers[slot].size < size:
-            self._buffers[slot] = np.empty(size, np.float32)
-        return self._buffers[slot][:size].reshape(shape)
-
-
 class Optimizer:
     """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
 
@@ -95,7 +84,6 @@ class Optimizer:
         self.defaults: dict[str, Any] = self._check_options(dict(defaults))
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Parameter, dict[str, Any]] = {}
-        self._workspace = _Workspace()
         if isinstance(params, (Parameter, np.ndarray)) or not isinstance(params, Iterable):
             raise TypeError(
                 "params: expected an iterable of Parameters or of dicts, "
@@ -307,30 +295,24 @@ class SGD(Optimizer):
         return ("momentum_buffer",)
 
     def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
-        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
-        weight_decay, nesterov = group["weight_decay"], group["nesterov"]
-        ws = self._workspace
-        d = p.grad
-        if weight_decay != 0:
-            d = np.multiply(p.data, weight_decay, out=ws.get(0, p.shape))
-            d += p.grad
-        if momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                buf = state["momentum_buffer"] = d.copy()
-            else:
-                buf *= momentum
-                if dampening == 0:
-                    buf += d
-                else:
-                    buf += np.multiply(d, 1.0 - dampening, out=ws.get(1, p.shape))
-            if nesterov:
-                d = np.add(
-                    d, np.multiply(buf, momentum, out=ws.get(1, p.shape)), out=ws.get(1, p.shape)
-                )
-            else:
-                d = buf
-        p.data -= np.multiply(d, lr, out=ws.get(2, p.shape))
+        momentum = group["momentum"]
+        buf = state.get("momentum_buffer") if momentum != 0 else None
+        first = momentum != 0 and buf is None
+        if first:
+            buf = np.empty_like(p.data)  # the kernel sets it to this step's d, as torch clones it
+        _core.sgd_step(
+            p.data,
+            p.grad,
+            buf,
+            group["lr"],
+            momentum,
+            group["dampening"],
+            group["weight_decay"],
+            group["nesterov"],
+            first,
+        )
+        if first:  # only now: a step that raised (a bad gradient) leaves no unset buffer behind
+            state["momentum_buffer"] = buf
 
 
 class Adam(Optimizer):
@@ -382,41 +364,29 @@ class Adam(Optimizer):
         return names + ("max_exp_avg_sq",) if group["amsgrad"] else names
 
     def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
-        weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
-        ws = self._workspace
         if not state:
             state["step"] = 0
             state["exp_avg"] = np.zeros_like(p.data)
             state["exp_avg_sq"] = np.zeros_like(p.data)
+        amsgrad = group["amsgrad"]
         if amsgrad and "max_exp_avg_sq" not in state:
             state["max_exp_avg_sq"] = np.zeros_like(p.data)
-        state["step"] += 1
-        t = state["step"]
-        m, v = state["exp_avg"], state["exp_avg_sq"]
-
-        g = p.grad
-        if weight_decay != 0:
-            if self._decoupled:
-                p.data *= 1.0 - lr * weight_decay
-            else:
-                g = np.multiply(p.data, weight_decay, out=ws.get(0, p.shape))
-                g += p.grad
-        tmp = ws.get(1, p.shape)
-        # m moves toward g by (1 - beta1), the lerp torch uses
-        m += np.multiply(np.subtract(g, m, out=tmp), 1.0 - beta1, out=tmp)
-        v *= beta2
-        v += np.multiply(np.multiply(g, 1.0 - beta2, out=tmp), g, out=tmp)
-        if amsgrad:
-            v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
-
-        step_size = lr / (1.0 - beta1**t)
-        denom = np.sqrt(v, out=tmp)
-        denom /= math.sqrt(1.0 - beta2**t)
-        denom += eps
-        update = np.multiply(m, -step_size, out=ws.get(0, p.shape))
-        update /= denom
-        p.data += update
+        beta1, beta2 = group["betas"]
+        _core.adam_step(
+            p.data,
+            p.grad,
+            state["exp_avg"],
+            state["exp_avg_sq"],
+            state["max_exp_avg_sq"] if amsgrad else None,
+            state["step"] + 1,
+            group["lr"],
+            beta1,
+            beta2,
+            group["eps"],
+            group["weight_decay"],
+            self._decoupled,
+        )
+        state["step"] += 1  # after the kernel, which checks the arrays before it changes any
 
 
 class AdamW(Adam):

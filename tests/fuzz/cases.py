@@ -39,7 +39,15 @@ ARRAY_NAMES = {
     "target",
     "save_mean",
     "save_invstd",
+    "param",
+    "grad",
+    "momentum_buffer",
+    "exp_avg",
+    "exp_avg_sq",
+    "max_exp_avg_sq",
 }
+# The optimizer updates write these arguments in place, by design.
+OPTIMIZER_STATE = {"param", "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq"}
 SHAPE_NAMES = {"x_shape", "weight_shape"}
 INT_NAMES = {
     "stride",
@@ -53,8 +61,21 @@ INT_NAMES = {
     "seed",
     "divisor_override",
     "n",
+    "step",
 }
-FLOAT_NAMES = {"p", "eps", "momentum", "negative_slope", "label_smoothing", "grad_output"}
+FLOAT_NAMES = {
+    "p",
+    "eps",
+    "momentum",
+    "negative_slope",
+    "label_smoothing",
+    "grad_output",
+    "lr",
+    "dampening",
+    "weight_decay",
+    "beta1",
+    "beta2",
+}
 BOOL_NAMES = {
     "training",
     "ceil_mode",
@@ -62,6 +83,9 @@ BOOL_NAMES = {
     "need_weight",
     "need_bias",
     "return_indices",
+    "nesterov",
+    "init_buffer",
+    "decoupled",
 }
 
 HUGE_INTS = [
@@ -150,7 +174,10 @@ class Gen:
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
-        size = lambda: int(self.pick([0, 1, 1, 2, 2, 3, 3, 4, 5, 7, 9, 17]))
+
+        def size() -> int:
+            return int(self.pick([0, 1, 1, 2, 2, 3, 3, 4, 5, 7, 9, 17]))
+
         self.N, self.C, self.H, self.W, self.K, self.R, self.S = (size() for _ in range(7))
         if rng.random() < 0.7:  # mostly nonempty planes, which reach the kernels
             self.H, self.W = max(self.H, 1) + 2, max(self.W, 1) + 2
@@ -255,7 +282,10 @@ class Gen:
         if name == "n":  # thread count: bounded, the harness restores it after the call
             return int(rng.integers(-1, 5))
         lo = 0 if name in ("padding",) else 1
-        small = lambda: int(rng.integers(lo - 1 if r > 0.8 else lo, 5))
+
+        def small() -> int:
+            return int(rng.integers(lo - 1 if r > 0.8 else lo, 5))
+
         if r < 0.5:
             return small()
         if r < 0.8:
@@ -325,7 +355,10 @@ def valid_arguments(name: str, params: list[str], g: Gen) -> dict:
     stride, dil = int(g.pick([1, 1, 2, 3])), int(g.pick([1, 1, 2]))
     pad = int(rng.integers(0, max(R, S) // 2 + 1))
     H, W = dil * (R - 1) + 1 + int(rng.integers(0, 6)), dil * (S - 1) + 1 + int(rng.integers(0, 6))
-    f32 = lambda *shape: g.values(shape, np.float32)
+
+    def f32(*shape: int) -> np.ndarray:
+        return g.values(shape, np.float32)
+
     if "batch" in name:
         x = f32(N, C, H, W)
         var = np.abs(f32(C)) + np.float32(0.5)
@@ -374,6 +407,11 @@ def valid_arguments(name: str, params: list[str], g: Gen) -> dict:
             "mask": rng.integers(0, 2, size=(N, C, H)).astype(np.uint8),
             "seed": 3,
         }
+    elif name in ("sgd_step", "adam_step"):
+        shape = g.role_shape("x")
+        cand = {p: f32(*shape) for p in OPTIMIZER_STATE | {"grad"}}
+        cand["exp_avg_sq"] = np.abs(cand["exp_avg_sq"])
+        cand["step"] = int(rng.integers(1, 5))
     else:
         shape = g.role_shape("x")
         cand = {
@@ -501,8 +539,11 @@ def check_call(label: str, fn, kwargs: dict) -> str | None:
     finally:
         _core.set_num_threads(threads)
         _core.host_pool_set_limit(pool_limit)
-    # batch norm updates the running statistics in place, by design.
+    # batch norm updates the running statistics in place, by design, and so do the optimizers
+    # their parameter and state.
     writes_ok = {"running_mean", "running_var"} if "batch" in label else set()
+    if label.endswith(("sgd_step", "adam_step")):
+        writes_ok = OPTIMIZER_STATE
     for k, old in before.items():
         if k not in writes_ok and not np.array_equal(
             kwargs[k], old, equal_nan=old.dtype.kind in "fc"
