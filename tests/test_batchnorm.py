@@ -434,6 +434,28 @@ def test_backward_pooled_takes_any_indices(core, rng, moved) -> None:
         np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL * np.sqrt(x.size / shape[1]))
 
 
+@pytest.mark.parametrize(("shape", "pool"), [POOLED_CASES[1], POOLED_CASES[3], POOLED_CASES[4]])
+@pytest.mark.parametrize("training", [True, False])
+def test_backward_pooled_through_a_relu(core, rng, shape, pool, training) -> None:
+    """relu_output: the pooled gradient first goes through relu_backward (zero where the ReLU's
+    output is <= 0; a NaN output passes the gradient)."""
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool)
+    relu_out = np.maximum(rng.standard_normal(g.shape), 0).astype(np.float32)
+    relu_out.flat[::5] = np.nan
+    gated = np.where(relu_out <= 0, 0, g)
+    if training:
+        want = oracle.batch_norm_backward(_scattered(gated, indices, shape), x, w)
+        got = core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True, relu_out)
+    else:
+        rm, rv = mean, rng.uniform(0.5, 2, shape[1]).astype(np.float32)
+        want = oracle.batch_norm_eval_backward(_scattered(gated, indices, shape), x, rm, rv, w)
+        got = core.batchnorm2d_backward_pooled_eval(g, indices, x, w, rm, rv, 1e-5, relu_out)
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, rtol=RTOL, atol=ATOL * np.sqrt(x.size / shape[1]))
+    with pytest.raises(ValueError, match="relu_output"):
+        core.batchnorm2d_backward_pooled(g, indices, x, w, mean, invstd, True, relu_out[:1])
+
+
 def test_backward_pooled_refines_a_large_mean(core, rng) -> None:
     """|mean| >> std: the float32 saved mean is off by more than the data's spread allows."""
     shape, pool = (6, 3, 10, 10), dict(kernel_size=2)

@@ -79,10 +79,12 @@ struct PooledGrad {
   F32 dy;
   I64 indices;
   PooledShape shape;
+  F32 relu_out;  // valid only when has_relu
+  bool has_relu;
 };
 
-PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, const F32& x,
-                       const BatchNormShape& s) {
+PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, py::handle relu_obj,
+                       const F32& x, const BatchNormShape& s) {
   F32 dy = to_f32(dy_obj, "dy");
   require_ndim(dy, 4, "dy", "(N, C, P, Q)");
   if (dy.shape(0) != s.N || dy.shape(1) != s.C)
@@ -90,7 +92,11 @@ PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, const F32& x,
                           ", P, Q), the pooled shape of x " + shape_string(x) + ", got " +
                           shape_string(dy));
   I64 indices = checked_indices(indices_obj, shape_of(dy), s.L, "indices");
-  return {dy, indices, {x.shape(2), x.shape(3), dy.shape(2), dy.shape(3)}};
+  const PooledShape shape{x.shape(2), x.shape(3), dy.shape(2), dy.shape(3)};
+  if (relu_obj.is_none()) return {dy, indices, shape, F32(), false};
+  F32 relu_out = to_f32(relu_obj, "relu_output");
+  require_shape(relu_out, shape_of(dy), "relu_output");
+  return {dy, indices, shape, relu_out, true};
 }
 
 }  // namespace
@@ -250,12 +256,13 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
     const float *gp = g.dy.data(), *xp = x.data(), *wp = weight.data, *mp = mean.data(),
                 *isp = invstd.data();
     const int64_t* ip = g.indices.data();
+    const float* rp = g.has_relu ? g.relu_out.data() : nullptr;
     float *dxp = out.dx.mutable_data(), *dwp = out.dweight.mutable_data(),
           *dbp = out.dbias.mutable_data();
     {
       py::gil_scoped_release nogil;
-      ops.batchnorm2d_backward_pooled(s, g.shape, training, gp, ip, xp, wp, mp, isp, dxp, dwp,
-                                      dbp);
+      ops.batchnorm2d_backward_pooled(s, g.shape, training, gp, ip, rp, xp, wp, mp, isp, dxp,
+                                      dwp, dbp);
     }
     return out.tuple();
   };
@@ -264,32 +271,34 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "batchnorm2d_backward_pooled",
       [backward_pooled](py::handle dy_obj, py::handle indices_obj, py::handle x_obj,
                         py::handle weight_obj, py::handle mean_obj, py::handle invstd_obj,
-                        bool training) {
+                        bool training, py::handle relu_obj) {
         F32 x = to_f32(x_obj, "x");
         require_ndim(x, 4, "x", "(N, C, H, W)");
         const BatchNormShape s = batchnorm_shape(x, "x");
-        const PooledGrad g = pooled_grad(dy_obj, indices_obj, x, s);
+        const PooledGrad g = pooled_grad(dy_obj, indices_obj, relu_obj, x, s);
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         return backward_pooled(g, x, s, weight, channel_vector(mean_obj, s.C, "mean"),
                                channel_vector(invstd_obj, s.C, "invstd"), training);
       },
       py::arg("dy"), py::arg("indices"), py::arg("x"), py::arg("weight"), py::arg("mean"),
-      py::arg("invstd"), py::arg("training") = true,
+      py::arg("invstd"), py::arg("training") = true, py::arg("relu_output") = py::none(),
       "batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, "
       "Q)\n"
       "is the gradient of the pooling's output and indices (int, dy's shape) its window maxima in "
       "x's\n"
       "(H, W) planes, as max_pool2d_forward returned them; equal to max_pool2d_backward then\n"
-      "batchnorm2d_backward, without the full-size gradient between them.");
+      "batchnorm2d_backward, without the full-size gradient between them. relu_output (dy's\n"
+      "shape): a ReLU after the pooling, dy then the gradient of its output (relu_backward first).");
 
   m.def(
       "batchnorm2d_backward_pooled_eval",
       [backward_pooled](py::handle dy_obj, py::handle indices_obj, py::handle x_obj,
-                        py::handle weight_obj, py::handle rm_obj, py::handle rv_obj, float eps) {
+                        py::handle weight_obj, py::handle rm_obj, py::handle rv_obj, float eps,
+                        py::handle relu_obj) {
         F32 x = to_f32(x_obj, "x");
         require_ndim(x, 4, "x", "(N, C, H, W)");
         const BatchNormShape s = batchnorm_shape(x, "x");
-        const PooledGrad g = pooled_grad(dy_obj, indices_obj, x, s);
+        const PooledGrad g = pooled_grad(dy_obj, indices_obj, relu_obj, x, s);
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         F32 rm = channel_vector(rm_obj, s.C, "running_mean");
         F32 invstd = eval_invstd(rv_obj, s.C, eps, "batchnorm2d_backward_pooled_eval invstd");
@@ -297,6 +306,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       },
       py::arg("dy"), py::arg("indices"), py::arg("x"), py::arg("weight"),
       py::arg("running_mean"), py::arg("running_var"), py::arg("eps") = 1e-5f,
+      py::arg("relu_output") = py::none(),
       "batchnorm2d_backward_pooled of eval-mode batch norm (running stats are constants).");
 
   m.def(

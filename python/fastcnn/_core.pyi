@@ -82,6 +82,7 @@ def batchnorm2d_backward_pooled(
     mean: npt.ArrayLike,
     invstd: npt.ArrayLike,
     training: bool = ...,
+    relu_output: npt.ArrayLike | None = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """batchnorm2d_backward of max pooling's input gradient -> (dx, dweight, dbias): dy (N, C, P, Q)
     is the gradient of the pooling's output and indices its window maxima in x's (H, W) planes;
@@ -95,6 +96,7 @@ def batchnorm2d_backward_pooled_eval(
     running_mean: npt.ArrayLike,
     running_var: npt.ArrayLike,
     eps: float = ...,
+    relu_output: npt.ArrayLike | None = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], npt.NDArray[np.float32]]:
     """batchnorm2d_backward_pooled of eval-mode batch norm (running stats are constants)."""
 

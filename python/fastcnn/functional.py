@@ -450,6 +450,7 @@ def batch_norm_max_pool2d_backward(
     eps: float = 1e-5,
     save_mean: np.ndarray | None = None,
     save_invstd: np.ndarray | None = None,
+    relu_output: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Gradients of max_pool2d(batch_norm(x)) -> (dx, dweight, dbias), from the gradient dy of the
     pooling's output and the `indices` max_pool2d returned (return_indices=True).
@@ -457,16 +458,19 @@ def batch_norm_max_pool2d_backward(
     Equal to batch_norm_backward(max_pool2d_backward(dy, ..., indices=indices), x, ...) up to
     float rounding, without building the full-size gradient between the two: the fused backward
     that nn.Sequential runs for a BatchNorm2d followed by a MaxPool2d. The other arguments are
-    batch_norm_backward's.
+    batch_norm_backward's. With relu_output, the output of a ReLU applied after the pooling, dy is
+    the ReLU's output gradient and goes through relu_backward first.
     """
     eps = as_float(eps, "eps")
     if not training:
         _require_running_stats(running_mean, running_var)
         return _core.batchnorm2d_backward_pooled_eval(
-            dy, indices, x, weight, running_mean, running_var, eps
+            dy, indices, x, weight, running_mean, running_var, eps, relu_output
         )
     save_mean, save_invstd = _batch_stats(x, eps, save_mean, save_invstd)
-    return _core.batchnorm2d_backward_pooled(dy, indices, x, weight, save_mean, save_invstd, True)
+    return _core.batchnorm2d_backward_pooled(
+        dy, indices, x, weight, save_mean, save_invstd, True, relu_output
+    )
 
 
 def _batch_stats(x, eps: float, save_mean, save_invstd) -> tuple:

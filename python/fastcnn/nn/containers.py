@@ -78,10 +78,21 @@ class Sequential(Module):
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         # The order forward ran in, reversed (children may have been replaced since). A
-        # BatchNorm2d followed by a MaxPool2d runs one fused backward for the pair.
+        # BatchNorm2d followed by a MaxPool2d (and a ReLU) runs one fused backward for them.
         mods = self._ran if self._ran is not None else self._run_order()
         i = len(mods) - 1
         while i >= 0:
+            if (
+                i > 1
+                and type(mods[i]) is ReLU
+                and type(mods[i - 1]) is MaxPool2d
+                and type(mods[i - 2]) is BatchNorm2d
+            ):
+                dy = mods[i - 2].backward_through_max_pool(
+                    dy, mods[i - 1], input_grad=input_grad or i > 2, relu=mods[i]
+                )
+                i -= 3
+                continue
             if i > 0 and type(mods[i]) is MaxPool2d and type(mods[i - 1]) is BatchNorm2d:
                 dy = mods[i - 1].backward_through_max_pool(
                     dy, mods[i], input_grad=input_grad or i > 1

@@ -482,16 +482,29 @@ class BatchNorm2d(Module):
         return self._backward(F.batch_norm_backward, (dy,), input_grad)
 
     def backward_through_max_pool(
-        self, dy: np.ndarray, pool: MaxPool2d, input_grad: bool = True
+        self,
+        dy: np.ndarray,
+        pool: MaxPool2d,
+        input_grad: bool = True,
+        relu: ReLU | None = None,
     ) -> np.ndarray | None:
-        """backward of this layer and the MaxPool2d that ran on its output, from the pooling's
-        output gradient, in one fused kernel (what nn.Sequential runs for the pair)."""
+        """backward of this layer and the MaxPool2d that ran on its output (and the ReLU that ran
+        on the pooling's output, when given: dy is then the ReLU's output gradient), in one fused
+        kernel (what nn.Sequential runs for the pair or the three)."""
         if pool._saved is None:
             raise _forgotten(pool)
-        return self._backward(F.batch_norm_max_pool2d_backward, (dy, pool._saved[1]), input_grad)
+        extra = {}
+        if relu is not None:
+            if relu._x is None:
+                raise _forgotten(relu)
+            extra["relu_output"] = relu._x  # its input or output: <= 0 at the same places
+        return self._backward(
+            F.batch_norm_max_pool2d_backward, (dy, pool._saved[1]), input_grad, extra
+        )
 
-    def _backward(self, grads, leading: tuple, input_grad: bool) -> np.ndarray | None:
-        """grads(*leading, x, weight, ...): batch_norm_backward or its fused pooling form."""
+    def _backward(self, grads, leading: tuple, input_grad: bool, extra=None) -> np.ndarray | None:
+        """grads(*leading, x, weight, ..., **extra): batch_norm_backward or its fused pooling
+        form."""
         if self._saved is None:
             raise _forgotten(self)
         x, use_batch_stats, mean, invstd = self._saved
@@ -505,6 +518,7 @@ class BatchNorm2d(Module):
             eps=self.eps,
             save_mean=mean,
             save_invstd=invstd,
+            **(extra or {}),
         )
         if self.weight is not None:
             self.weight.grad += dw
