@@ -11,6 +11,10 @@ ref: ModuleType
 avx2: ModuleType
 avx512: ModuleType
 
+class WeightCache:
+    """A layer's packed weights, remade whenever the weights change."""
+    def __init__(self) -> None: ...
+
 def adam_step(
     param: npt.NDArray[np.float32],
     grad: npt.NDArray[np.float32],
@@ -184,9 +188,11 @@ def conv2d_forward(
     padding: int | tuple[int, ...] = ...,
     dilation: int | tuple[int, int] = ...,
     groups: int = ...,
+    weight_cache: WeightCache | None = ...,
 ) -> npt.NDArray[np.float32]:
     """y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or (top,
-    left, bottom, right)."""
+    left, bottom, right). weight_cache: a WeightCache that keeps the packed weight between calls
+    (one per layer), or None."""
 
 def cpu_variant() -> str:
     """The CPU kernel variant in use: ref, avx2 or avx512."""
