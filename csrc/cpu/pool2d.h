@@ -16,6 +16,7 @@ struct AvgPoolMode {
 };
 
 #define FASTCNN_POOL2D_DECLARATIONS                                                              \
+  /* indices null: only y is written. */                                                         \
   void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* indices);      \
   void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices,         \
                            float* dx);                                                           \

@@ -9,7 +9,8 @@ namespace fastcnn::ref {
 
 // y = max of each dilated window (padding never wins); indices = its flat h * W + w in the plane.
 // Ties keep the first max in row-major window order; a NaN always takes over (even from an earlier
-// NaN). A window of only -inf reports its first in-bounds tap. Saved for backward: indices.
+// NaN). A window of only -inf reports its first in-bounds tap. Saved for backward: indices (null:
+// not written, for inference).
 void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* indices) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
@@ -34,7 +35,7 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
         }
         const int64_t o = plane * s.P * s.Q + p * s.Q + q;
         y[o] = best;
-        indices[o] = best_at;
+        if (indices) indices[o] = best_at;
       }
     }
   }

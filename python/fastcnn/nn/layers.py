@@ -276,7 +276,10 @@ class MaxPool2d(Module):
         return kernel, strides, pad, positive_pair(self.dilation, "dilation"), bool(self.ceil_mode)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
+        # Eval mode skips the argmax indices (backward rarely follows; it recomputes them).
+        y, indices = _core.max_pool2d_forward(
+            x, *(self._call_args or self._cached_args()), self.training
+        )
         self._saved = (x, indices)
         return y
 
@@ -292,13 +295,26 @@ class MaxPool2d(Module):
             and not ceil_mode
         )
 
+    def saved_indices(self) -> np.ndarray:
+        """The argmax indices of the last forward, recomputed from its input if eval mode skipped
+        them."""
+        if self._saved is None:
+            raise _forgotten(self)
+        x, indices = self._saved
+        if indices is None:
+            _, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
+            self._saved = (x, indices)
+        return indices
+
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._saved is None:
             raise _forgotten(self)
         if not input_grad:
             return None
-        x, indices = self._saved
-        return _core.max_pool2d_backward(dy, x, *(self._call_args or self._cached_args()), indices)
+        indices = self.saved_indices()
+        return _core.max_pool2d_backward(
+            dy, self._saved[0], *(self._call_args or self._cached_args()), indices
+        )
 
     def config(self) -> dict:
         return _jsonable(self._args())
@@ -491,9 +507,9 @@ class BatchNorm2d(Module):
     ) -> np.ndarray | None:
         """backward of this layer and the MaxPool2d that ran on its output, from the pooling's
         output gradient, in one fused kernel (what nn.Sequential runs for the pair)."""
-        if pool._saved is None:
-            raise _forgotten(pool)
-        return self._backward(F.batch_norm_max_pool2d_backward, (dy, pool._saved[1]), input_grad)
+        return self._backward(
+            F.batch_norm_max_pool2d_backward, (dy, pool.saved_indices()), input_grad
+        )
 
     def _backward(self, grads, leading: tuple, input_grad: bool) -> np.ndarray | None:
         """grads(*leading, x, weight, ...): batch_norm_backward or its fused pooling form."""
