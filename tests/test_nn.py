@@ -355,6 +355,24 @@ def test_summary_sees_each_layer_of_a_fused_pair():
     assert shapes[("1", "BatchNorm2d")] == (2, 32, 28, 28)
     assert shapes[("3", "MaxPool2d")] == shapes[("2", "ReLU")] == (2, 32, 14, 14)
 
+def test_sequential_run_order_follows_replaced_children(rng):
+    """The run order (ReLU after a MaxPool2d that follows it) follows children replaced,
+    appended or removed between calls."""
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    want = fc.functional.max_pool2d(fc.functional.relu(x), 2)
+    np.testing.assert_array_equal(net(x), want)
+    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU]
+    net._modules["1"] = nn.AvgPool2d(2)
+    np.testing.assert_array_equal(net(x), fc.functional.avg_pool2d(fc.functional.relu(x), 2))
+    assert [type(m) for m in net._ran] == [nn.ReLU, nn.AvgPool2d]
+    setattr(net, "1", nn.MaxPool2d(2))
+    net.append(nn.Flatten())
+    np.testing.assert_array_equal(net(x), want.reshape(1, -1))
+    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU, nn.Flatten]
+    del net._modules["2"]
+    np.testing.assert_array_equal(net(x), want)
+
 
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):

@@ -63,7 +63,7 @@ class Sequential(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         # A BatchNorm2d followed by a 2x2 stride-2 MaxPool2d (and a ReLU) runs as one kernel.
-        self._ran = mods = self._run_order()
+        self.__dict__["_ran"] = mods = self._run_order()
         i, n = 0, len(mods)
         while i < n:
             m = mods[i]

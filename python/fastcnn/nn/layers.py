@@ -95,7 +95,7 @@ class Conv2d(Module):
         return stride, padding, dilation, as_int(self.groups, "groups")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         stride, padding, dilation, groups = self._call_args or self._cached_args()
         p = self._parameters
         w = p["weight"].data
@@ -168,7 +168,7 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x
         p = self._parameters
         b = p.get("bias")
         return _core.linear_forward(x, p["weight"].data, None if b is None else b.data)
@@ -201,7 +201,7 @@ class ReLU(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x
         return _core.relu_forward(x)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -280,7 +280,7 @@ class MaxPool2d(Module):
         y, indices = _core.max_pool2d_forward(
             x, *(self._call_args or self._cached_args()), self.training
         )
-        self._saved = (x, indices)
+        self.__dict__["_saved"] = (x, indices)
         return y
 
     def fuses_after_batch_norm(self) -> bool:
@@ -470,7 +470,7 @@ class BatchNorm2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
         if not batch_stats:
-            self._saved = (x, False, None, None)
+            self.__dict__["_saved"] = (x, False, None, None)
             if running_mean is None or running_var is None:  # the buffers were set to None
                 return F.batch_norm(x, running_mean, running_var, training=False)  # raises
             return _core.batchnorm2d_forward_eval(
@@ -591,7 +591,7 @@ class Flatten(Module):
         if type(x) is not np.ndarray:
             x = np.asarray(x)
         shape = x.shape
-        self._shape = shape
+        self.__dict__["_shape"] = shape
         nd = len(shape)
         if nd == 4 and self.start_dim == 1 and self.end_dim == -1:  # (N, C, H, W): the usual case
             return x.reshape(shape[0], shape[1] * shape[2] * shape[3])
