@@ -355,6 +355,29 @@ def test_summary_sees_each_layer_of_a_fused_pair():
     assert shapes[("1", "BatchNorm2d")] == (2, 32, 28, 28)
     assert shapes[("3", "MaxPool2d")] == shapes[("2", "ReLU")] == (2, 32, 14, 14)
 
+
+@pytest.mark.parametrize("train", [True, False])
+def test_sequential_max_pool_then_relu_in_one_pass(train, rng):
+    """MaxPool2d -> ReLU (placed so, or moved so) runs as one kernel: outputs and gradients equal
+    the modules run one by one, bit for bit, with zeros, -0.0 and NaNs in the input."""
+    x = rng.integers(-2, 3, (2, 3, 8, 10)).astype(np.float32)
+    x[0, 0, :2, :4] = np.nan
+    x[1, 2, 2:4] = -0.0
+    for mods in ((nn.MaxPool2d(2), nn.ReLU()), (nn.ReLU(), nn.MaxPool2d(2)), (nn.MaxPool2d(2),)):
+        net = nn.Sequential(*mods, nn.Flatten()).train(train)
+        y = net(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = net.backward(dy)
+        h = x
+        for m in net._ran:  # the same modules, called one at a time
+            h = m(h)
+        g = dy
+        for m in reversed(net._ran):
+            g = m.backward(g)
+        np.testing.assert_array_equal(y.view(np.uint32), h.view(np.uint32))
+        np.testing.assert_array_equal(dx, g)
+
+
 def test_sequential_run_order_follows_replaced_children(rng):
     """The run order (ReLU after a MaxPool2d that follows it) follows children replaced,
     appended or removed between calls."""

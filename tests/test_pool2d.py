@@ -174,6 +174,24 @@ def test_max_pool2d_values_only_equal_full_forward(core, rng, shape, kw):
     assert (F.max_pool2d(x, **kw).view(np.uint32) == y.view(np.uint32)).all()
 
 
+@pytest.mark.parametrize("shape,kw", MAX_CASES, ids=_ids(MAX_CASES))
+def test_max_pool2d_relu_equals_relu_of_max_pool2d(core, rng, shape, kw):
+    """relu=True (what nn.Sequential runs for MaxPool2d -> ReLU) gives relu_forward's bits of the
+    maxima, -0.0 and NaN payloads included, with or without indices, and the same indices."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 7, replace=False)] = -0.0
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = np.nan
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = -np.nan
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    want = core.relu_forward(y).view(np.uint32)
+    for need in (True, False):
+        got, got_indices = core.max_pool2d_forward(x, *_max_args(kw), need, True)
+        np.testing.assert_array_equal(got.view(np.uint32), want)
+        if need:
+            np.testing.assert_array_equal(got_indices, indices)
+
+
 def test_max_pool2d_module_in_eval_mode_skips_then_recomputes_indices(rng):
     """Eval mode keeps no indices; a backward after it (alone or fused with the batch norm
     before it) recomputes them and matches training mode's."""

@@ -265,8 +265,9 @@ def max_pool2d_forward(
     dilation: int | tuple[int, int] = ...,
     ceil_mode: bool = ...,
     need_indices: bool = ...,
+    relu: bool = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None]:
-    """(y, indices): window maxima of x (N, C, H, W) and their int64 flat h * W + w positions (None unless need_indices)."""
+    """(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and their int64 flat h * W + w positions (None unless need_indices)."""
 
 def relu_backward(dy: npt.ArrayLike, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy where x > 0, else 0."""

@@ -295,6 +295,17 @@ class MaxPool2d(Module):
             and not ceil_mode
         )
 
+    def forward_then_relu(self, x: np.ndarray, relu: ReLU) -> np.ndarray:
+        """relu(self(x)) in one kernel pass: what nn.Sequential runs for a MaxPool2d followed by
+        a ReLU. The ReLU saves the result as its input: relu(v) > 0 exactly where v > 0, so its
+        backward gives the same gradient."""
+        y, indices = _core.max_pool2d_forward(
+            x, *(self._call_args or self._cached_args()), self.training, True
+        )
+        self.__dict__["_saved"] = (x, indices)
+        relu.__dict__["_x"] = y
+        return y
+
     def saved_indices(self) -> np.ndarray:
         """The argmax indices of the last forward, recomputed from its input if eval mode skipped
         them."""
@@ -489,7 +500,14 @@ class BatchNorm2d(Module):
         batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
         y, indices, mean, invstd = F.batch_norm_max_pool2d(
-            x, running_mean, running_var, weight, bias, batch_stats, momentum, self.eps,
+            x,
+            running_mean,
+            running_var,
+            weight,
+            bias,
+            batch_stats,
+            momentum,
+            self.eps,
             relu=relu is not None,
         )
         self._saved = (x, batch_stats, mean, invstd)
