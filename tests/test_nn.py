@@ -347,6 +347,24 @@ def test_batchnorm_then_max_pool_fused_forward_equals_unfused(tail, bn_args, tra
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * scale)
 
 
+def test_batchnorm_then_max_pool_fused_forward_across_batch_sizes(rng):
+    """The pooling's saved stand-in input follows the batch size from call to call."""
+    fused = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), nn.ReLU())
+    alone = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), nn.ReLU())
+    for n in (1, 3, 1):
+        x = rng.standard_normal((n, 3, 6, 8)).astype(np.float32)
+        y = fused(x)
+        h = x
+        for m in alone:
+            h = m(h)
+        np.testing.assert_array_equal(y, h)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        g = dy
+        for m in reversed(list(alone)):
+            g = m.backward(g)
+        np.testing.assert_allclose(fused.backward(dy), g, rtol=1e-4, atol=1e-5)
+
+
 def test_summary_sees_each_layer_of_a_fused_pair():
     """summary() records each layer's forward, so the fused batch norm + pooling runs unfused."""
     rows = models.fmnist_bn().summary((2, 1, 28, 28), print_fn=lambda *a: None)
