@@ -34,6 +34,7 @@ PYBIND11_MODULE(_core, m) {
   } catch (const std::invalid_argument& e) {
     throw py::value_error(e.what());
   }
+  fastcnn::bind::register_weight_cache(m);  // before the ops whose signatures name it
   register_ops(m, active);
   fastcnn::bind::register_runtime(m);
 

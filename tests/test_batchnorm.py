@@ -154,7 +154,7 @@ def _stats(core, x):
 
 
 def test_same_result_for_any_thread_count(core, rng):
-    x = rng.standard_normal((8, 6, 20, 20)).astype(np.float32)
+    x = rng.standard_normal((8, 16, 40, 40)).astype(np.float32)  # big enough for 3 threads
     dy = rng.standard_normal(x.shape).astype(np.float32)
     before = fastcnn.get_num_threads()
     try:

@@ -17,7 +17,7 @@ import pytest
 import fastcnn
 from fastcnn import functional as F
 
-# Big enough that a conv2d forward uses 2 threads (threads_for: ~50k multiply-adds per thread).
+# Big enough that a conv2d forward uses 2 threads (threads_for: 250k multiply-adds per thread).
 CONV_X = (4, 16, 24, 24)
 CONV_W = (32, 16, 3, 3)
 # Sums of up to C*R*S = 144 products, split differently for different thread counts.

@@ -207,15 +207,15 @@ def test_functional_matches_torch(rng, xs, ws, kw) -> None:
         ((3, 16, 15, 15), (24, 16, 3, 3), {"padding": 1}),
         ((4, 3, 20, 20), (16, 3, 3, 3), {"padding": 1}),
         ((3, 8, 40, 40), (16, 1, 3, 3), {"groups": 8, "padding": 1}),
-        ((3, 8, 41, 37), (8, 1, 3, 3), {"groups": 8, "padding": 1, "stride": 2}),
+        ((4, 8, 101, 91), (8, 1, 3, 3), {"groups": 8, "padding": 1, "stride": 2}),
         # two groups, one filter block each: threads split the batch sum
-        ((5, 2, 40, 40), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
-        ((3, 1, 28, 28), (8, 1, 3, 3), {"padding": 1}),
-        ((5, 2, 24, 24), (4, 2, 3, 3), {"padding": 1}),
+        ((5, 2, 96, 96), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+        ((12, 1, 28, 28), (8, 1, 3, 3), {"padding": 1}),
+        ((13, 2, 24, 24), (4, 2, 3, 3), {"padding": 1}),
         ((2, 3, 45, 45), (16, 3, 7, 7), {"stride": 2, "padding": 3}),
         # fewer planes than tasks: rows are split
-        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
-        ((1, 3, 100, 100), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
+        ((1, 3, 180, 180), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((1, 3, 360, 360), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
         ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
     ],
 )

@@ -347,6 +347,24 @@ def test_batchnorm_then_max_pool_fused_forward_equals_unfused(tail, bn_args, tra
         np.testing.assert_allclose(a.grad, b.grad, rtol=1e-4, atol=1e-5 * scale)
 
 
+def test_batchnorm_then_max_pool_fused_forward_across_batch_sizes(rng):
+    """The pooling's saved stand-in input follows the batch size from call to call."""
+    fused = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), nn.ReLU())
+    alone = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), nn.ReLU())
+    for n in (1, 3, 1):
+        x = rng.standard_normal((n, 3, 6, 8)).astype(np.float32)
+        y = fused(x)
+        h = x
+        for m in alone:
+            h = m(h)
+        np.testing.assert_array_equal(y, h)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        g = dy
+        for m in reversed(list(alone)):
+            g = m.backward(g)
+        np.testing.assert_allclose(fused.backward(dy), g, rtol=1e-4, atol=1e-5)
+
+
 def test_summary_sees_each_layer_of_a_fused_pair():
     """summary() records each layer's forward, so the fused batch norm + pooling runs unfused."""
     rows = models.fmnist_bn().summary((2, 1, 28, 28), print_fn=lambda *a: None)
@@ -354,6 +372,47 @@ def test_summary_sees_each_layer_of_a_fused_pair():
     assert len(rows) == 12
     assert shapes[("1", "BatchNorm2d")] == (2, 32, 28, 28)
     assert shapes[("3", "MaxPool2d")] == shapes[("2", "ReLU")] == (2, 32, 14, 14)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_sequential_max_pool_then_relu_in_one_pass(train, rng):
+    """MaxPool2d -> ReLU (placed so, or moved so) runs as one kernel: outputs and gradients equal
+    the modules run one by one, bit for bit, with zeros, -0.0 and NaNs in the input."""
+    x = rng.integers(-2, 3, (2, 3, 8, 10)).astype(np.float32)
+    x[0, 0, :2, :4] = np.nan
+    x[1, 2, 2:4] = -0.0
+    for mods in ((nn.MaxPool2d(2), nn.ReLU()), (nn.ReLU(), nn.MaxPool2d(2)), (nn.MaxPool2d(2),)):
+        net = nn.Sequential(*mods, nn.Flatten()).train(train)
+        y = net(x)
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        dx = net.backward(dy)
+        h = x
+        for m in net._ran:  # the same modules, called one at a time
+            h = m(h)
+        g = dy
+        for m in reversed(net._ran):
+            g = m.backward(g)
+        np.testing.assert_array_equal(y.view(np.uint32), h.view(np.uint32))
+        np.testing.assert_array_equal(dx, g)
+
+
+def test_sequential_run_order_follows_replaced_children(rng):
+    """The run order (ReLU after a MaxPool2d that follows it) follows children replaced,
+    appended or removed between calls."""
+    net = nn.Sequential(nn.ReLU(), nn.MaxPool2d(2))
+    x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    want = fc.functional.max_pool2d(fc.functional.relu(x), 2)
+    np.testing.assert_array_equal(net(x), want)
+    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU]
+    net._modules["1"] = nn.AvgPool2d(2)
+    np.testing.assert_array_equal(net(x), fc.functional.avg_pool2d(fc.functional.relu(x), 2))
+    assert [type(m) for m in net._ran] == [nn.ReLU, nn.AvgPool2d]
+    setattr(net, "1", nn.MaxPool2d(2))
+    net.append(nn.Flatten())
+    np.testing.assert_array_equal(net(x), want.reshape(1, -1))
+    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU, nn.Flatten]
+    del net._modules["2"]
+    np.testing.assert_array_equal(net(x), want)
 
 
 @pytest.mark.parametrize("train", [True, False])

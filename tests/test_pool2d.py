@@ -159,6 +159,61 @@ def test_max_pool2d_fast_variants_equal_ref_bitwise(rng, shape, kw):
         np.testing.assert_array_equal(core.max_pool2d_backward(dy, x, *_max_args(kw), i), dx0)
 
 
+@pytest.mark.parametrize("shape,kw", MAX_CASES, ids=_ids(MAX_CASES))
+def test_max_pool2d_values_only_equal_full_forward(core, rng, shape, kw):
+    """need_indices=False (inference) gives the same y bits, NaN payloads and -inf included."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 7, replace=False)] = -np.inf
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = np.nan
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = -np.nan  # another payload
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    y_only, none = core.max_pool2d_forward(x, *_max_args(kw), False)
+    assert none is None
+    np.testing.assert_array_equal(y_only.view(np.uint32), y.view(np.uint32))
+    assert (F.max_pool2d(x, **kw).view(np.uint32) == y.view(np.uint32)).all()
+
+
+@pytest.mark.parametrize("shape,kw", MAX_CASES, ids=_ids(MAX_CASES))
+def test_max_pool2d_relu_equals_relu_of_max_pool2d(core, rng, shape, kw):
+    """relu=True (what nn.Sequential runs for MaxPool2d -> ReLU) gives relu_forward's bits of the
+    maxima, -0.0 and NaN payloads included, with or without indices, and the same indices."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[rng.choice(flat.size, flat.size // 7, replace=False)] = -0.0
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = np.nan
+    flat[rng.choice(flat.size, flat.size // 9, replace=False)] = -np.nan
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    want = core.relu_forward(y).view(np.uint32)
+    for need in (True, False):
+        got, got_indices = core.max_pool2d_forward(x, *_max_args(kw), need, True)
+        np.testing.assert_array_equal(got.view(np.uint32), want)
+        if need:
+            np.testing.assert_array_equal(got_indices, indices)
+
+
+def test_max_pool2d_module_in_eval_mode_skips_then_recomputes_indices(rng):
+    """Eval mode keeps no indices; a backward after it (alone or fused with the batch norm
+    before it) recomputes them and matches training mode's."""
+    x = rng.standard_normal((2, 5, 9, 11)).astype(np.float32)
+    dy = rng.standard_normal((2, 5, 4, 5)).astype(np.float32)
+    pool = fastcnn.nn.MaxPool2d(2)
+    want = pool(x), pool.backward(dy)
+    pool.eval()
+    y = pool(x)
+    assert pool._saved[1] is None
+    np.testing.assert_array_equal(y, want[0])
+    np.testing.assert_array_equal(pool.backward(dy), want[1])
+    net = fastcnn.nn.Sequential(fastcnn.nn.BatchNorm2d(5), fastcnn.nn.MaxPool2d(2))
+    net[0].running_var[...] = rng.random(5) + 0.5
+    net.eval()
+    net(x)
+    dx = net.backward(dy)
+    net[1].train()
+    net(x)
+    np.testing.assert_array_equal(net.backward(dy), dx)
+
+
 @pytest.mark.parametrize(
     "kw",
     [

@@ -101,9 +101,9 @@ def test_nan_spreads_over_its_row_like_torch(core, rng):
 
 
 def test_same_result_for_any_thread_count(core, rng):
-    x = _logits(rng, (64, 300))
-    x4 = _logits(rng, (8, 30, 90))
-    labels = rng.integers(0, 300, 64)
+    x = _logits(rng, (256, 300))
+    x4 = _logits(rng, (32, 30, 90))
+    labels = rng.integers(0, 300, 256)
     before = fastcnn.get_num_threads()
     try:
         results = []

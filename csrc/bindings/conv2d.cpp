@@ -1,11 +1,13 @@
 // Bindings for the conv2d family: argument checks, output allocation, workspace, GIL release.
 // x (N, C, H, W), weight (K, C/groups, R, S), bias (K,), y/dy (N, K, P, Q).
 #include <limits>
+#include <mutex>
 #include <string>
 #include <vector>
 
 #include "bindings/arrays.h"
 #include "bindings/registry.h"
+#include "bindings/weight_cache.h"
 #include "common/threads.h"
 #include "cpu/conv2d.h"
 
@@ -147,9 +149,9 @@ Scratch workspace(const Conv2dOps& ops, const Conv2dShape& s, int& threads) {
 void register_conv2d(py::module_& m, CpuVariant v) {
   const Conv2dOps ops = conv2d_ops(v);
 
-  m.def("conv2d_forward", [ops](py::handle x_obj, py::handle w_obj, py::handle b_obj,
-                                py::handle stride, py::handle padding, py::handle dilation,
-                                py::handle groups) {
+  m.def("conv2d_forward", [ops, v](py::handle x_obj, py::handle w_obj, py::handle b_obj,
+                                   py::handle stride, py::handle padding, py::handle dilation,
+                                   py::handle groups, py::handle weight_cache) {
     F32 x = to_f32(x_obj, "x");
     F32 w = to_f32(w_obj, "weight");
     const std::optional<F32> b = to_f32_or_none(b_obj, "bias");
@@ -160,19 +162,35 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     const Conv2dShape s = conv_shape(shape_of(x), shape_of(w), p, "x", "weight");
     if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(output_shape(s), "conv2d_forward output");
+    if (!weight_cache.is_none() && !py::isinstance<WeightCache>(weight_cache))
+      throw py::type_error("weight_cache: expected a WeightCache or None, got " +
+                           type_name(weight_cache));
+    WeightCache* cache = weight_cache.is_none() ? nullptr : weight_cache.cast<WeightCache*>();
+    const int64_t packed_floats = cache ? ops.packed_weight_floats(s) : 0;
     int threads = kernel_threads();
     Scratch scratch = workspace(ops, s, threads);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
       py::gil_scoped_release nogil;  // only raw pointers and ints in here
-      ops.forward(s, xp, wp, bp, yp, Workspace{scratch.get(), threads});
+      std::unique_lock<std::mutex> hold;
+      const float* packed = nullptr;
+      if (packed_floats > 0) {
+        const std::vector<int64_t> key = {static_cast<int64_t>(v), s.K, s.channels_per_group(),
+                                          s.R, s.S, s.groups, s.stride_h, s.stride_w, s.dil_h,
+                                          s.dil_w};
+        packed = cache->packed(hold, key, wp, w.size(), packed_floats,
+                               [&](float* out) { ops.pack_weight(s, wp, out); });
+      }
+      ops.forward(s, xp, wp, packed, bp, yp, Workspace{scratch.get(), threads});
     }
     return y;
   }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
      py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
+     py::arg("weight_cache") = py::none(),
      "y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or "
-     "(top, left, bottom, right).");
+     "(top, left, bottom, right). weight_cache: a WeightCache that keeps the packed weight "
+     "between calls (one per layer), or None.");
 
   m.def("conv2d_backward_input", [ops](py::handle dy_obj, py::handle w_obj, py::handle x_shape,
                                        py::handle stride, py::handle padding,

@@ -159,24 +159,31 @@ void register_pool2d(py::module_& m, CpuVariant v) {
 
   m.def("max_pool2d_forward",
         [ops](py::handle x_obj, py::handle kernel_size, py::handle stride, py::handle padding,
-              py::handle dilation, bool ceil_mode) {
+              py::handle dilation, bool ceil_mode, bool need_indices, bool relu) {
           F32 x = nchw_input(x_obj, "x");
           const Pool2dShape s =
               max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
           F32 y = new_f32(output_shape(s), "max_pool2d_forward output");
-          I64 indices = new_i64(output_shape(s), "max_pool2d_forward indices");
+          py::object indices = py::none();
+          int64_t* ip = nullptr;
+          if (need_indices) {
+            I64 i = new_i64(output_shape(s), "max_pool2d_forward indices");
+            ip = i.mutable_data();
+            indices = std::move(i);
+          }
           const float* xp = x.data();
           float* yp = y.mutable_data();
-          int64_t* ip = indices.mutable_data();
           {
             py::gil_scoped_release nogil;  // only raw pointers and ints in here
-            ops.max_pool2d_forward(s, xp, yp, ip);
+            ops.max_pool2d_forward(s, relu, xp, yp, ip);
           }
           return py::make_tuple(y, indices);
         },
         py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
         py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("ceil_mode") = false,
-        "(y, indices): window maxima of x (N, C, H, W) and their int64 flat h * W + w positions.");
+        py::arg("need_indices") = true, py::arg("relu") = false,
+        "(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and "
+        "their int64 flat h * W + w positions (None unless need_indices).");
 
   m.def("max_pool2d_backward",
         [ops](py::handle dy_obj, py::handle x_obj, py::handle kernel_size, py::handle stride,
@@ -194,7 +201,7 @@ void register_pool2d(py::module_& m, CpuVariant v) {
             float* yp = y.mutable_data();
             int64_t* ip = indices.mutable_data();
             py::gil_scoped_release nogil;
-            ops.max_pool2d_forward(s, xp, yp, ip);
+            ops.max_pool2d_forward(s, false, xp, yp, ip);
           } else {
             indices = checked_indices(indices_obj, output_shape(s), s.H * s.W, "indices");
           }

@@ -18,5 +18,7 @@ void register_optim(pybind11::module_& m, CpuVariant v);
 
 // Ops that do not depend on the CPU variant: threads, build info, CUDA status.
 void register_runtime(pybind11::module_& m);
+// _core.WeightCache, the per-layer cache of packed weights that ops take as `weight_cache`.
+void register_weight_cache(pybind11::module_& m);
 
 }  // namespace fastcnn::bind

@@ -161,8 +161,12 @@ void set_kernel_threads(int n) {
 }
 
 int threads_for(double work) {
-  // About 50k multiply-adds take ~10 us on one core, the cost of waking a helper thread.
-  constexpr double kWorkPerThread = 5e4;
+  // 250k multiply-adds take 3-5 us on one core at the fast kernels' 100-150 GFLOP/s. Below twice
+  // that, waking a helper and sharing the data with it cost more than they save: at batch 1 a
+  // 1->32 3x3 conv on 28x28 (225k) took 7.3 us on one thread and 15.3 on two, a 3136->128 linear
+  // layer (401k) 23.6 and 24.5 (33 with both cores busy), and the fmnist-bn eval forward 123 us
+  // on one thread and 174 on two with the former 50k.
+  constexpr double kWorkPerThread = 2.5e5;
   const int n = kernel_threads();
   if (work < kWorkPerThread) return 1;
   const double useful = work / kWorkPerThread;

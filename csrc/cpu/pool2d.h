@@ -16,7 +16,10 @@ struct AvgPoolMode {
 };
 
 #define FASTCNN_POOL2D_DECLARATIONS                                                              \
-  void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* indices);      \
+  /* indices null: only y is written. relu: y = relu(window max), as relu_forward computes it \
+     (the indices still locate the maxima). */                                                   \
+  void max_pool2d_forward(const Pool2dShape& s, bool relu, const float* x, float* y,             \
+                          int64_t* indices);                                                     \
   void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices,         \
                            float* dx);                                                           \
   void avg_pool2d_forward(const Pool2dShape& s, AvgPoolMode mode, const float* x, float* y);      \
@@ -30,7 +33,7 @@ namespace avx512 { FASTCNN_POOL2D_DECLARATIONS }
 #undef FASTCNN_POOL2D_DECLARATIONS
 
 struct Pool2dOps {
-  void (*max_pool2d_forward)(const Pool2dShape&, const float*, float*, int64_t*);
+  void (*max_pool2d_forward)(const Pool2dShape&, bool, const float*, float*, int64_t*);
   void (*max_pool2d_backward)(const Pool2dShape&, const float*, const int64_t*, float*);
   void (*avg_pool2d_forward)(const Pool2dShape&, AvgPoolMode, const float*, float*);
   void (*avg_pool2d_backward)(const Pool2dShape&, AvgPoolMode, const float*, float*);

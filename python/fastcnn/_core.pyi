@@ -11,6 +11,10 @@ ref: ModuleType
 avx2: ModuleType
 avx512: ModuleType
 
+class WeightCache:
+    """A layer's packed weights, remade whenever the weights change."""
+    def __init__(self) -> None: ...
+
 def adam_step(
     param: npt.NDArray[np.float32],
     grad: npt.NDArray[np.float32],
@@ -186,9 +190,11 @@ def conv2d_forward(
     padding: int | tuple[int, ...] = ...,
     dilation: int | tuple[int, int] = ...,
     groups: int = ...,
+    weight_cache: WeightCache | None = ...,
 ) -> npt.NDArray[np.float32]:
     """y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or (top,
-    left, bottom, right)."""
+    left, bottom, right). weight_cache: a WeightCache that keeps the packed weight between calls
+    (one per layer), or None."""
 
 def cpu_variant() -> str:
     """The CPU kernel variant in use: ref, avx2 or avx512."""
@@ -260,8 +266,10 @@ def max_pool2d_forward(
     padding: int | tuple[int, ...] = ...,
     dilation: int | tuple[int, int] = ...,
     ceil_mode: bool = ...,
-) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
-    """(y, indices): window maxima of x (N, C, H, W) and their int64 flat h * W + w positions."""
+    need_indices: bool = ...,
+    relu: bool = ...,
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None]:
+    """(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and their int64 flat h * W + w positions (None unless need_indices)."""
 
 def relu_backward(dy: npt.ArrayLike, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy where x > 0, else 0."""

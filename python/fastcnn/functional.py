@@ -70,8 +70,15 @@ def max_pool2d(
     PyTorch; pass it to max_pool2d_backward to skip recomputing it.
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
+    return_indices = bool(return_indices)
     y, indices = _core.max_pool2d_forward(
-        x, kernel, strides, pad, positive_pair(dilation, "dilation"), bool(ceil_mode)
+        x,
+        kernel,
+        strides,
+        pad,
+        positive_pair(dilation, "dilation"),
+        bool(ceil_mode),
+        return_indices,
     )
     return (y, indices) if return_indices else y
 

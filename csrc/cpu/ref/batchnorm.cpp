@@ -147,7 +147,7 @@ void batchnorm2d_max_pool2d_forward(const BatchNormShape& s, const PooledShape& 
     batchnorm2d_forward_eval(s, eps, x, weight, bias, running_mean, running_var,
                              normalized.data());
   const Pool2dShape pool{s.N, s.C, ps.H, ps.W, 2, 2, ps.P, ps.Q, 2, 2, 0, 0, 1, 1};
-  max_pool2d_forward(pool, normalized.data(), y, indices);
+  max_pool2d_forward(pool, false, normalized.data(), y, indices);
   if (relu) relu_forward(s.N * s.C * ps.P * ps.Q, y, y);
 }
 

@@ -24,9 +24,13 @@ int64_t conv2d_workspace_floats(const Conv2dShape&, int& threads) {
   return 0;
 }
 
+// The reference reads w as it is: nothing to pack.
+int64_t conv2d_packed_weight_floats(const Conv2dShape&) { return 0; }
+void conv2d_pack_weight(const Conv2dShape&, const float*, float*) {}
+
 // y[n,k,p,q] = b[k] + sum_{c,r,s} x[n, g*Cg + c, in_row(p,r), in_col(q,s)] * w[k,c,r,s].
-void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float* b, float* y,
-                    Workspace) {
+void conv2d_forward(const Conv2dShape& s, const float* x, const float* w, const float*,
+                    const float* b, float* y, Workspace) {
   const int64_t Cg = s.channels_per_group(), Kg = s.filters_per_group();
   for (int64_t n = 0; n < s.N; ++n)
     for (int64_t k = 0; k < s.K; ++k) {

@@ -9,8 +9,11 @@ namespace fastcnn::ref {
 
 // y = max of each dilated window (padding never wins); indices = its flat h * W + w in the plane.
 // Ties keep the first max in row-major window order; a NaN always takes over (even from an earlier
-// NaN). A window of only -inf reports its first in-bounds tap. Saved for backward: indices.
-void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t* indices) {
+// NaN). A window of only -inf reports its first in-bounds tap. Saved for backward: indices (null:
+// not written, for inference). relu: y = relu(max), ref::relu_forward's formula (the ReLU that
+// nn.Sequential runs after a MaxPool2d, in the same pass).
+void max_pool2d_forward(const Pool2dShape& s, bool relu, const float* x, float* y,
+                        int64_t* indices) {
   const float neg_inf = -std::numeric_limits<float>::infinity();
   for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
     const float* xp = x + plane * s.H * s.W;
@@ -33,8 +36,8 @@ void max_pool2d_forward(const Pool2dShape& s, const float* x, float* y, int64_t*
           }
         }
         const int64_t o = plane * s.P * s.Q + p * s.Q + q;
-        y[o] = best;
-        indices[o] = best_at;
+        y[o] = !relu || best > 0.0f || best != best ? best : 0.0f;
+        if (indices) indices[o] = best_at;
       }
     }
   }

@@ -18,6 +18,7 @@ class Sequential(Module):
     A ReLU directly followed by a MaxPool2d runs after it instead: max commutes with the monotone
     ReLU, so relu(max_pool(x)) is max_pool(relu(x)) exactly, and the ReLU and its backward then
     touch the pooled array (a quarter of the elements for 2x2 pooling) instead of the full one.
+    A MaxPool2d followed by a ReLU (so placed, or moved there) runs as one kernel pass.
     The backward of a BatchNorm2d followed by a MaxPool2d is one fused kernel that never builds
     the full-size gradient between them; when the pooling has 2x2 windows with stride 2, so is
     the forward of the pair (with the ReLU after them), which never builds the full-size
@@ -62,8 +63,9 @@ class Sequential(Module):
         return mods
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        # A BatchNorm2d followed by a 2x2 stride-2 MaxPool2d (and a ReLU) runs as one kernel.
-        self._ran = mods = self._run_order()
+        # A BatchNorm2d followed by a 2x2 stride-2 MaxPool2d (and a ReLU) runs as one kernel, and
+        # so does any other MaxPool2d followed by a ReLU.
+        self.__dict__["_ran"] = mods = self._run_order()
         i, n = 0, len(mods)
         while i < n:
             m = mods[i]
@@ -71,6 +73,10 @@ class Sequential(Module):
                 relu = mods[i + 2] if i + 2 < n and _fusable_relu(mods[i + 2]) else None
                 x = m.forward_max_pool(x, mods[i + 1], relu)
                 i += 2 if relu is None else 3
+                continue
+            if type(m) is MaxPool2d and i + 1 < n and _pool_then_relu(m, mods[i + 1]):
+                x = m.forward_then_relu(x, mods[i + 1])
+                i += 2
                 continue
             x = m(x)
             i += 1
@@ -117,6 +123,11 @@ def _fusable(bn: BatchNorm2d, pool: Module) -> bool:
 
 def _fusable_relu(m: Module) -> bool:
     return type(m) is ReLU and "forward" not in m.__dict__
+
+
+def _pool_then_relu(pool: MaxPool2d, relu: Module) -> bool:
+    # As _fusable: a module whose forward was replaced on the instance runs alone.
+    return "forward" not in pool.__dict__ and _fusable_relu(relu)
 
 
 class Residual(Module):

@@ -76,6 +76,10 @@ class Conv2d(Module):
         self.weight = Parameter(w)
         self.bias = Parameter(b) if b is not None else None
         self._x = None
+        # The weight in the kernel's packed form, kept across eval-mode calls (at batch 1 packing
+        # costs a fifth of a Winograd layer's call) and remade whenever the weight's values
+        # change. Training skips it: every step changes the weight.
+        self._weight_cache = _core.WeightCache()
 
     _call_arg_names = frozenset(("stride", "padding", "dilation", "groups"))
 
@@ -91,15 +95,16 @@ class Conv2d(Module):
         return stride, padding, dilation, as_int(self.groups, "groups")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         stride, padding, dilation, groups = self._call_args or self._cached_args()
         p = self._parameters
         w = p["weight"].data
         b = p.get("bias")
         if padding is None:
             padding = F._conv2d_padding(self.padding, w, stride, dilation)
+        cache = None if self.training else self._weight_cache
         return _core.conv2d_forward(
-            x, w, None if b is None else b.data, stride, padding, dilation, groups
+            x, w, None if b is None else b.data, stride, padding, dilation, groups, cache
         )
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -163,7 +168,7 @@ class Linear(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x
         p = self._parameters
         b = p.get("bias")
         return _core.linear_forward(x, p["weight"].data, None if b is None else b.data)
@@ -196,7 +201,7 @@ class ReLU(Module):
         self._x = None
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._x = x
+        self.__dict__["_x"] = x
         return _core.relu_forward(x)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -271,8 +276,11 @@ class MaxPool2d(Module):
         return kernel, strides, pad, positive_pair(self.dilation, "dilation"), bool(self.ceil_mode)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
-        self._saved = (x, indices)
+        # Eval mode skips the argmax indices (backward rarely follows; it recomputes them).
+        y, indices = _core.max_pool2d_forward(
+            x, *(self._call_args or self._cached_args()), self.training
+        )
+        self.__dict__["_saved"] = (x, indices)
         return y
 
     def fuses_after_batch_norm(self) -> bool:
@@ -287,13 +295,37 @@ class MaxPool2d(Module):
             and not ceil_mode
         )
 
+    def forward_then_relu(self, x: np.ndarray, relu: ReLU) -> np.ndarray:
+        """relu(self(x)) in one kernel pass: what nn.Sequential runs for a MaxPool2d followed by
+        a ReLU. The ReLU saves the result as its input: relu(v) > 0 exactly where v > 0, so its
+        backward gives the same gradient."""
+        y, indices = _core.max_pool2d_forward(
+            x, *(self._call_args or self._cached_args()), self.training, True
+        )
+        self.__dict__["_saved"] = (x, indices)
+        relu.__dict__["_x"] = y
+        return y
+
+    def saved_indices(self) -> np.ndarray:
+        """The argmax indices of the last forward, recomputed from its input if eval mode skipped
+        them."""
+        if self._saved is None:
+            raise _forgotten(self)
+        x, indices = self._saved
+        if indices is None:
+            _, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
+            self._saved = (x, indices)
+        return indices
+
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._saved is None:
             raise _forgotten(self)
         if not input_grad:
             return None
-        x, indices = self._saved
-        return _core.max_pool2d_backward(dy, x, *(self._call_args or self._cached_args()), indices)
+        indices = self.saved_indices()
+        return _core.max_pool2d_backward(
+            dy, self._saved[0], *(self._call_args or self._cached_args()), indices
+        )
 
     def config(self) -> dict:
         return _jsonable(self._args())
@@ -449,7 +481,7 @@ class BatchNorm2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
         if not batch_stats:
-            self._saved = (x, False, None, None)
+            self.__dict__["_saved"] = (x, False, None, None)
             if running_mean is None or running_var is None:  # the buffers were set to None
                 return F.batch_norm(x, running_mean, running_var, training=False)  # raises
             return _core.batchnorm2d_forward_eval(
@@ -467,15 +499,34 @@ class BatchNorm2d(Module):
         module ready for its backward as if it had run alone (what nn.Sequential runs for a
         batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
-        y, indices, mean, invstd = F.batch_norm_max_pool2d(
-            x, running_mean, running_var, weight, bias, batch_stats, momentum, self.eps,
-            relu=relu is not None,
-        )
-        self._saved = (x, batch_stats, mean, invstd)
-        # The pooling's backward reads only the shape of its input, which is never built here.
-        pool._saved = (np.broadcast_to(np.float32(0), x.shape), indices)
+        if batch_stats or (running_mean is not None and running_var is not None):
+            # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
+            y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
+                x,
+                weight,
+                bias,
+                running_mean,
+                running_var,
+                batch_stats,
+                relu is not None,
+                momentum,
+                self.eps,
+            )
+        else:  # eval mode with the running stats set to None: F raises the error
+            y, indices, mean, invstd = F.batch_norm_max_pool2d(
+                x, running_mean, running_var, weight, bias, batch_stats, momentum, self.eps
+            )
+        self.__dict__["_saved"] = (x, batch_stats, mean, invstd)
+        # The pooling's backward reads only the shape of its input, which is never built here: a
+        # zero-strided stand-in, made once per shape (np.broadcast_to costs ~3.4 us, a third of
+        # this call at batch 1).
+        stand_in = self.__dict__.get("_pooled_input")
+        if stand_in is None or stand_in.shape != x.shape:
+            stand_in = np.broadcast_to(np.float32(0), x.shape)
+            self.__dict__["_pooled_input"] = stand_in
+        pool.__dict__["_saved"] = (stand_in, indices)
         if relu is not None:
-            relu._x = y  # the ReLU's output: zero exactly where its input was <= 0
+            relu.__dict__["_x"] = y  # the ReLU's output: zero exactly where its input was <= 0
         return y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -491,15 +542,13 @@ class BatchNorm2d(Module):
         """backward of this layer and the MaxPool2d that ran on its output (and the ReLU that ran
         on the pooling's output, when given: dy is then the ReLU's output gradient), in one fused
         kernel (what nn.Sequential runs for the pair or the three)."""
-        if pool._saved is None:
-            raise _forgotten(pool)
         extra = {}
         if relu is not None:
             if relu._x is None:
                 raise _forgotten(relu)
             extra["relu_output"] = relu._x  # its input or output: <= 0 at the same places
         return self._backward(
-            F.batch_norm_max_pool2d_backward, (dy, pool._saved[1]), input_grad, extra
+            F.batch_norm_max_pool2d_backward, (dy, pool.saved_indices()), input_grad, extra
         )
 
     def _backward(self, grads, leading: tuple, input_grad: bool, extra=None) -> np.ndarray | None:
@@ -584,7 +633,7 @@ class Flatten(Module):
         if type(x) is not np.ndarray:
             x = np.asarray(x)
         shape = x.shape
-        self._shape = shape
+        self.__dict__["_shape"] = shape
         nd = len(shape)
         if nd == 4 and self.start_dim == 1 and self.end_dim == -1:  # (N, C, H, W): the usual case
             return x.reshape(shape[0], shape[1] * shape[2] * shape[3])

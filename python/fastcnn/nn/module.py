@@ -32,6 +32,10 @@ class Module:
     _call_arg_names: frozenset[str] = frozenset()
     _call_args = None
 
+    # The layers on the batch-1 inference path (Conv2d, Linear, ReLU, MaxPool2d, BatchNorm2d,
+    # Flatten) store what their backward needs with `self.__dict__[name] = value`: a plain
+    # attribute their __init__ created, where the hot path below would cost a Python-level call
+    # (~0.15 us of a ~1 us layer call).
     def __setattr__(self, name: str, value: object) -> None:
         d = self.__dict__
         if name in d and type(value) in _PLAIN_TYPES and name not in self._call_arg_names:
