@@ -532,11 +532,13 @@ def test_bad_input_core_backward(core) -> None:
         F.conv2d_backward(dy, X, W, output_mask=(True, True))
 
 
-def test_winograd_results_do_not_depend_on_the_thread_count(rng) -> None:
+@pytest.mark.parametrize("shape", [(9, 16, 21, 19), (1, 32, 14, 14)])
+def test_winograd_results_do_not_depend_on_the_thread_count(rng, shape) -> None:
     """Each Winograd output is computed by one task, and the weight gradient sums the batch in
-    runs fixed by the shape: 1, 2 and 3 threads give the same bits."""
-    x, w, b = _inputs(rng, (9, 16, 21, 19), (24, 16, 3, 3))
-    dy = rng.standard_normal((9, 24, 21, 19)).astype(np.float32)
+    runs fixed by the shape: 1, 2 and 3 threads give the same bits. One 14x14 image is a single
+    block of tiles, whose point products the threads share instead."""
+    x, w, b = _inputs(rng, shape, (24, shape[1], 3, 3))
+    dy = rng.standard_normal((shape[0], 24) + shape[2:]).astype(np.float32)
     before = fastcnn.get_num_threads()
     results = []
     try:

@@ -57,7 +57,9 @@ const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_chi
 // A helper that has just finished a job watches `generation` for a while before it sleeps: the
 // next parallel kernel of a layer sequence usually starts within tens of microseconds, and a
 // sleeping helper joins a job 20-50 us after it is posted (most calls of a training step on our
-// 2-core machines), while a watching one joins within 5 us.
+// 2-core machines), while a watching one joins within 5 us. The caller likewise watches
+// `running` for the helpers still at work before it sleeps on `idle`, which would cost it as
+// long again to wake from.
 struct Pool {
   std::mutex m;
   std::condition_variable wake, idle;
@@ -67,7 +69,8 @@ struct Pool {
   void* ctx = nullptr;
   int64_t tasks = 0;
   std::atomic<uint64_t> generation{0};
-  int open_slots = 0, next_slot = 1, running = 0, helpers = 0;
+  std::atomic<int> running{0};  // helpers in the current job; changed under m
+  int open_slots = 0, next_slot = 1, helpers = 0;
 };
 
 // Never destroyed: helper threads may still wait on it while the process exits.
@@ -82,12 +85,13 @@ void claim_tasks(Pool& p, TaskFn fn, void* ctx, int64_t tasks, int slot) {
 
 // Long enough to bridge the Python code between the kernels of consecutive layers; short enough
 // that an idle process stops using the core at once.
-constexpr auto kHelperWatch = std::chrono::microseconds(100);
+constexpr auto kWatch = std::chrono::microseconds(100);
 
-void watch_for_next_job(const Pool& p, uint64_t seen) {
-  const auto until = std::chrono::steady_clock::now() + kHelperWatch;
-  while (p.generation.load(std::memory_order_acquire) == seen &&
-         std::chrono::steady_clock::now() < until) {
+// Spins until done() or kWatch has passed.
+template <class Done>
+void watch(const Done& done) {
+  const auto until = std::chrono::steady_clock::now() + kWatch;
+  while (!done() && std::chrono::steady_clock::now() < until) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -100,7 +104,7 @@ void helper_loop(Pool* p) {
   for (;;) {
     if (seen != 0) {
       lock.unlock();
-      watch_for_next_job(*p, seen);
+      watch([&] { return p->generation.load(std::memory_order_acquire) != seen; });
       lock.lock();
     }
     p->wake.wait(lock, [&] { return p->generation.load() != seen && p->open_slots > 0; });
@@ -136,14 +140,19 @@ void run_tasks(int64_t tasks, int threads, TaskFn fn, void* ctx) {
     p.fn = fn, p.ctx = ctx, p.tasks = tasks;
     p.next.store(0);
     ++p.generation;
-    p.open_slots = threads - 1, p.next_slot = 1, p.running = 0;
+    p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
   }
   p.wake.notify_all();
   claim_tasks(p, fn, ctx, tasks, 0);
   {
     std::unique_lock<std::mutex> lock(p.m);
     p.open_slots = 0;
-    p.idle.wait(lock, [&] { return p.running == 0; });
+    if (p.running.load() > 0) {
+      lock.unlock();
+      watch([&] { return p.running.load(std::memory_order_acquire) == 0; });
+      lock.lock();
+      p.idle.wait(lock, [&] { return p.running.load() == 0; });
+    }
   }
   p.busy.store(false);
 }
