@@ -170,12 +170,13 @@ void set_kernel_threads(int n) {
 }
 
 int threads_for(double work) {
-  // 250k multiply-adds take 3-5 us on one core at the fast kernels' 100-150 GFLOP/s. Below twice
-  // that, waking a helper and sharing the data with it cost more than they save: at batch 1 a
-  // 1->32 3x3 conv on 28x28 (225k) took 7.3 us on one thread and 15.3 on two, a 3136->128 linear
-  // layer (401k) 23.6 and 24.5 (33 with both cores busy), and the fmnist-bn eval forward 123 us
-  // on one thread and 174 on two with the former 50k.
-  constexpr double kWorkPerThread = 2.5e5;
+  // 150k multiply-adds take 2-3 us on one core at the fast kernels' 100-150 GFLOP/s. Below twice
+  // that, handing half to a helper costs more than it saves: at batch 1 a 1->32 3x3 conv on 28x28
+  // (225k) took 7.3 us on one thread and 15.3 on two (while the caller still slept until its
+  // helper finished). The fmnist-bn eval forward at batch 1 took 0.102 ms with a 250k gate and
+  // 0.090 with 150k (the 3136->128 linear layer, 401k, then splits; bench_train.py, 2 threads,
+  // alternating runs).
+  constexpr double kWorkPerThread = 1.5e5;
   const int n = kernel_threads();
   if (work < kWorkPerThread) return 1;
   const double useful = work / kWorkPerThread;
