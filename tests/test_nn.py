@@ -666,3 +666,15 @@ def test_fuse_conv_bn_skips_what_it_cannot_fold(rng, tmp_path):
         nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(3, track_running_stats=False))
     with pytest.raises(ValueError, match="bn: expected running statistics of shape"):
         nn.fold_conv_bn(nn.Conv2d(2, 3, 1), nn.BatchNorm2d(4))
+
+
+@pytest.mark.parametrize("fused", [False, True])
+def test_eval_batchnorm_without_running_stats_raises(fused):
+    """Eval mode normalizes with the running stats: with them set to None the forward raises,
+    alone or fused with the pooling after it."""
+    bn = nn.BatchNorm2d(3)
+    bn.eval()
+    bn.running_var = None
+    net = nn.Sequential(bn, nn.MaxPool2d(2)) if fused else bn
+    with pytest.raises(ValueError, match="running_mean, running_var"):
+        net(np.ones((2, 3, 4, 4), np.float32))

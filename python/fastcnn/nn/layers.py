@@ -459,7 +459,8 @@ class BatchNorm2d(Module):
 
     def _forward_args(self, x: np.ndarray) -> tuple:
         """(use_batch_stats, weight, bias, running_mean, running_var, momentum) for a forward on
-        x, counting the batch in num_batches_tracked when it updates the running stats."""
+        x, counting the batch in num_batches_tracked when it updates the running stats. Raises
+        when eval mode needs running stats that were set to None."""
         if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == self.num_features):
             self._check(x)  # raises unless x is an array-like of the right shape
         track = self.track_running_stats
@@ -470,6 +471,7 @@ class BatchNorm2d(Module):
         running_mean = buffers["running_mean"] if track else None
         running_var = buffers["running_var"] if track else None
         if not self.training and track:
+            F._require_running_stats(running_mean, running_var)
             return False, weight, bias, running_mean, running_var, 0.0
         momentum = self.momentum
         if self.training and track:
@@ -482,8 +484,6 @@ class BatchNorm2d(Module):
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
         if not batch_stats:
             self.__dict__["_saved"] = (x, False, None, None)
-            if running_mean is None or running_var is None:  # the buffers were set to None
-                return F.batch_norm(x, running_mean, running_var, training=False)  # raises
             return _core.batchnorm2d_forward_eval(
                 x, weight, bias, running_mean, running_var, self.eps
             )
@@ -491,7 +491,7 @@ class BatchNorm2d(Module):
         y, mean, invstd = F.batch_norm_train(
             x, running_mean, running_var, weight, bias, momentum=momentum, eps=self.eps
         )
-        self._saved = (x, True, mean, invstd)
+        self.__dict__["_saved"] = (x, True, mean, invstd)
         return y
 
     def forward_max_pool(self, x: np.ndarray, pool: MaxPool2d, relu: ReLU | None) -> np.ndarray:
@@ -499,23 +499,18 @@ class BatchNorm2d(Module):
         module ready for its backward as if it had run alone (what nn.Sequential runs for a
         batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
-        if batch_stats or (running_mean is not None and running_var is not None):
-            # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
-            y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
-                x,
-                weight,
-                bias,
-                running_mean,
-                running_var,
-                batch_stats,
-                relu is not None,
-                momentum,
-                self.eps,
-            )
-        else:  # eval mode with the running stats set to None: F raises the error
-            y, indices, mean, invstd = F.batch_norm_max_pool2d(
-                x, running_mean, running_var, weight, bias, batch_stats, momentum, self.eps
-            )
+        # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
+        y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            batch_stats,
+            relu is not None,
+            momentum,
+            self.eps,
+        )
         self.__dict__["_saved"] = (x, batch_stats, mean, invstd)
         # The pooling's backward reads only the shape of its input, which is never built here: a
         # zero-strided stand-in, made once per shape (np.broadcast_to costs ~3.4 us, a third of
