@@ -41,6 +41,12 @@ MAX_CASES = [
     ((2, 5, 17, 33), {"kernel_size": 2}),
     ((1, 64, 56, 56), {"kernel_size": 3, "stride": 2, "padding": 1}),  # ResNet stem
     ((2, 16, 28, 28), {"kernel_size": 2, "stride": 2}),  # LeNet/VGG block
+    # ceil_mode keeps a window longer than the padded input when it overhangs by < stride
+    (
+        (1, 2, 16, 8),
+        {"kernel_size": (4, 5), "padding": (1, 0), "dilation": (3, 2), "ceil_mode": True},
+    ),
+    ((2, 3, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True}),
 ]
 
 AVG_CASES = [
@@ -76,6 +82,10 @@ AVG_CASES = [
     ((2, 3, 13, 11), {"kernel_size": (4, 2), "stride": 3, "padding": (2, 1), "ceil_mode": True}),
     ((2, 5, 17, 33), {"kernel_size": 2}),
     ((2, 16, 28, 28), {"kernel_size": 2, "stride": 2}),
+    # ceil_mode keeps a window longer than the padded input when it overhangs by < stride
+    ((3, 1, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True}),
+    ((2, 3, 1, 9), {"kernel_size": 4, "stride": 3, "padding": 1, "ceil_mode": True}),
+    ((2, 3, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True, "count_include_pad": False}),
 ]
 
 ADAPTIVE_CASES = [

@@ -28,13 +28,15 @@ struct Pool2dShape {
 };
 
 // Output length of a sliding window along one axis, as PyTorch computes it (floor or ceil mode).
-// Returns -1 when the window does not fit.
+// Returns -1 when there is no window: in floor mode the window must fit the padded input; ceil
+// mode rounds the room up, so like PyTorch it keeps one window that hangs up to stride - 1 past
+// the padded input's end even when the input is shorter than the window.
 inline int64_t window_output_size(int64_t in, int64_t kernel, int64_t stride, int64_t pad_lo,
                                   int64_t pad_hi, int64_t dilation, bool ceil_mode = false) {
   const int64_t span = dilation * (kernel - 1) + 1;
-  const int64_t room = in + pad_lo + pad_hi - span;
+  const int64_t room = in + pad_lo + pad_hi - span + (ceil_mode ? stride - 1 : 0);
   if (room < 0) return -1;
-  int64_t out = (ceil_mode ? (room + stride - 1) / stride : room / stride) + 1;
+  int64_t out = room / stride + 1;
   // In ceil mode the last window must start inside the input or the left padding.
   if (ceil_mode && (out - 1) * stride >= in + pad_lo) --out;
   return out;
