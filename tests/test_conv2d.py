@@ -496,6 +496,45 @@ def test_bad_input_functional(kwargs, error, match) -> None:
 
 
 @pytest.mark.parametrize(
+    ("forms", "canonical"),
+    [
+        (
+            {"stride": (2,), "padding": [1], "dilation": (2,)},
+            {"stride": 2, "padding": 1, "dilation": 2},
+        ),
+        (
+            {"stride": np.array([1, 2]), "padding": np.array([2, 1])},
+            {"stride": (1, 2), "padding": (2, 1)},
+        ),
+        (
+            {"stride": (np.int64(2), np.int32(1)), "groups": np.int16(2)},
+            {"stride": (2, 1), "groups": 2},
+        ),
+    ],
+)
+def test_argument_forms_torch_accepts(forms, canonical) -> None:
+    # PyTorch expands a one-element sequence to both dims and takes any integer sequence
+    x = np.arange(2 * 4 * 9 * 9, dtype=np.float32).reshape(2, 4, 9, 9) % 7
+    w = np.ones((6, 4 // canonical.get("groups", 1), 3, 3), np.float32)
+    dy = np.ones(F.conv2d(x, w, **canonical).shape, np.float32)
+    np.testing.assert_array_equal(F.conv2d(x, w, **forms), F.conv2d(x, w, **canonical))
+    for got, want in zip(
+        F.conv2d_backward(dy, x, w, **forms), F.conv2d_backward(dy, x, w, **canonical)
+    ):
+        np.testing.assert_array_equal(got, want)
+    layer = fastcnn.nn.Conv2d(4, 6, 3, **forms)
+    layer.weight.data[...] = 1.0
+    np.testing.assert_array_equal(
+        layer(x)[:, :, :2], F.conv2d(x, w, layer.bias.data, **canonical)[:, :, :2]
+    )
+
+
+def test_conv2d_module_same_padding_with_stride_raises_at_construction() -> None:
+    with pytest.raises(ValueError, match="padding"):
+        fastcnn.nn.Conv2d(4, 6, 3, stride=2, padding="same")
+
+
+@pytest.mark.parametrize(
     ("args", "error", "match"),
     [
         ((X, W, None, 1, 2**40, 1, 1), ValueError, "padding"),

@@ -178,6 +178,16 @@ def test_softmax_default_dim_is_1(rng):
     np.testing.assert_array_equal(F.log_softmax(x), F.log_softmax(x, dim=1, axis=1))
 
 
+def test_softmax_default_dim_of_a_vector_is_0(rng):
+    # a 1-D input has no dim 1; PyTorch's implicit choice is dim 0 there
+    x = _logits(rng, (7,))
+    dy = _logits(rng, (7,))
+    np.testing.assert_array_equal(F.softmax(x), F.softmax(x, 0))
+    np.testing.assert_array_equal(F.log_softmax(x), F.log_softmax(x, 0))
+    np.testing.assert_array_equal(F.softmax_backward(dy, x), F.softmax_backward(dy, x, 0))
+    np.testing.assert_array_equal(F.log_softmax_backward(dy, x), F.log_softmax_backward(dy, x, 0))
+
+
 @pytest.mark.parametrize("N, C", [(1, 2), (7, 10), (128, 1000)])
 @pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
 def test_functional_cross_entropy_matches_torch(rng, N, C, label_smoothing):

@@ -9,6 +9,8 @@ import operator
 from collections.abc import Sequence
 from typing import Union
 
+import numpy as np
+
 IntPair = Union[int, Sequence[int]]
 
 
@@ -25,10 +27,14 @@ def as_int(value: object, name: str) -> int:
 
 
 def pair(value: IntPair, name: str) -> tuple[int, int]:
-    """An int or a pair of ints, as (height, width)."""
+    """An int or a pair of ints, as (height, width). As in PyTorch, a one-element sequence stands
+    for both, and a 1-D NumPy array counts as a sequence."""
     if type(value) is int:  # the common case, first: no isinstance chain (bool is not int here)
         return value, value
-    if isinstance(value, (tuple, list)):
+    if isinstance(value, (tuple, list)) or (isinstance(value, np.ndarray) and value.ndim == 1):
+        if len(value) == 1:
+            v = as_int(value[0], name)
+            return v, v
         if len(value) != 2:
             raise ValueError(f"{name}: expected an int or a pair (h, w), got {value!r}")
         return as_int(value[0], name), as_int(value[1], name)

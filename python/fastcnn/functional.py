@@ -501,25 +501,29 @@ def _require_running_stats(running_mean: object, running_var: object) -> None:
 
 # --- softmax_xent --------------------------------------------------------------------------------
 # softmax / log_softmax reduce over `dim` of any rank (negative dims count from the end); `axis=`
-# is the NumPy spelling of the same argument. dim defaults to 1, the class dim of (N, C, ...).
+# is the NumPy spelling of the same argument. dim defaults to 1, the class dim of (N, C, ...), and
+# to 0 for an input of rank 0 or 1 (which has no dim 1), as in PyTorch.
 
 
-def _softmax_dim(dim: int | None, axis: int | None) -> int:
+def _softmax_dim(dim: int | None, axis: int | None, x: object) -> int:
     if axis is not None:
         if dim is not None and as_int(dim, "dim") != as_int(axis, "axis"):
             raise TypeError(f"dim, axis: give one of them, got dim={dim!r} and axis={axis!r}")
         return as_int(axis, "axis")
-    return 1 if dim is None else as_int(dim, "dim")
+    if dim is None:
+        return 1 if np.ndim(x) >= 2 else 0
+    return as_int(dim, "dim")
 
 
 def softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along dim (default 1), computed stably (max subtracted first)."""
-    return _core.softmax_forward(x, _softmax_dim(dim, axis))
+    """exp(x) / sum(exp(x)) along dim (default 1; 0 for 1-D x), computed stably (max subtracted
+    first)."""
+    return _core.softmax_forward(x, _softmax_dim(dim, axis, x))
 
 
 def log_softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """x - log(sum(exp(x))) along dim (default 1), computed stably."""
-    return _core.log_softmax_forward(x, _softmax_dim(dim, axis))
+    """x - log(sum(exp(x))) along dim (default 1; 0 for 1-D x), computed stably."""
+    return _core.log_softmax_forward(x, _softmax_dim(dim, axis, x))
 
 
 def softmax_backward(
@@ -534,7 +538,7 @@ def softmax_backward(
 
     y, softmax's output, may be passed for reuse; then x is not read (it may be None).
     """
-    d = _softmax_dim(dim, axis)
+    d = _softmax_dim(dim, axis, dy)
     if y is None:
         y = _core.softmax_forward(x, d)
     return _core.softmax_backward(dy, y, d)
@@ -552,7 +556,7 @@ def log_softmax_backward(
 
     y, log_softmax's output, may be passed for reuse; then x is not read (it may be None).
     """
-    d = _softmax_dim(dim, axis)
+    d = _softmax_dim(dim, axis, dy)
     if y is None:
         y = _core.log_softmax_forward(x, d)
     return _core.log_softmax_backward(dy, y, d)

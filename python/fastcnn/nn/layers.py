@@ -65,6 +65,8 @@ class Conv2d(Module):
                     f"padding: expected an int, a pair, 'same' or 'valid', got {padding!r}"
                 )
             self.padding = padding
+            if padding == "same" and self.stride != (1, 1):
+                raise ValueError(f"padding: 'same' needs stride 1, got stride={self.stride}")
         else:
             self.padding = nonnegative_pair(padding, "padding")
         self.dilation = positive_pair(dilation, "dilation")
