@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+import fastcnn
 import fastcnn.functional as F
 
 torch = pytest.importorskip("torch", reason="the cross-check needs PyTorch")
@@ -198,3 +199,176 @@ def test_norm_softmax_loss_linear_random(case):
     _close(dx, xlt.grad, outf**0.5)
     _close(dw, wlt.grad, int(np.prod(lead)) ** 0.5)
     _close(db, blt.grad, int(np.prod(lead)) ** 0.5)
+
+
+# --- fast paths: configurations large enough to reach each specialized kernel -------------------
+# The draws above are small (few channels, small planes) and mostly run the generic GEMM path. These
+# reach Winograd (3x3 stride 1, >= 8 channels and filters), depthwise (groups == C, with channel
+# multipliers), the 1x1 GEMM, the few-input-channel first layer, grouped and strided direct
+# kernels, GEMM tails (sizes not multiples of the vector width), on every compiled variant and at
+# 1 and 2 threads.
+
+FAST_KINDS = ("winograd", "depthwise", "pointwise", "first_layer", "grouped", "strided")
+FAST_CASES = range(18)
+
+
+def _fast_conv_args(rng, kind: str) -> dict:
+    groups, stride, dilation = 1, (1, 1), (1, 1)
+    if kind == "winograd":
+        c, k, r, s = int(rng.integers(8, 41)), int(rng.integers(8, 41)), 3, 3
+        padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+    elif kind == "depthwise":
+        c = int(rng.integers(1, 41))
+        groups, k = c, c * int(rng.choice([1, 1, 2, 3]))
+        r = s = int(rng.choice([3, 5, 7, 2]))
+        stride = (int(rng.integers(1, 3)),) * 2
+        dilation = (int(rng.integers(1, 3)),) * 2
+        padding = (int(rng.integers(0, r)), int(rng.integers(0, s)))
+    elif kind == "pointwise":
+        c, k, r, s = int(rng.integers(1, 71)), int(rng.integers(1, 71)), 1, 1
+        stride = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+        padding = (int(rng.integers(0, 2)),) * 2
+    elif kind == "first_layer":
+        c, k = int(rng.integers(1, 4)), int(rng.integers(4, 65))
+        r = s = int(rng.choice([3, 5, 7]))
+        stride = (int(rng.integers(1, 3)),) * 2
+        padding = (r // 2, s // 2)
+    else:
+        groups = int(rng.choice([1, 2, 4])) if kind == "grouped" else 1
+        c = groups * int(rng.integers(1, 65 // groups))
+        k = groups * int(rng.integers(1, 65 // groups))
+        r, s = int(rng.integers(1, 6)), int(rng.integers(1, 6))
+        stride = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+        padding = (int(rng.integers(0, 3)), int(rng.integers(0, 3)))
+        if rng.random() < 0.3:
+            dilation = (int(rng.integers(1, 3)), int(rng.integers(1, 3)))
+    h = int(rng.integers(1, 24)) + dilation[0] * (r - 1)
+    w = int(rng.integers(1, 24)) + dilation[1] * (s - 1)
+    n = int(rng.integers(1, 5))
+    return dict(
+        shape=(n, c, h, w),
+        wshape=(k, c // groups, r, s),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    )
+
+
+@pytest.mark.parametrize("case", FAST_CASES)
+def test_conv2d_fast_paths_random(case, core):
+    rng = np.random.default_rng(4000 + case)
+    kind = FAST_KINDS[case % len(FAST_KINDS)]
+    a = _fast_conv_args(rng, kind)
+    x = rng.standard_normal(a["shape"]).astype(np.float32)
+    wt = rng.standard_normal(a["wshape"]).astype(np.float32)
+    b = rng.standard_normal(a["wshape"][0]).astype(np.float32)
+    ph, pw = a["padding"]
+    args = (a["stride"], (ph, pw, ph, pw), a["dilation"], a["groups"])
+    targs = dict(
+        stride=a["stride"], padding=a["padding"], dilation=a["dilation"], groups=a["groups"]
+    )
+    xt, wtt, bt = _t(x), _t(wt), _t(b)
+    yt = tF.conv2d(xt, wtt, bt, **targs)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(dy.astype(np.float64)))
+    n, k, p, q = yt.shape
+    cpg, kpg, r, s = a["wshape"][1], a["wshape"][0] // a["groups"], *a["wshape"][2:]
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            _close(core.conv2d_forward(x, wt, b, *args), yt, 4 * (cpg * r * s) ** 0.5)
+            _close(
+                core.conv2d_backward_input(dy, wt, x.shape, *args), xt.grad, (kpg * r * s) ** 0.5
+            )
+            dw, db = core.conv2d_backward_weight(dy, x, wt.shape, *args, True, True)
+            _close(dw, wtt.grad, (n * p * q) ** 0.5, rtol=1e-3)
+            _close(db, bt.grad, (n * p * q) ** 0.5)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_linear_gemm_tails_random(case, core):
+    rng = np.random.default_rng(5000 + case)
+    m, inf, outf = (int(rng.integers(1, 150)) for _ in range(3))
+    x = rng.standard_normal((m, inf)).astype(np.float32)
+    w = rng.standard_normal((outf, inf)).astype(np.float32)
+    b = rng.standard_normal(outf).astype(np.float32)
+    xt, wt, bt = _t(x), _t(w), _t(b)
+    yt = tF.linear(xt, wt, bt)
+    dy = rng.standard_normal((m, outf)).astype(np.float32)
+    yt.backward(torch.from_numpy(dy.astype(np.float64)))
+    _close(core.linear_forward(x, w, b), yt, inf**0.5)
+    _close(core.linear_backward_input(dy, w), xt.grad, outf**0.5)
+    dw, db = core.linear_backward_weight(dy, x, True, True)
+    _close(dw, wt.grad, m**0.5)
+    _close(db, bt.grad, m**0.5)
+
+
+def _copy_into(net, tnet) -> None:
+    net.load_state_dict({k: v.detach().numpy() for k, v in tnet.state_dict().items()})
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_network_training_steps_random(case):
+    """A random conv stack (with the fused BatchNorm2d -> MaxPool2d(2) -> ReLU pattern, Winograd
+    and depthwise layers, momentum None batch norms) trained a few steps next to torch.nn/optim on
+    copied weights, then switched to eval mode (cached packed weights) after a load_state_dict."""
+    rng = np.random.default_rng(6000 + case)
+    torch.manual_seed(case)
+    c, h, w = int(rng.choice([1, 3, 8])), int(rng.integers(8, 17)), int(rng.integers(8, 17))
+    layers, ch = [], c
+    for _ in range(2):
+        k = int(rng.choice([8, 12, 16, 19]))
+        depthwise = ch == k and rng.random() < 0.5
+        layers.append(("Conv2d", (ch, k, 3), dict(padding=1, groups=k if depthwise else 1)))
+        layers.append(("BatchNorm2d", (k,), dict(momentum=None if rng.random() < 0.5 else 0.2)))
+        pool_first = rng.random() < 0.7
+        if pool_first:
+            layers.append(("MaxPool2d", (2,), {}))
+        layers.append(("ReLU", (), {}))
+        if not pool_first:
+            layers.append(("MaxPool2d", (2,), {}))
+        h, w, ch = h // 2, w // 2, k
+    layers += [("Flatten", (), {}), ("Linear", (ch * h * w, 10), {})]
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a, **kw) for n, a, kw in layers)).double()
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a, **kw) for n, a, kw in layers))
+    _copy_into(net, tnet)
+    kind = ("SGD", "Adam", "AdamW")[case % 3]
+    kw = dict(lr=0.05, momentum=0.9, weight_decay=1e-3) if kind == "SGD" else dict(lr=1e-3)
+    opt = getattr(fastcnn.optim, kind)(net.parameters(), **kw)
+    topt = getattr(torch.optim, kind)(tnet.parameters(), **kw)
+    n = int(rng.integers(2, 6))
+    for _ in range(3):
+        x = rng.standard_normal((n, c, h * 4 + case % 2, w * 4)).astype(np.float32)
+        labels = rng.integers(0, 10, n)
+        loss_fn = fastcnn.nn.CrossEntropyLoss()
+        loss = loss_fn(net(x), labels)
+        tloss = tF.cross_entropy(tnet(_t(x, grad=False)), torch.from_numpy(labels))
+        assert loss == pytest.approx(tloss.item(), rel=1e-4)
+        opt.zero_grad()
+        topt.zero_grad()
+        net.backward(loss_fn.backward())
+        tloss.backward()
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            _close(p.grad, tp.grad, 30, rtol=2e-3)
+            # the optimizers alone: torch steps on our gradient
+            tp.grad = torch.from_numpy(p.grad.astype(np.float64))
+        opt.step()
+        topt.step()
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            _close(p.data, tp, 10)
+        _copy_into(net, tnet)  # no drift between the two copies
+    for key, value in tnet.state_dict().items():
+        np.testing.assert_allclose(net.state_dict()[key], value.numpy(), rtol=1e-4, atol=1e-5)
+    net.eval()
+    tnet.eval()
+    x = rng.standard_normal((n, c, h * 4, w * 4)).astype(np.float32)
+    _close(net(x), tnet(_t(x, grad=False)), 30)
+    with torch.no_grad():
+        for tp in tnet.parameters():
+            tp.mul_(0.5)
+    _copy_into(net, tnet)  # in place: the eval-mode weight caches must notice
+    _close(net(x), tnet(_t(x, grad=False)), 30)
