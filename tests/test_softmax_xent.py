@@ -361,3 +361,86 @@ def test_bad_arguments(core, rng):
         F.mse_loss(z, z[:2])
     with pytest.raises(TypeError, match="input"):
         F.mse_loss_backward(np.array(["a"]), np.array([1.0]))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("ignore_index", [-100, 2])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.2])
+def test_cross_entropy_options_match_torch(rng, reduction, ignore_index, weighted, label_smoothing):
+    # weight, ignore_index and reduction as torch.nn.functional.cross_entropy defines them, on
+    # class maps (N, C, d) with some positions ignored; the module takes the same options
+    torch = pytest.importorskip("torch")
+    z = _logits(rng, (5, 6, 3))
+    t = rng.integers(0, 6, (5, 3))
+    t[0, :2] = ignore_index
+    t[3, 1] = ignore_index
+    weight = rng.uniform(0.2, 2.0, 6).astype(np.float32) if weighted else None
+    opts = dict(weight=weight, ignore_index=ignore_index, reduction=reduction)
+    tz = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(
+        tz,
+        torch.tensor(t),
+        weight=None if weight is None else torch.tensor(weight, dtype=torch.float64),
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+    )
+    g = rng.standard_normal(t.shape) if reduction == "none" else 0.5
+    (tl * torch.as_tensor(g)).sum().backward()
+    loss = F.cross_entropy(z, t, label_smoothing, **opts)
+    np.testing.assert_allclose(loss, tl.detach().numpy(), rtol=1e-5, atol=1e-6)
+    dz = F.cross_entropy_backward(z, t, label_smoothing, g, **opts)
+    np.testing.assert_allclose(dz, tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    module = fastcnn.nn.CrossEntropyLoss(
+        reduction, label_smoothing, weight=weight, ignore_index=ignore_index
+    )
+    np.testing.assert_allclose(module(z, t), tl.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        module.backward(g), tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
+    )
+
+
+def test_cross_entropy_all_positions_ignored_gives_nan_loss_and_zero_gradient(rng):
+    z = _logits(rng, (3, 4))
+    t = np.full(3, -100)
+    assert np.isnan(F.cross_entropy(z, t))
+    np.testing.assert_array_equal(F.cross_entropy_backward(z, t), np.zeros_like(z))
+
+
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        ({"weight": np.ones(5)}, "weight"),
+        ({"reduction": "avg"}, "reduction"),
+        ({"ignore_index": 1.5}, "ignore_index"),
+        ({"labels": np.array([0, 7, 1])}, "labels"),
+        ({"labels": np.array([0, -1, 1]), "ignore_index": -100}, "labels"),
+    ],
+)
+def test_cross_entropy_bad_options(rng, kwargs, match):
+    args = {"logits": _logits(rng, (3, 4)), "labels": np.array([0, 1, 2])}
+    args.update(kwargs)
+    with pytest.raises((ValueError, TypeError), match=match):
+        F.cross_entropy(**args)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss_reductions_match_torch(rng, reduction):
+    torch = pytest.importorskip("torch")
+    a, b = _logits(rng, (4, 5)), _logits(rng, (4, 5))
+    ta = torch.tensor(a, dtype=torch.float64, requires_grad=True)
+    tl = torch.nn.functional.mse_loss(ta, torch.tensor(b, dtype=torch.float64), reduction=reduction)
+    g = rng.standard_normal(a.shape).astype(np.float32) if reduction == "none" else 1.5
+    (tl * torch.as_tensor(g)).sum().backward()
+    np.testing.assert_allclose(F.mse_loss(a, b, reduction), tl.detach().numpy(), rtol=1e-5)
+    da, db = F.mse_loss_backward(a, b, g, reduction)
+    np.testing.assert_allclose(da, ta.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
+    np.testing.assert_array_equal(db, -da)
+    module = fastcnn.nn.MSELoss(reduction)
+    np.testing.assert_allclose(module(a, b), tl.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        module.backward(g), ta.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
+    )
+    if reduction == "mean":
+        assert np.isnan(module(np.zeros(0), np.zeros(0)))  # torch: NaN for an empty mean

@@ -18,7 +18,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from fastcnn import _core
+from fastcnn import _core, _xent_options
 from fastcnn._args import IntPair, as_float, as_int, nonnegative_pair, positive_pair
 
 # --- activations ---------------------------------------------------------------------------------
@@ -562,14 +562,34 @@ def log_softmax_backward(
     return _core.log_softmax_backward(dy, y, d)
 
 
-def cross_entropy(logits: np.ndarray, labels: np.ndarray, label_smoothing: float = 0.0) -> float:
-    """Mean cross-entropy of softmax(logits) against integer class labels, as a Python float.
+def cross_entropy(
+    logits: np.ndarray,
+    labels: np.ndarray,
+    label_smoothing: float = 0.0,
+    *,
+    weight: np.ndarray | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> float | np.ndarray:
+    """Cross-entropy of softmax(logits) against integer class labels, as PyTorch defines it.
 
-    logits (N, C) or (N, C, d1, ...); labels (N,) or (N, d1, ...) integer ids in [0, C). With
-    label_smoothing e the target is (1 - e) * onehot + e / C (PyTorch's definition). The mean is over
-    the N * d1 * ... positions, accumulated in double; with none (N == 0) it is NaN, like PyTorch.
+    logits (N, C) or (N, C, d1, ...); labels (N,) or (N, d1, ...) integer ids in [0, C) or
+    ignore_index (those positions count for nothing). With label_smoothing e the target is
+    (1 - e) * onehot + e / C; weight (C,) scales each class's terms. reduction "mean" (the
+    default: the weighted mean over the positions, accumulated in double; NaN when there are none)
+    and "sum" give a Python float, "none" a float32 array shaped like labels.
     """
-    return cross_entropy_with_probabilities(logits, labels, label_smoothing)[0]
+    e = as_float(label_smoothing, "label_smoothing")
+    ignore_index = as_int(ignore_index, "ignore_index")
+    if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
+        try:
+            return _core.softmax_xent_forward(logits, labels, e)[0]
+        except ValueError:
+            if not _xent_options.has_ignored(labels, ignore_index):
+                raise
+    return _xent_options.forward(
+        logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
+    )
 
 
 def cross_entropy_with_probabilities(
@@ -583,20 +603,42 @@ def cross_entropy_backward(
     logits: np.ndarray | None,
     labels: np.ndarray,
     label_smoothing: float = 0.0,
-    grad_output: float = 1.0,
+    grad_output: float | np.ndarray = 1.0,
     *,
     probabilities: np.ndarray | None = None,
+    weight: np.ndarray | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
 ) -> np.ndarray:
-    """Gradient of cross_entropy w.r.t. logits: (softmax(logits) - target) * grad_output / positions.
+    """Gradient of cross_entropy w.r.t. logits: (softmax(logits) - target) * grad_output / positions
+    with the default options. grad_output is a float, or for reduction "none" an array shaped
+    like labels.
 
-    probabilities (from cross_entropy_with_probabilities) may be passed for reuse; then logits is
-    not read (it may be None).
+    probabilities (from cross_entropy_with_probabilities) may be passed for reuse with the
+    default options; then logits is not read (it may be None).
     """
     e = as_float(label_smoothing, "label_smoothing")
-    if probabilities is None:
-        _, probabilities = _core.softmax_xent_forward(logits, labels, e)
-    return _core.softmax_xent_backward(
-        probabilities, labels, e, as_float(grad_output, "grad_output")
+    ignore_index = as_int(ignore_index, "ignore_index")
+    if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
+        try:
+            if probabilities is None:
+                _, probabilities = _core.softmax_xent_forward(logits, labels, e)
+            return _core.softmax_xent_backward(
+                probabilities, labels, e, as_float(grad_output, "grad_output")
+            )
+        except ValueError:
+            if logits is None or not _xent_options.has_ignored(labels, ignore_index):
+                raise
+    if logits is None:
+        raise ValueError("logits: required with weight, ignore_index or reduction != 'mean'")
+    return _xent_options.backward(
+        logits,
+        labels,
+        e,
+        weight,
+        ignore_index,
+        _xent_options.check_reduction(reduction),
+        grad_output,
     )
 
 
@@ -614,20 +656,39 @@ def _mse_operands(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np
     return a, b
 
 
-def mse_loss(input: np.ndarray, target: np.ndarray) -> float:
-    """mean((input - target)**2) over all elements, accumulated in double; NaN when empty."""
+def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> float | np.ndarray:
+    """(input - target)**2 reduced as PyTorch does: "mean" (the default; NaN when empty) and "sum"
+    accumulate in double and give a float, "none" gives the float32 array of squared errors."""
     a, b = _mse_operands(input, target)
+    reduction = _xent_options.check_reduction(reduction)
+    if reduction == "none":
+        d = a - b
+        return d * d
     if a.size == 0:
-        return float("nan")
+        return float("nan") if reduction == "mean" else 0.0
     d = a.astype(np.float64).ravel() - b.ravel()
-    return float(np.dot(d, d) / d.size)
+    total = float(np.dot(d, d))
+    return total / d.size if reduction == "mean" else total
 
 
 def mse_loss_backward(
-    input: np.ndarray, target: np.ndarray, grad_output: float = 1.0
+    input: np.ndarray,
+    target: np.ndarray,
+    grad_output: float | np.ndarray = 1.0,
+    reduction: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n)."""
+    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n), n the
+    element count for "mean", else 1; for "none" grad_output may be an array of input's shape."""
     a, b = _mse_operands(input, target)
-    scale = np.float32(2.0 * as_float(grad_output, "grad_output") / max(a.size, 1))
-    da = (a - b) * scale
+    reduction = _xent_options.check_reduction(reduction)
+    if reduction == "none" and np.ndim(grad_output):
+        g = _real_f32(grad_output, "grad_output")
+        if g.shape != a.shape:
+            raise ValueError(f"grad_output: expected shape {a.shape} (the input's), got {g.shape}")
+        da = (a - b) * (2 * g)
+        return da, -da
+    scale = 2.0 * as_float(grad_output, "grad_output")
+    if reduction == "mean":
+        scale /= max(a.size, 1)
+    da = (a - b) * np.float32(scale)
     return da, -da

@@ -1,93 +1,119 @@
-"""Losses: `loss_fn(output, target)` returns a Python float and keeps what `loss_fn.backward()`
+"""Losses: `loss_fn(output, target)` returns a Python float (an array for reduction 'none') and keeps what `loss_fn.backward()`
 needs to return the gradient of the loss w.r.t. the output."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from fastcnn import _xent_options
 from fastcnn import functional as F
+from fastcnn._args import as_int
 from fastcnn.nn.module import Module
 
-_REDUCTIONS = ("mean", "sum")
-
-
-def _reduction(value: str) -> str:
-    if value not in _REDUCTIONS:
-        raise ValueError(f"reduction: expected one of {_REDUCTIONS}, got {value!r}")
-    return value
+_reduction = _xent_options.check_reduction
 
 
 class CrossEntropyLoss(Module):
-    """Softmax cross-entropy of logits (N, C) against integer labels (N,), with label smoothing as
-    in PyTorch. reduction 'mean' (default) or 'sum'."""
+    """Softmax cross-entropy of logits (N, C) or (N, C, d1, ...) against integer labels, with
+    PyTorch's options: class weights (C,), ignore_index, label smoothing and reduction 'mean'
+    (default), 'sum' or 'none' (an array shaped like the labels)."""
 
-    def __init__(self, reduction: str = "mean", label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self,
+        reduction: str = "mean",
+        label_smoothing: float = 0.0,
+        *,
+        weight: np.ndarray | None = None,
+        ignore_index: int = -100,
+    ) -> None:
         super().__init__()
         self.reduction = _reduction(reduction)
         self.label_smoothing = float(label_smoothing)
         if not 0.0 <= self.label_smoothing <= 1.0:
             raise ValueError(f"label_smoothing: expected a value in [0, 1], got {label_smoothing}")
+        self.weight = None if weight is None else np.array(weight, dtype=np.float32)
+        self.ignore_index = as_int(ignore_index, "ignore_index")
         self._saved = None
 
-    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float:
-        loss, probabilities = F.cross_entropy_with_probabilities(
-            logits, labels, label_smoothing=self.label_smoothing
+    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
+        if _xent_options.fused_applies(self.weight, self.ignore_index, self.reduction):
+            try:
+                loss, probabilities = F.cross_entropy_with_probabilities(
+                    logits, labels, label_smoothing=self.label_smoothing
+                )
+            except ValueError:  # labels out of range: ignore_index ones are not an error
+                if not _xent_options.has_ignored(labels, self.ignore_index):
+                    raise
+            else:
+                # 'sum' is the mean times the number of labelled positions (N, or N*d1*...).
+                scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
+                self._saved = (probabilities, labels, scale)
+                return float(loss) * scale
+        self._saved = (logits, labels, None)  # the NumPy path of the other options
+        return _xent_options.forward(
+            logits, labels, self.label_smoothing, self.weight, self.ignore_index, self.reduction
         )
-        # 'sum' is the mean times the number of labelled positions (N, or N*d1*... for maps).
-        scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
-        self._saved = (probabilities, labels, scale)
-        return float(loss) * scale
 
-    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> float:
+    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         return self.forward(logits, labels)
 
-    def backward(self, grad_output: float = 1.0) -> np.ndarray:
+    def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
+        """dloss/dlogits; grad_output is a float, or for reduction 'none' an array shaped like the
+        labels."""
         if self._saved is None:
             raise RuntimeError("CrossEntropyLoss.backward called before the loss was computed")
-        probabilities, labels, scale = self._saved
+        first, labels, scale = self._saved
+        if scale is None:
+            return _xent_options.backward(
+                first,
+                labels,
+                self.label_smoothing,
+                self.weight,
+                self.ignore_index,
+                self.reduction,
+                grad_output,
+            )
         return F.cross_entropy_backward(
             None,
             labels,
             label_smoothing=self.label_smoothing,
             grad_output=float(grad_output) * scale,
-            probabilities=probabilities,
+            probabilities=first,
         )
 
     def config(self) -> dict:
-        return dict(reduction=self.reduction, label_smoothing=self.label_smoothing)
+        out = dict(reduction=self.reduction, label_smoothing=self.label_smoothing)
+        if self.weight is not None:
+            out["weight"] = self.weight.tolist()
+        if self.ignore_index != -100:
+            out["ignore_index"] = self.ignore_index
+        return out
 
 
 class MSELoss(Module):
-    """Mean (or summed) squared error between two arrays of the same shape."""
+    """Squared error between two arrays of the same shape: reduction 'mean' (default; NaN when
+    empty, as in PyTorch), 'sum' or 'none' (the elementwise errors)."""
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
         self.reduction = _reduction(reduction)
         self._saved = None
 
-    def forward(self, output: np.ndarray, target: np.ndarray) -> float:
-        output = np.asarray(output, dtype=np.float32)
-        target = np.asarray(target, dtype=np.float32)
-        if output.shape != target.shape:
-            raise ValueError(
-                f"target: expected shape {output.shape} (the output's), got {target.shape}"
-            )
-        diff = output.astype(np.float64) - target
-        total = float(np.sum(diff * diff))
+    def forward(self, output: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+        output, target = F._mse_operands(output, target)
         self._saved = (output, target)
-        return total / max(diff.size, 1) if self.reduction == "mean" else total
+        return F.mse_loss(output, target, reduction=self.reduction)
 
-    def __call__(self, output: np.ndarray, target: np.ndarray) -> float:
+    def __call__(self, output: np.ndarray, target: np.ndarray) -> float | np.ndarray:
         return self.forward(output, target)
 
-    def backward(self, grad_output: float = 1.0) -> np.ndarray:
+    def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
+        """dloss/doutput; grad_output is a float, or for reduction 'none' an array shaped like the
+        output."""
         if self._saved is None:
             raise RuntimeError("MSELoss.backward called before the loss was computed")
         output, target = self._saved
-        scale = 2.0 * float(grad_output)
-        if self.reduction == "mean":
-            scale /= max(output.size, 1)
-        return ((output - target) * np.float32(scale)).astype(np.float32)
+        return F.mse_loss_backward(output, target, grad_output, reduction=self.reduction)[0]
 
     def config(self) -> dict:
         return dict(reduction=self.reduction)
