@@ -460,7 +460,7 @@ W = np.ones((6, 4, 3, 3), np.float32)
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"x": np.ones((4, 8, 8), np.float32)}, ValueError, "x"),
+        ({"x": np.ones((4, 8), np.float32)}, ValueError, "x"),
         ({"weight": np.ones((6, 4, 3), np.float32)}, ValueError, "weight"),
         ({"weight": np.ones((6, 3, 3, 3), np.float32)}, ValueError, "weight"),
         ({"weight": np.ones((6, 2, 3, 3), np.float32), "groups": 3}, ValueError, "x"),

@@ -435,7 +435,7 @@ X = np.ones((2, 3, 8, 8), np.float32)
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
-        ({"x": np.ones((3, 8, 8), np.float32), "kernel_size": 2}, ValueError, "x"),
+        ({"x": np.ones((8, 8), np.float32), "kernel_size": 2}, ValueError, "x"),
         ({"x": X, "kernel_size": 9}, ValueError, "kernel_size"),
         ({"x": X, "kernel_size": 0}, ValueError, "kernel_size"),
         ({"x": X, "kernel_size": (2, 2, 2)}, ValueError, "kernel_size"),
@@ -521,7 +521,7 @@ def test_avg_pool2d_bad_input(core, kwargs, exc, match):
 @pytest.mark.parametrize(
     "x,size,exc,match",
     [
-        (np.ones((3, 8, 8), np.float32), 2, ValueError, "x"),
+        (np.ones((8, 8), np.float32), 2, ValueError, "x"),
         (X, 0, ValueError, "output_size"),
         (X, (2, -1), ValueError, "output_size"),
         (X, (2, 2, 2), ValueError, "output_size"),

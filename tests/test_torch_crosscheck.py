@@ -372,3 +372,54 @@ def test_network_training_steps_random(case):
             tp.mul_(0.5)
     _copy_into(net, tnet)  # in place: the eval-mode weight caches must notice
     _close(net(x), tnet(_t(x, grad=False)), 30)
+
+
+@pytest.mark.parametrize(
+    "op, args",
+    [
+        ("conv2d", dict(stride=(1, 2), padding=1)),
+        ("conv2d", dict(padding="same", groups=2)),
+        ("max_pool2d", dict(kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        ("avg_pool2d", dict(kernel_size=(2, 3), count_include_pad=False, padding=1)),
+        ("adaptive_avg_pool2d", dict(output_size=(3, 5))),
+    ],
+)
+def test_unbatched_image_as_torch(op, args):
+    """One (C, H, W) image, as PyTorch's 2-D convolution and pooling take it: functional forward
+    and backward, and the module."""
+    rng = np.random.default_rng(7000)
+    x = rng.standard_normal((6, 9, 11)).astype(np.float32)
+    extra, module_args = [], dict(args)
+    if op == "conv2d":
+        weight = rng.standard_normal((4, 6 // args.get("groups", 1), 3, 3)).astype(np.float32)
+        bias = rng.standard_normal(4).astype(np.float32)
+        extra = [weight, bias]
+        module = fastcnn.nn.Conv2d(6, 4, 3, **args)
+        module.weight.data[...] = weight
+        module.bias.data[...] = bias
+    else:
+        name = {"max_pool2d": "MaxPool2d", "avg_pool2d": "AvgPool2d"}.get(op, "AdaptiveAvgPool2d")
+        module = getattr(fastcnn.nn, name)(**module_args)
+    xt = _t(x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        yt = getattr(tF, op)(xt, *(_t(a, grad=False) for a in extra), **args)
+    y = getattr(F, op)(x, *extra, **args)
+    _close(y, yt, 10)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    yt.backward(torch.from_numpy(dy.astype(np.float64)))
+    if op == "conv2d":
+        dx = F.conv2d_backward(dy, x, extra[0], **{k: v for k, v in args.items()})[0]
+    else:
+        dx = getattr(F, op + "_backward")(dy, x, **args)
+    _close(dx, xt.grad, 10)
+    for mode in (True, False):
+        module.train(mode)
+        _close(module(x), yt, 10)
+        _close(module.backward(dy), xt.grad, 10)
+    if op == "max_pool2d":
+        y, indices = F.max_pool2d(x, **args, return_indices=True)
+        assert indices.shape == y.shape
+        _close(F.max_pool2d_backward(dy, x, **args, indices=indices), xt.grad)
+        relu_after = fastcnn.nn.Sequential(module, fastcnn.nn.ReLU())  # one fused pass
+        _close(relu_after(x), torch.relu(yt), 10)

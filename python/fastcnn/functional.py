@@ -45,6 +45,23 @@ def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0
 
 
 # --- pooling -------------------------------------------------------------------------------------
+# conv2d and the pooling ops take x (N, C, H, W) or, as in PyTorch, one unbatched image (C, H, W),
+# which they treat as a batch of one and return without the batch dim.
+
+
+def _as_batch(x: object) -> tuple[object, bool]:
+    """(x[None], True) for one unbatched (C, H, W) image, else (x, False) unchanged."""
+    if type(x) is np.ndarray and x.ndim == 4:  # the common case, first
+        return x, False
+    if np.ndim(x) == 3:
+        return np.asarray(x)[None], True
+    return x, False
+
+
+def _with_batch(dy: object, x: object) -> tuple[object, object, bool]:
+    """(dy, x, single) for a backward: both given the batch dim when x is unbatched."""
+    x, single = _as_batch(x)
+    return (np.asarray(dy)[None] if single else dy), x, single
 
 
 def _window_args(kernel_size, stride, padding) -> tuple:
@@ -71,6 +88,7 @@ def max_pool2d(
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
     return_indices = bool(return_indices)
+    x, single = _as_batch(x)
     y, indices = _core.max_pool2d_forward(
         x,
         kernel,
@@ -80,6 +98,8 @@ def max_pool2d(
         bool(ceil_mode),
         return_indices,
     )
+    if single:
+        y, indices = y[0], None if indices is None else indices[0]
     return (y, indices) if return_indices else y
 
 
@@ -98,9 +118,13 @@ def max_pool2d_backward(
     indices is what max_pool2d(..., return_indices=True) returned; None recomputes it from x.
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
-    return _core.max_pool2d_backward(
+    dy, x, single = _with_batch(dy, x)
+    if single and indices is not None:
+        indices = np.asarray(indices)[None]
+    dx = _core.max_pool2d_backward(
         dy, x, kernel, strides, pad, positive_pair(dilation, "dilation"), bool(ceil_mode), indices
     )
+    return dx[0] if single else dx
 
 
 def avg_pool2d(
@@ -119,9 +143,11 @@ def avg_pool2d(
     the padding is not counted) or to the input (count_include_pad=False).
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
-    return _core.avg_pool2d_forward(
+    x, single = _as_batch(x)
+    y = _core.avg_pool2d_forward(
         x, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
     )
+    return y[0] if single else y
 
 
 def avg_pool2d_backward(
@@ -136,9 +162,11 @@ def avg_pool2d_backward(
 ) -> np.ndarray:
     """Gradient of avg_pool2d w.r.t. x: each dy / divisor spread over its window's input cells."""
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
-    return _core.avg_pool2d_backward(
+    dy, x, single = _with_batch(dy, x)
+    dx = _core.avg_pool2d_backward(
         dy, x, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
     )
+    return dx[0] if single else dx
 
 
 def _adaptive_size(output_size) -> object:
@@ -159,14 +187,18 @@ def adaptive_avg_pool2d(
     floor(i * L / P) .. ceil((i + 1) * L / P) - 1; output_size=1 is global average pooling, and P may
     exceed L (windows then repeat inputs).
     """
-    return _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size))
+    x, single = _as_batch(x)
+    y = _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size))
+    return y[0] if single else y
 
 
 def adaptive_avg_pool2d_backward(
     dy: np.ndarray, x: np.ndarray, output_size: int | tuple[int | None, int | None]
 ) -> np.ndarray:
     """Gradient of adaptive_avg_pool2d w.r.t. x."""
-    return _core.adaptive_avg_pool2d_backward(dy, x, _adaptive_size(output_size))
+    dy, x, single = _with_batch(dy, x)
+    dx = _core.adaptive_avg_pool2d_backward(dy, x, _adaptive_size(output_size))
+    return dx[0] if single else dx
 
 
 # --- dropout -------------------------------------------------------------------------------------
@@ -268,7 +300,9 @@ def conv2d(
     st = positive_pair(stride, "stride")
     dil = positive_pair(dilation, "dilation")
     pad = _conv2d_padding(padding, weight, st, dil)
-    return _core.conv2d_forward(x, weight, bias, st, pad, dil, as_int(groups, "groups"))
+    x, single = _as_batch(x)
+    y = _core.conv2d_forward(x, weight, bias, st, pad, dil, as_int(groups, "groups"))
+    return y[0] if single else y
 
 
 def conv2d_backward(
@@ -292,9 +326,11 @@ def conv2d_backward(
     dil = positive_pair(dilation, "dilation")
     pad = _conv2d_padding(padding, weight, st, dil)
     g = as_int(groups, "groups")
+    dy, x, single = _with_batch(dy, x)
     dx = dw = db = None
     if want_dx:
         dx = _core.conv2d_backward_input(dy, weight, np.shape(x), st, pad, dil, g)
+        dx = dx[0] if single else dx
     if want_dw or want_db:
         dw, db = _core.conv2d_backward_weight(
             dy, x, np.shape(weight), st, pad, dil, g, want_dw, want_db

@@ -105,14 +105,19 @@ class Conv2d(Module):
         if padding is None:
             padding = F._conv2d_padding(self.padding, w, stride, dilation)
         cache = None if self.training else self._weight_cache
-        return _core.conv2d_forward(
+        single = False
+        if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
+            x, single = F._as_batch(x)
+        y = _core.conv2d_forward(
             x, w, None if b is None else b.data, stride, padding, dilation, groups, cache
         )
+        return y[0] if single else y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         x = self._x
         if x is None:
             raise _forgotten(self)
+        dy, x, single = F._with_batch(dy, x)
         stride, padding, dilation, groups = self._call_args or self._cached_args()
         p = self._parameters
         weight, bias = p["weight"], p.get("bias")
@@ -129,7 +134,7 @@ class Conv2d(Module):
         weight.grad += dw
         if bias is not None:
             bias.grad += db
-        return dx
+        return dx[0] if single and dx is not None else dx
 
     def config(self) -> dict:
         return dict(
@@ -279,11 +284,14 @@ class MaxPool2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         # Eval mode skips the argmax indices (backward rarely follows; it recomputes them).
+        single = False
+        if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
+            x, single = F._as_batch(x)
         y, indices = _core.max_pool2d_forward(
             x, *(self._call_args or self._cached_args()), self.training
         )
         self.__dict__["_saved"] = (x, indices)
-        return y
+        return y[0] if single else y
 
     def fuses_after_batch_norm(self) -> bool:
         """Whether BatchNorm2d.forward_max_pool computes this pooling: 2x2 windows, stride 2, no
@@ -301,10 +309,14 @@ class MaxPool2d(Module):
         """relu(self(x)) in one kernel pass: what nn.Sequential runs for a MaxPool2d followed by
         a ReLU. The ReLU saves the result as its input: relu(v) > 0 exactly where v > 0, so its
         backward gives the same gradient."""
+        single = False
+        if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
+            x, single = F._as_batch(x)
         y, indices = _core.max_pool2d_forward(
             x, *(self._call_args or self._cached_args()), self.training, True
         )
         self.__dict__["_saved"] = (x, indices)
+        y = y[0] if single else y
         relu.__dict__["_x"] = y
         return y
 
@@ -325,9 +337,13 @@ class MaxPool2d(Module):
         if not input_grad:
             return None
         indices = self.saved_indices()
-        return _core.max_pool2d_backward(
+        single = np.ndim(dy) == 3  # an unbatched input, saved as x[None]
+        if single:
+            dy = np.asarray(dy)[None]
+        dx = _core.max_pool2d_backward(
             dy, self._saved[0], *(self._call_args or self._cached_args()), indices
         )
+        return dx[0] if single else dx
 
     def config(self) -> dict:
         return _jsonable(self._args())
@@ -381,14 +397,20 @@ class AvgPool2d(Module):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._x = x
-        return _core.avg_pool2d_forward(x, *(self._call_args or self._cached_args()))
+        single = False
+        if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
+            x, single = F._as_batch(x)
+        y = _core.avg_pool2d_forward(x, *(self._call_args or self._cached_args()))
+        return y[0] if single else y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._x is None:
             raise _forgotten(self)
         if not input_grad:
             return None
-        return _core.avg_pool2d_backward(dy, self._x, *(self._call_args or self._cached_args()))
+        dy, x, single = F._with_batch(dy, self._x)
+        dx = _core.avg_pool2d_backward(dy, x, *(self._call_args or self._cached_args()))
+        return dx[0] if single else dx
 
     def config(self) -> dict:
         return _jsonable(self._args())
