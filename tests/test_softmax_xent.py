@@ -444,3 +444,38 @@ def test_mse_loss_reductions_match_torch(rng, reduction):
     )
     if reduction == "mean":
         assert np.isnan(module(np.zeros(0), np.zeros(0)))  # torch: NaN for an empty mean
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_cross_entropy_class_probability_targets_match_torch(rng, reduction, weighted):
+    # floating labels shaped like the logits are class probabilities (soft targets), as in torch
+    torch = pytest.importorskip("torch")
+    z = _logits(rng, (4, 5, 2))
+    target = np.moveaxis(rng.dirichlet(np.ones(5), size=(4, 2)), -1, 1).astype(np.float32)
+    weight = rng.uniform(0.2, 2.0, 5).astype(np.float32) if weighted else None
+    tz = torch.tensor(z, dtype=torch.float64, requires_grad=True)
+    tl = torch.nn.functional.cross_entropy(
+        tz,
+        torch.tensor(target, dtype=torch.float64),
+        weight=None if weight is None else torch.tensor(weight, dtype=torch.float64),
+        reduction=reduction,
+        label_smoothing=0.1,
+    )
+    g = rng.standard_normal((4, 2)) if reduction == "none" else 2.0
+    (tl * torch.as_tensor(g)).sum().backward()
+    opts = dict(weight=weight, reduction=reduction)
+    np.testing.assert_allclose(
+        F.cross_entropy(z, target, 0.1, **opts), tl.detach().numpy(), rtol=1e-5, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        F.cross_entropy_backward(z, target, 0.1, g, **opts),
+        tz.grad.numpy(),
+        rtol=TORCH_RTOL,
+        atol=TORCH_ATOL,
+    )
+    module = fastcnn.nn.CrossEntropyLoss(reduction, 0.1, weight=weight)
+    np.testing.assert_allclose(module(z, target), tl.detach().numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        module.backward(g), tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
+    )

@@ -607,21 +607,22 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> float | np.ndarray:
-    """Cross-entropy of softmax(logits) against integer class labels, as PyTorch defines it.
+    """Cross-entropy of softmax(logits) against class labels, as PyTorch defines it.
 
     logits (N, C) or (N, C, d1, ...); labels (N,) or (N, d1, ...) integer ids in [0, C) or
-    ignore_index (those positions count for nothing). With label_smoothing e the target is
-    (1 - e) * onehot + e / C; weight (C,) scales each class's terms. reduction "mean" (the
-    default: the weighted mean over the positions, accumulated in double; NaN when there are none)
-    and "sum" give a Python float, "none" a float32 array shaped like labels.
+    ignore_index (those positions count for nothing), or floating class probabilities shaped like
+    logits. With label_smoothing e the target is (1 - e) * onehot + e / C (or (1 - e) *
+    probabilities + e / C); weight (C,) scales each class's terms. reduction "mean" (the default:
+    the mean over the positions, weighted for class ids, accumulated in double; NaN when there
+    are none) and "sum" give a Python float, "none" a float32 array (N, d1, ...).
     """
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
         try:
             return _core.softmax_xent_forward(logits, labels, e)[0]
-        except ValueError:
-            if not _xent_options.has_ignored(labels, ignore_index):
+        except (TypeError, ValueError):
+            if not _xent_options.takes_over(labels, ignore_index):
                 raise
     return _xent_options.forward(
         logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
@@ -662,8 +663,8 @@ def cross_entropy_backward(
             return _core.softmax_xent_backward(
                 probabilities, labels, e, as_float(grad_output, "grad_output")
             )
-        except ValueError:
-            if logits is None or not _xent_options.has_ignored(labels, ignore_index):
+        except (TypeError, ValueError):
+            if logits is None or not _xent_options.takes_over(labels, ignore_index):
                 raise
     if logits is None:
         raise ValueError("logits: required with weight, ignore_index or reduction != 'mean'")

@@ -41,8 +41,8 @@ class CrossEntropyLoss(Module):
                 loss, probabilities = F.cross_entropy_with_probabilities(
                     logits, labels, label_smoothing=self.label_smoothing
                 )
-            except ValueError:  # labels out of range: ignore_index ones are not an error
-                if not _xent_options.has_ignored(labels, self.ignore_index):
+            except (TypeError, ValueError):  # ignored class ids, or class probabilities
+                if not _xent_options.takes_over(labels, self.ignore_index):
                     raise
             else:
                 # 'sum' is the mean times the number of labelled positions (N, or N*d1*...).
