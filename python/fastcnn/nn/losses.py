@@ -1,5 +1,5 @@
-"""Losses: `loss_fn(output, target)` returns a Python float (an array for reduction 'none') and keeps what `loss_fn.backward()`
-needs to return the gradient of the loss w.r.t. the output."""
+"""Losses: `loss_fn(output, target)` returns a Python float (an array for reduction 'none') and
+keeps what `loss_fn.backward()` needs to return the gradient of the loss w.r.t. the output."""
 
 from __future__ import annotations
 
