@@ -59,6 +59,10 @@ CASES = [
     ((2, 3, 10, 9), (3, 1, 3, 2), {"groups": 3}),
     ((1, 4, 5, 17), (12, 1, 5, 5), {"groups": 4, "padding": 2}),
     ((5, 2, 7, 15), (2, 1, 3, 3), {"groups": 2, "padding": 1, "dilation": (1, 2)}),
+    # 3x3 at unit column stride and dilation (the unrolled row-reuse block): a row of two
+    # strips with a 6-lane tail, no padding with a channel multiplier of 2
+    ((1, 3, 9, 70), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+    ((2, 2, 8, 20), (4, 1, 3, 3), {"groups": 2}),
     # few input channels, ungrouped (direct weight gradient): C = 1, 2, 3, R = S = 3, 5, 7
     ((3, 1, 28, 28), (32, 1, 3, 3), {"padding": 1}),
     ((5, 1, 13, 3), (3, 1, 3, 3), {"padding": 1}),

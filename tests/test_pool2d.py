@@ -57,6 +57,7 @@ AVG_CASES = [
     ((2, 3, 10, 13), {"kernel_size": 3}),
     ((2, 2, 11, 9), {"kernel_size": (2, 3)}),
     ((2, 3, 8, 34), {"kernel_size": 2, "divisor_override": 3}),
+    ((2, 2, 10, 35), {"kernel_size": (3, 2)}),
     ((1, 2, 1, 40), {"kernel_size": (1, 2)}),
     # 2-wide stride-2 windows between padded borders (the forward's deinterleaving path)
     ((2, 3, 9, 70), {"kernel_size": 2, "stride": 2, "padding": 1}),
