@@ -31,6 +31,8 @@ CASES = [
     ((130, 513), 257),
     ((16, 400), 120),  # LeNet's first fully connected layer
     ((2, 3136), 128),  # a 64*7*7 feature map into 128 units, batch 2
+    ((128, 3136), 128),  # the same at batch 128: the forward is cut into depth slices
+    ((37, 2053), 45),  # depth slices of odd length, partial row tiles and a partial panel
 ]
 IDS = [f"{x}-{k}" for x, k in CASES]
 
@@ -141,6 +143,22 @@ def test_caller_arrays_unchanged(rng) -> None:
     F.linear_backward(dy, x, w)
     for a, c in zip((x, w, b, dy), copies):
         np.testing.assert_array_equal(a, c)
+
+
+def test_depth_sliced_forward_is_the_same_at_any_thread_count(rng) -> None:
+    # The depth cut of a deep, narrow forward depends on the shape only: every output is summed
+    # in the same order whatever the thread count, so the results are bitwise equal.
+    x, w, b = _inputs(rng, (70, 2600), 90)
+    before = fastcnn.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            fastcnn.set_num_threads(n)
+            outs.append(F.linear(x, w, b))
+    finally:
+        fastcnn.set_num_threads(before)
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
 
 
 def test_thread_count_and_concurrent_callers(rng) -> None:

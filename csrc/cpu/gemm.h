@@ -19,9 +19,15 @@ struct Workspace {
 // one after another, each `width` floats; lines past `lines` in the last panel are written as 0.
 using GemmPackFn = void (*)(const void* ctx, int64_t line0, int64_t lines, int64_t k0,
                             int64_t depth, int width, float* dst);
+// For an A operand that may be read in place: the address of element (line0, k0) when depth
+// [k0, k0 + depth) of every line from line0 on is contiguous, lines *ld floats apart; nullptr
+// when it is not (that block is packed).
+using GemmRowsFn = const float* (*)(const void* ctx, int64_t line0, int64_t k0, int64_t depth,
+                                    int64_t* ld);
 struct GemmOperand {
   GemmPackFn pack;
   const void* ctx;
+  GemmRowsFn rows = nullptr;
 };
 
 // Operand element (line, k) at p[line * line_stride + k * depth_stride]; packed by pack_strided.
@@ -38,12 +44,18 @@ struct StridedOperand {
   int64_t gemm_scratch_floats();                                                               \
   void pack_strided(const void* ctx, int64_t line0, int64_t lines, int64_t k0, int64_t depth,  \
                     int width, float* dst);                                                    \
+  /* A StridedOperand's rows where its depth is contiguous (depth_stride 1). */               \
+  const float* strided_rows(const void* ctx, int64_t line0, int64_t k0, int64_t depth,         \
+                            int64_t* ld);                                                      \
   /* C[i0 + i, j0 + j] (= or +=) sum_k A[i0 + i, k] * B[k, j0 + j] for i < m, j < n; c points  \
-     at element (i0, j0) with row stride ldc. k == 0 writes zeros (or leaves C when           \
-     accumulating). Single-threaded: callers split C into tiles; every element is summed in  \
-     the same order whatever the tiling, so results do not depend on the thread count. */     \
+     at element (i0, j0) with row stride ldc. With row_bias (not accumulating), C[i0 + i, *]  \
+     = row_bias[i] + the sum, as if C had been filled with the bias and accumulated. k == 0   \
+     writes zeros or the bias (or leaves C when accumulating). Single-threaded: callers split  \
+     C into tiles; every element is summed in the same order whatever the tiling, so results  \
+     do not depend on the thread count. */                                                    \
   void gemm(int64_t i0, int64_t m, int64_t j0, int64_t n, int64_t k, GemmOperand a,            \
-            GemmOperand b, float* c, int64_t ldc, bool accumulate, float* scratch);           \
+            GemmOperand b, float* c, int64_t ldc, bool accumulate, float* scratch,            \
+            const float* row_bias = nullptr);                                                 \
   /* gemm on operands the caller packed already: ceil(m / gemm_mr()) A panels of k * gemm_mr()  \
      floats and ceil(n / gemm_nr()) B panels of k * gemm_nr() floats, one after another, in    \
      pack_strided's panel layout (zero-padded past m and n). No scratch. */                    \
