@@ -160,6 +160,8 @@ WINOGRAD_CASES = [
     ((5, 32, 14, 14), (64, 32, 3, 3), {"padding": 1}),
     ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
     ((1, 20, 40, 37), (12, 20, 3, 3), {"padding": (0, 2)}),
+    # filters past two whole B panels of the weight gradient's point GEMMs, and a partial one
+    ((3, 9, 12, 9), (70, 9, 3, 3), {"padding": 1}),
 ]
 
 
