@@ -190,6 +190,85 @@ def test_winograd_asymmetric_padding_matches_oracle(core, rng) -> None:
     _close(db, want_db, dy.size // 10)
 
 
+# Winograd's transforms add and subtract across a patch: an Inf made Inf - Inf = NaN there, and
+# values near the float32 maximum overflowed where the direct sum does not. Such calls are redone
+# on the GEMM path. Cases: padded and unpadded, a ragged last block, several blocks, odd sizes.
+NONFINITE_CASES = [
+    ((2, 8, 9, 11), (8, 8, 3, 3), {"padding": 1}),
+    ((1, 33, 13, 5), (9, 33, 3, 3), {}),
+    ((37, 16, 5, 6), (24, 16, 3, 3), {"padding": 1}),
+    ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
+]
+NONFINITE_PARAMS = _case_params(NONFINITE_CASES, [f"{x}-{w}-{kw}" for x, w, kw in NONFINITE_CASES])
+
+
+PASSES = ("forward", "input gradient", "weight gradient")
+
+
+def _passes(core, x, w, dy, args) -> dict:
+    """y, dx and dw of one variant, by pass name."""
+    y = core.conv2d_forward(x, w, None, *args)
+    dx = core.conv2d_backward_input(dy, w, x.shape, *args)
+    return dict(zip(PASSES, (y, dx, core.conv2d_backward_weight(dy, x, w.shape, *args)[0])))
+
+
+def _same_nonfinite(got, want, what) -> None:
+    for test in (np.isnan, np.isposinf, np.isneginf):
+        np.testing.assert_array_equal(test(got), test(want), err_msg=f"{what}: {test.__name__}")
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's Inf - Inf
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize(("xs", "ws", "kw"), NONFINITE_PARAMS)
+def test_winograd_inf_reaches_what_the_direct_sum_reaches(core, rng, xs, ws, kw, where) -> None:
+    """+Inf and -Inf in one operand give exactly the oracle's NaN, +Inf and -Inf, and the ref
+    variant's except where ref skips a padded tap that the zero-padded sums add as 0 * Inf
+    (w in forward, dy in the weight gradient; the GEMM path adds it too)."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(x, w, **kw).shape).astype(np.float32)
+    a = {"x": x, "w": w, "dy": dy}[where]
+    a.flat[rng.choice(a.size, 4, replace=False)] = [np.inf, -np.inf, np.inf, -np.inf]
+    want_dx, want_dw, _ = ref.conv2d_backward(dy, x, w, **kw)
+    want = dict(zip(PASSES, (ref.conv2d(x, w, **kw), want_dx, want_dw)))
+    rv = fastcnn._core._variants["ref"]
+    got, by_ref = _passes(core, x, w, dy, args), _passes(rv, x, w, dy, args)
+    cache = fastcnn._core.WeightCache()  # the forward's filter points packed ahead of the call
+    for _ in range(2):
+        cached = core.conv2d_forward(x, w, None, *args, weight_cache=cache)
+        np.testing.assert_array_equal(cached, got["forward"])
+    unread = {"x": "input gradient", "w": "weight gradient", "dy": "forward"}[where]
+    padded = args[1] != (0, 0, 0, 0)
+    for op, y in got.items():
+        assert np.isfinite(y).all() == (op == unread), op
+        if core is not rv:
+            _same_nonfinite(y, want[op], op)
+        if not padded or (where, op) not in {("w", "forward"), ("dy", "weight gradient")}:
+            _same_nonfinite(y, by_ref[op], op)
+
+
+@pytest.mark.parametrize("where", ["x", "w", "dy"])
+@pytest.mark.parametrize(("xs", "ws", "kw"), NONFINITE_PARAMS)
+def test_winograd_near_float_max_stays_finite(core, rng, xs, ws, kw, where) -> None:
+    """Entries of +-3e38 in one operand (the others ~1e-3) keep every direct sum finite, where
+    the transforms' sums of two of them overflowed."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(x, w, **kw).shape).astype(np.float32)
+    x, w, dy = (a * np.float32(1e-3) for a in (x, w, dy))
+    big = {"x": x, "w": w, "dy": dy}[where]
+    big[...] = np.where(big < 0, np.float32(-3e38), np.float32(3e38))
+    scale = 3e38 * 1e-3
+    N, K, P, Q = dy.shape
+    want_dx, want_dw, _ = ref.conv2d_backward(dy, x, w, **kw)
+    wants = (ref.conv2d(x, w, **kw), want_dx, want_dw)
+    for (op, got), want, length in zip(
+        _passes(core, x, w, dy, args).items(), wants, (ws[1] * 9, K * 9, N * P * Q)
+    ):
+        assert np.isfinite(got).all(), op
+        np.testing.assert_allclose(got / scale, want / scale, rtol=RTOL, atol=ATOL * length**0.5)
+
+
 @pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
 def test_functional_matches_torch(rng, xs, ws, kw) -> None:
     torch = pytest.importorskip("torch")
