@@ -376,8 +376,9 @@ def test_bad_arguments(core, rng):
 # (x shape, max_pool2d keyword arguments): 2x2/2 windows (the fast kernels' vector path: planes
 # narrower and wider than a vector of windows, odd sizes whose last row and column no window
 # covers), overlapping padded ceil-mode windows (a position can be the maximum of several), 3x3/2
-# windows as many as 2x2/2 ones would be (the vector path must notice and step aside), and
-# windows that skip rows.
+# windows as many as 2x2/2 ones would be (the vector path must notice and step aside), windows
+# that skip rows, and planes whose rows hold at most half a vector of windows (two rows of windows
+# a vector on AVX-512) with an odd number of window rows.
 POOLED_CASES = [
     ((4, 6, 8, 8), dict(kernel_size=2)),
     ((3, 5, 9, 11), dict(kernel_size=2)),
@@ -387,6 +388,8 @@ POOLED_CASES = [
     ((2, 4, 10, 36), dict(kernel_size=3, stride=2, padding=1)),
     ((2, 3, 7, 13), dict(kernel_size=2, stride=3)),
     ((5, 2, 6, 5), dict(kernel_size=(2, 3), stride=1, dilation=(2, 1))),
+    ((2, 3, 14, 14), dict(kernel_size=2)),
+    ((3, 2, 11, 17), dict(kernel_size=2)),
 ]
 
 
@@ -420,10 +423,10 @@ def test_backward_pooled_matches_oracle(core, rng, shape, pool) -> None:
 
 
 @pytest.mark.parametrize("moved", ["one", "half", "all"])
-def test_backward_pooled_takes_any_indices(core, rng, moved) -> None:
+@pytest.mark.parametrize("shape", [(3, 4, 10, 38), (3, 4, 14, 14)])
+def test_backward_pooled_takes_any_indices(core, rng, moved, shape) -> None:
     """Indices need not come from a 2x2 pooling: some (or all) point anywhere in their plane,
     repeats included, and the gradient is added at each."""
-    shape = (3, 4, 10, 38)
     x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, dict(kernel_size=2))
     flat = indices.reshape(-1)
     where = {"one": [flat.size // 2], "half": slice(0, None, 2), "all": slice(None)}[moved]
@@ -537,8 +540,17 @@ def test_backward_pooled_eval_bad_input(core, rng, rv, eps, error, match) -> Non
 
 # --- batch norm followed by 2x2 max pooling (and ReLU): the fused forward ------------------------
 # Odd heights and widths (a row and a column no window covers), planes wider than a vector of
-# windows, a single window, and a large mean.
-FUSED_FORWARD_SHAPES = [(4, 6, 8, 8), (3, 5, 9, 11), (2, 3, 6, 70), (1, 2, 2, 2), (5, 3, 13, 37)]
+# windows, a single window, an odd number of window rows in planes that take two rows of windows
+# a vector, and a large mean.
+FUSED_FORWARD_SHAPES = [
+    (4, 6, 8, 8),
+    (3, 5, 9, 11),
+    (2, 3, 6, 70),
+    (1, 2, 2, 2),
+    (5, 3, 13, 37),
+    (2, 3, 14, 14),
+    (3, 2, 11, 17),
+]
 
 
 def _fused_composition(core, x, w, b, rm, rv, training, relu):
