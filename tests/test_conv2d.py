@@ -79,6 +79,10 @@ CASES = [
     # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
     ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
+    # deep 1x1 weight gradients (batch sums of >= 4096 positions): four fixed depth slices of odd
+    # length that cross images, partial row tiles and a partial panel; grouped
+    ((3, 37, 39, 39), (45, 37, 1, 1), {}),
+    ((2, 8, 48, 48), (6, 4, 1, 1), {"groups": 2}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -327,6 +331,23 @@ def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
     for s, p, a in zip(serial, parallel, again):
         _close(p, s, N * P * Q)
         np.testing.assert_array_equal(p, a)
+
+
+def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> None:
+    # The depth slices of a deep 1x1 weight gradient depend on the shape only: each element is
+    # summed in the same order at any thread count, so the results are bitwise equal.
+    x, w, _ = _inputs(rng, (3, 37, 39, 39), (45, 37, 1, 1))
+    dy = rng.standard_normal((3, 45, 39, 39)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            fastcnn.set_num_threads(n)
+            outs.append(F.conv2d_backward(dy, x, w)[1])
+    finally:
+        fastcnn.set_num_threads(before)
+    for dw in outs[1:]:
+        np.testing.assert_array_equal(dw, outs[0])
 
 
 @pytest.mark.parametrize(

@@ -161,6 +161,25 @@ def test_depth_sliced_forward_is_the_same_at_any_thread_count(rng) -> None:
         np.testing.assert_array_equal(y, outs[0])
 
 
+def test_wide_backward_is_the_same_at_any_thread_count(rng) -> None:
+    # Wide products run as column ranges of at most 16 B panels, however many threads share
+    # them; a range does not change any element's summation order, so the gradients are bitwise
+    # equal. 1100 in-features: three ranges, the last with a partial panel.
+    x, w, _ = _inputs(rng, (45, 1100), 70)
+    dy = rng.standard_normal((45, 70)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3):
+            fastcnn.set_num_threads(n)
+            outs.append(F.linear_backward(dy, x, w))
+    finally:
+        fastcnn.set_num_threads(before)
+    for grads in outs[1:]:
+        for got, want in zip(grads, outs[0]):
+            np.testing.assert_array_equal(got, want)
+
+
 def test_thread_count_and_concurrent_callers(rng) -> None:
     jobs = [_inputs(rng, (96 + i, 300), 150) for i in range(4)]
     jobs = [
