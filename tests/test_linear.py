@@ -145,18 +145,24 @@ def test_caller_arrays_unchanged(rng) -> None:
         np.testing.assert_array_equal(a, c)
 
 
+def _at_thread_counts(call, counts=(1, 2, 3)) -> list:
+    """call() at each thread count, the process's count restored afterwards."""
+    before = fastcnn.get_num_threads()
+    try:
+        outs = []
+        for n in counts:
+            fastcnn.set_num_threads(n)
+            outs.append(call())
+    finally:
+        fastcnn.set_num_threads(before)
+    return outs
+
+
 def test_depth_sliced_forward_is_the_same_at_any_thread_count(rng) -> None:
     # The depth cut of a deep, narrow forward depends on the shape only: every output is summed
     # in the same order whatever the thread count, so the results are bitwise equal.
     x, w, b = _inputs(rng, (70, 2600), 90)
-    before = fastcnn.get_num_threads()
-    try:
-        outs = []
-        for n in (1, 2, 3):
-            fastcnn.set_num_threads(n)
-            outs.append(F.linear(x, w, b))
-    finally:
-        fastcnn.set_num_threads(before)
+    outs = _at_thread_counts(lambda: F.linear(x, w, b))
     for y in outs[1:]:
         np.testing.assert_array_equal(y, outs[0])
 
@@ -167,14 +173,7 @@ def test_wide_backward_is_the_same_at_any_thread_count(rng) -> None:
     # equal. 1100 in-features: three ranges, the last with a partial panel.
     x, w, _ = _inputs(rng, (45, 1100), 70)
     dy = rng.standard_normal((45, 70)).astype(np.float32)
-    before = fastcnn.get_num_threads()
-    try:
-        outs = []
-        for n in (1, 2, 3):
-            fastcnn.set_num_threads(n)
-            outs.append(F.linear_backward(dy, x, w))
-    finally:
-        fastcnn.set_num_threads(before)
+    outs = _at_thread_counts(lambda: F.linear_backward(dy, x, w))
     for grads in outs[1:]:
         for got, want in zip(grads, outs[0]):
             np.testing.assert_array_equal(got, want)
