@@ -31,7 +31,7 @@ def check_reduction(reduction: object) -> str:
 def fused_applies(weight: object, ignore_index: int, reduction: str) -> bool:
     """Whether the fused kernel may try the loss: no weights, a reduction, and an ignore_index
     that no valid label equals (a negative one, as the default -100). The kernel refuses other
-    labels (ignored ids, probabilities); the caller then asks takes_over."""
+    labels (ignored ids, probabilities): see fused_or_none."""
     return weight is None and reduction != "none" and ignore_index < 0
 
 
@@ -42,6 +42,17 @@ def takes_over(labels: object, ignore_index: int) -> bool:
     if t.dtype.kind == "f":
         return True
     return t.dtype.kind in "iu" and bool(np.any(t == ignore_index))
+
+
+def fused_or_none(call, labels: object, ignore_index: int, can_fall_back: bool = True):
+    """call()'s result (a fused-kernel call), or None when the kernel refused labels that this
+    path takes over (and the caller can fall back to it); any other refusal is raised."""
+    try:
+        return call()
+    except (TypeError, ValueError):
+        if not (can_fall_back and takes_over(labels, ignore_index)):
+            raise
+        return None
 
 
 def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction: str):

@@ -619,11 +619,11 @@ def cross_entropy(
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
-        try:
-            return _core.softmax_xent_forward(logits, labels, e)[0]
-        except (TypeError, ValueError):
-            if not _xent_options.takes_over(labels, ignore_index):
-                raise
+        fused = _xent_options.fused_or_none(
+            lambda: _core.softmax_xent_forward(logits, labels, e), labels, ignore_index
+        )
+        if fused is not None:
+            return fused[0]
     return _xent_options.forward(
         logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
     )
@@ -657,15 +657,16 @@ def cross_entropy_backward(
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
-        try:
-            if probabilities is None:
-                _, probabilities = _core.softmax_xent_forward(logits, labels, e)
-            return _core.softmax_xent_backward(
-                probabilities, labels, e, as_float(grad_output, "grad_output")
-            )
-        except (TypeError, ValueError):
-            if logits is None or not _xent_options.takes_over(labels, ignore_index):
-                raise
+
+        def fused():
+            p = probabilities
+            if p is None:
+                _, p = _core.softmax_xent_forward(logits, labels, e)
+            return _core.softmax_xent_backward(p, labels, e, as_float(grad_output, "grad_output"))
+
+        grad = _xent_options.fused_or_none(fused, labels, ignore_index, logits is not None)
+        if grad is not None:
+            return grad
     if logits is None:
         raise ValueError("logits: required with weight, ignore_index or reduction != 'mean'")
     return _xent_options.backward(

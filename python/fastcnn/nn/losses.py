@@ -37,14 +37,15 @@ class CrossEntropyLoss(Module):
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         if _xent_options.fused_applies(self.weight, self.ignore_index, self.reduction):
-            try:
-                loss, probabilities = F.cross_entropy_with_probabilities(
+            fused = _xent_options.fused_or_none(
+                lambda: F.cross_entropy_with_probabilities(
                     logits, labels, label_smoothing=self.label_smoothing
-                )
-            except (TypeError, ValueError):  # ignored class ids, or class probabilities
-                if not _xent_options.takes_over(labels, self.ignore_index):
-                    raise
-            else:
+                ),
+                labels,
+                self.ignore_index,
+            )
+            if fused is not None:
+                loss, probabilities = fused
                 # 'sum' is the mean times the number of labelled positions (N, or N*d1*...).
                 scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
                 self._saved = (probabilities, labels, scale)
