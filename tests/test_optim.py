@@ -311,6 +311,8 @@ def test_state_dict_holds_plain_values(rng):
             "eps": 1e-8,
             "weight_decay": 0.0,
             "amsgrad": False,
+            "maximize": False,
+            "decoupled_weight_decay": False,
             "params": [0, 1],
         }
     ]

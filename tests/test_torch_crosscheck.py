@@ -423,3 +423,112 @@ def test_unbatched_image_as_torch(op, args):
         _close(F.max_pool2d_backward(dy, x, **args, indices=indices), xt.grad)
         relu_after = fastcnn.nn.Sequential(module, fastcnn.nn.ReLU())  # one fused pass
         _close(relu_after(x), torch.relu(yt), 10)
+
+
+# --- optimizers and schedulers: several steps on identical gradients -----------------------------
+
+
+def _optimizer_options(rng, kind: str) -> dict:
+    kw = {"lr": float(rng.choice([1e-3, 0.01, 0.1, 0.5]))}
+    if kind == "SGD":
+        if rng.random() < 0.7:
+            kw["momentum"] = float(rng.choice([0.5, 0.9]))
+            if rng.random() < 0.3:
+                kw["dampening"] = float(rng.choice([0.1, 0.5]))
+            elif rng.random() < 0.4:
+                kw["nesterov"] = True
+    else:
+        if rng.random() < 0.5:
+            kw["betas"] = (float(rng.choice([0.0, 0.5, 0.9])), float(rng.choice([0.9, 0.999])))
+        if rng.random() < 0.3:
+            kw["eps"] = float(rng.choice([1e-6, 1e-3]))
+        kw["amsgrad"] = bool(rng.random() < 0.3)
+        if kind == "Adam" and rng.random() < 0.3:
+            kw["decoupled_weight_decay"] = True
+    if rng.random() < 0.5:
+        kw["weight_decay"] = float(rng.choice([1e-4, 0.01, 0.1]))
+    kw["maximize"] = bool(rng.random() < 0.3)
+    return kw
+
+
+def _scheduler_options(rng, name: str, lr: float, steps: int) -> dict:
+    if name == "StepLR":
+        return dict(step_size=int(rng.integers(1, 4)), gamma=float(rng.choice([0.1, 0.5])))
+    if name == "CosineAnnealingLR":
+        return dict(T_max=int(rng.integers(1, 6)), eta_min=float(rng.choice([0.0, 1e-4])))
+    return dict(
+        max_lr=lr,
+        total_steps=steps,
+        pct_start=float(rng.choice([0.1, 0.3, 0.5])),
+        anneal_strategy=str(rng.choice(["cos", "linear"])),
+        three_phase=bool(rng.random() < 0.3),
+    )
+
+
+@pytest.mark.parametrize("case", range(30))
+def test_optimizer_and_scheduler_steps_random(case):
+    """SGD / Adam / AdamW with random options (maximize and Adam's decoupled_weight_decay
+    included), one or two parameter groups and a learning-rate scheduler, stepped next to
+    torch.optim on the same gradients: parameters, learning rates and cycled momenta agree."""
+    rng = np.random.default_rng(8000 + case)
+    kind = ("SGD", "Adam", "AdamW")[case % 3]
+    kw = _optimizer_options(rng, kind)
+    shapes = [(3, 2), (5,), (int(rng.integers(100, 3000)),)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [fastcnn.Parameter(a.copy()) for a in start]
+    tparams = [torch.tensor(a, requires_grad=True) for a in start]
+    if case % 2:  # a second group with its own lr (and betas)
+        extra = {"lr": kw["lr"] / 2} | ({} if kind == "SGD" else {"betas": (0.8, 0.95)})
+        groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
+        tgroups = [{"params": tparams[:1], **extra}, {"params": tparams[1:]}]
+    else:
+        groups, tgroups = params, tparams
+    opt = getattr(fastcnn.optim, kind)(groups, **kw)
+    topt = getattr(torch.optim, kind)(tgroups, **kw)
+    steps = 12  # total_steps for OneCycleLR: no phase of zero length (torch divides by it)
+    name = ("StepLR", "CosineAnnealingLR", "OneCycleLR", None)[case % 4]
+    if name == "OneCycleLR" and kind == "SGD" and "momentum" not in kw:
+        name = None  # OneCycleLR cycles momentum by default
+    schedulers = None
+    if name is not None:
+        skw = _scheduler_options(rng, name, kw["lr"], steps)
+        schedulers = (
+            getattr(fastcnn.optim, name)(opt, **skw),
+            getattr(torch.optim.lr_scheduler, name)(topt, **skw),
+        )
+    for _ in range(steps):
+        for p, tp in zip(params, tparams):
+            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        topt.step()
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        if schedulers is not None:
+            for s in schedulers:
+                s.step()
+            np.testing.assert_allclose(
+                schedulers[0].get_last_lr(), schedulers[1].get_last_lr(), rtol=1e-12
+            )
+            for group, tgroup in zip(opt.param_groups, topt.param_groups):
+                for key in ("momentum", "betas"):
+                    if key in group:
+                        np.testing.assert_allclose(group[key], tgroup[key], rtol=1e-12)
+
+
+def test_one_cycle_positional_arguments_as_torch():
+    """OneCycleLR's positional order is torch's: ..., anneal_strategy, cycle_momentum,
+    base_momentum, max_momentum, div_factor, final_div_factor, three_phase."""
+    args = (0.1, 20, None, None, 0.25, "linear", True, 0.8, 0.9, 10.0, 100.0, True)
+    param = fastcnn.Parameter(np.zeros(3, np.float32))
+    ours = fastcnn.optim.OneCycleLR(fastcnn.optim.SGD([param], momentum=0.9), *args)
+    tparam = torch.zeros(3, requires_grad=True)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([tparam], momentum=0.9), *args)
+    for _ in range(20):
+        theirs.optimizer.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert ours.optimizer.param_groups[0]["momentum"] == pytest.approx(
+            theirs.optimizer.param_groups[0]["momentum"], rel=1e-12
+        )

@@ -255,9 +255,10 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay.
 
-    Per parameter, with g its gradient: g += weight_decay * w; with momentum, the buffer starts as
-    b = g on the first step, then b = momentum * b + (1 - dampening) * g, and g = g + momentum * b
-    (Nesterov) or g = b; finally w -= lr * g. The same rule as torch.optim.SGD.
+    Per parameter, with g its gradient (negated with maximize): g += weight_decay * w; with
+    momentum, the buffer starts as b = g on the first step, then b = momentum * b + (1 - dampening)
+    * g, and g = g + momentum * b (Nesterov) or g = b; finally w -= lr * g. The same rule as
+    torch.optim.SGD.
     """
 
     def __init__(
@@ -268,6 +269,8 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -275,6 +278,7 @@ class SGD(Optimizer):
             "dampening": dampening,
             "weight_decay": weight_decay,
             "nesterov": nesterov,
+            "maximize": maximize,
         }
         super().__init__(params, defaults)
 
@@ -284,6 +288,8 @@ class SGD(Optimizer):
         options["dampening"] = _real(options["dampening"], "dampening")
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["nesterov"] = _flag(options["nesterov"], "nesterov")
+        # absent from checkpoints saved before the option existed
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
         if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
             raise ValueError(
                 "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
@@ -302,7 +308,7 @@ class SGD(Optimizer):
             buf = np.empty_like(p.data)  # the kernel sets it to this step's d, as torch clones it
         _core.sgd_step(
             p.data,
-            p.grad,
+            _ascent(p, group),
             buf,
             group["lr"],
             momentum,
@@ -315,16 +321,24 @@ class SGD(Optimizer):
             state["momentum_buffer"] = buf
 
 
+def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
+    """The gradient a step descends along: negated for maximize (torch negates it first, before
+    weight decay; negation is exact, so the kernels need no flag)."""
+    return np.negative(p.grad) if group["maximize"] else p.grad
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with optional L2 weight decay and the AMSGrad variant.
 
-    Per parameter at step t: g += weight_decay * w; m = beta1 m + (1 - beta1) g;
-    v = beta2 v + (1 - beta2) g^2 (v_max = max(v_max, v) with amsgrad);
-    w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). The same as torch.optim.Adam.
+    Per parameter at step t, with g its gradient (negated with maximize): g += weight_decay * w;
+    m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (v_max = max(v_max, v) with amsgrad);
+    w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). The same as torch.optim.Adam;
+    decoupled_weight_decay=True makes it AdamW.
     """
 
     _scalar_state = ("step",)
-    _decoupled = False
+    #: decoupled_weight_decay when a checkpoint saved before the option existed lacks it
+    _decoupled_default = False
 
     def __init__(
         self,
@@ -334,6 +348,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -341,6 +358,8 @@ class Adam(Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
+            "maximize": maximize,
+            "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
 
@@ -349,6 +368,11 @@ class Adam(Optimizer):
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
+        # absent from checkpoints saved before the options existed
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        options["decoupled_weight_decay"] = _flag(
+            options.get("decoupled_weight_decay", self._decoupled_default), "decoupled_weight_decay"
+        )
         betas = options["betas"]
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
@@ -374,7 +398,7 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         _core.adam_step(
             p.data,
-            p.grad,
+            _ascent(p, group),
             state["exp_avg"],
             state["exp_avg_sq"],
             state["max_exp_avg_sq"] if amsgrad else None,
@@ -384,7 +408,7 @@ class Adam(Optimizer):
             beta2,
             group["eps"],
             group["weight_decay"],
-            self._decoupled,
+            group["decoupled_weight_decay"],
         )
         state["step"] += 1  # after the kernel, which checks the arrays before it changes any
 
@@ -393,7 +417,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w *= 1 - lr * weight_decay before the
     Adam step, instead of adding weight_decay * w to the gradient. The same as torch.optim.AdamW."""
 
-    _decoupled = True
+    _decoupled_default = True
 
     def __init__(
         self,
@@ -403,8 +427,19 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )
 
 
 # --- learning-rate schedulers --------------------------------------------------------------------
@@ -532,7 +567,8 @@ class OneCycleLR(LRScheduler):
 
     Step it once per batch; total_steps = epochs * steps_per_epoch when not given. With
     three_phase, lr goes back down to the start value symmetrically before the final annealing.
-    max_lr, base_momentum and max_momentum may be one value or one per group. Same as torch's.
+    max_lr, base_momentum and max_momentum may be one value or one per group. Same as torch's,
+    positional argument order included.
     """
 
     _config = (
@@ -557,12 +593,12 @@ class OneCycleLR(LRScheduler):
         steps_per_epoch: int | None = None,
         pct_start: float = 0.3,
         anneal_strategy: str = "cos",
-        div_factor: float = 25.0,
-        final_div_factor: float = 1e4,
-        three_phase: bool = False,
         cycle_momentum: bool = True,
         base_momentum: float | Sequence[float] = 0.85,
         max_momentum: float | Sequence[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
