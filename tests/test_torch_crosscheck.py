@@ -532,3 +532,50 @@ def test_one_cycle_positional_arguments_as_torch():
         assert ours.optimizer.param_groups[0]["momentum"] == pytest.approx(
             theirs.optimizer.param_groups[0]["momentum"], rel=1e-12
         )
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_cross_entropy_of_one_unbatched_row_as_torch(case):
+    """Logits (C,) with a 0-d class id or a (C,) probability row, as torch takes them: every
+    option and reduction ('none' gives a 0-d loss), functional and module, loss and gradient."""
+    rng = np.random.default_rng(8500 + case)
+    classes = int(rng.integers(2, 7))
+    logits = (rng.standard_normal(classes) * 3).astype(np.float32)
+    if case % 3 == 2:
+        label = rng.dirichlet(np.ones(classes)).astype(np.float32)
+        tlabel = _t(label, grad=False)
+    else:
+        label = np.array(int(rng.integers(0, classes)))
+        tlabel = torch.tensor(label)
+    kw = dict(reduction=("mean", "sum", "none")[case % 3], label_smoothing=(0.0, 0.2)[case % 2])
+    if case % 4 == 3:
+        kw["weight"] = rng.uniform(0.5, 2, classes).astype(np.float32)
+    tkw = {k: _t(v, grad=False) if k == "weight" else v for k, v in kw.items()}
+    lt = _t(logits)
+    loss_t = tF.cross_entropy(lt, tlabel, **tkw)
+    grad_out = rng.uniform(0.5, 2)
+    loss_t.backward(torch.tensor(grad_out, dtype=torch.float64))
+    loss = F.cross_entropy(logits, label, **kw)
+    assert np.shape(loss) == tuple(loss_t.shape)
+    assert float(loss) == pytest.approx(loss_t.item(), rel=1e-5, abs=1e-6)
+    _close(F.cross_entropy_backward(logits, label, grad_output=grad_out, **kw), lt.grad)
+    module = fastcnn.nn.CrossEntropyLoss(**kw)
+    assert float(module(logits, label)) == pytest.approx(loss_t.item(), rel=1e-5, abs=1e-6)
+    g = np.array(grad_out) if kw["reduction"] == "none" else grad_out
+    _close(module.backward(g), lt.grad)
+
+
+def test_flatten_of_a_scalar_and_empty_pool_stride_as_torch():
+    """Flatten of a 0-d array gives shape (1,) as torch.flatten does, and a pooling stride of ()
+    or [] means the default (kernel_size), PyTorch's own spelling of it."""
+    for start, end in ((0, -1), (-1, 0), (0, 0)):
+        y = fastcnn.nn.Flatten(start, end)(np.float32(3.0))
+        assert y.shape == tuple(torch.nn.Flatten(start, end)(torch.tensor(3.0)).shape) == (1,)
+    with pytest.raises(ValueError, match="Flatten"):
+        fastcnn.nn.Flatten(1, -1)(np.float32(3.0))
+    x = np.random.default_rng(8600).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for stride in ((), []):
+        _close(F.max_pool2d(x, 3, stride), tF.max_pool2d(_t(x), 3, stride))
+        _close(F.avg_pool2d(x, 3, stride), tF.avg_pool2d(_t(x), 3, stride))
+        _close(fastcnn.nn.MaxPool2d(2, stride)(x), torch.nn.MaxPool2d(2, stride)(_t(x)))
+        _close(fastcnn.nn.AvgPool2d(2, stride)(x), torch.nn.AvgPool2d(2, stride)(_t(x)))

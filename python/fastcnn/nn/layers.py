@@ -656,13 +656,16 @@ class Flatten(Module):
         nd = len(shape)
         if nd == 4 and self.start_dim == 1 and self.end_dim == -1:  # (N, C, H, W): the usual case
             return x.reshape(shape[0], shape[1] * shape[2] * shape[3])
-        start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
-        end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        # A 0-d array counts as 1-d (dims -1 and 0), as torch.flatten treats a scalar.
+        start = self.start_dim + max(nd, 1) if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + max(nd, 1) if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < max(nd, 1):
             raise ValueError(
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
                 f"invalid for an input of shape {x.shape}"
             )
+        if nd == 0:
+            return x.reshape(1)
         flat = math.prod(shape[start : end + 1])
         return x.reshape(shape[:start] + (flat,) + shape[end + 1 :])
 
