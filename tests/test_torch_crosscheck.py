@@ -579,3 +579,204 @@ def test_flatten_of_a_scalar_and_empty_pool_stride_as_torch():
         _close(F.avg_pool2d(x, 3, stride), tF.avg_pool2d(_t(x), 3, stride))
         _close(fastcnn.nn.MaxPool2d(2, stride)(x), torch.nn.MaxPool2d(2, stride)(_t(x)))
         _close(fastcnn.nn.AvgPool2d(2, stride)(x), torch.nn.AvgPool2d(2, stride)(_t(x)))
+
+
+# --- nn modules as a user composes them: construction, state_dict, train and eval, backward ------
+
+
+def _module_case(rng, family: str) -> tuple[str, tuple, dict, tuple]:
+    """(class name, positional args, keyword args, input shape) of one random module."""
+
+    def pair_or_int(lo, hi):
+        a, b = int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+        return (a, b) if rng.random() < 0.5 else a
+
+    def both(v):
+        return v if isinstance(v, tuple) else (v, v)
+
+    if family == "conv":
+        groups = int(rng.choice([1, 1, 2, 3]))
+        if rng.random() < 0.3:  # depthwise, with a channel multiplier
+            c, k = groups, groups * int(rng.choice([1, 2, 3]))
+        else:
+            c, k = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        kernel, dilation = pair_or_int(1, 6), pair_or_int(1, 3)
+        stride, padding = pair_or_int(1, 4), pair_or_int(0, 4)
+        if rng.random() < 0.25:
+            stride, padding = 1, str(rng.choice(["same", "valid"]))
+        (r, s), (dh, dw) = both(kernel), both(dilation)
+        h, w = int(rng.integers(1, 10)) + dh * (r - 1), int(rng.integers(1, 10)) + dw * (s - 1)
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        kw["bias"] = bool(rng.random() < 0.6)
+        return "Conv2d", (c, k, kernel), kw, (int(rng.integers(1, 4)), c, h, w)
+    if family == "pool":
+        kernel = pair_or_int(1, 5)
+        r, s = both(kernel)
+        stride = None if rng.random() < 0.3 else pair_or_int(1, 4)
+        padding = (int(rng.integers(0, r // 2 + 1)), int(rng.integers(0, s // 2 + 1)))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+        shape += (r + int(rng.integers(0, 9)), s + int(rng.integers(0, 9)))
+        kw = dict(stride=stride, padding=padding, ceil_mode=bool(rng.random() < 0.4))
+        if rng.random() < 0.5:
+            return "MaxPool2d", (kernel,), kw, shape
+        kw["count_include_pad"] = bool(rng.random() < 0.5)
+        kw["divisor_override"] = None if rng.random() < 0.7 else int(rng.integers(1, 10))
+        return "AvgPool2d", (kernel,), kw, shape
+    if family == "adaptive":
+        out = [int(rng.integers(1, 8)) if rng.random() < 0.8 else None for _ in range(2)]
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+        shape += (int(rng.integers(1, 15)), int(rng.integers(1, 15)))
+        return "AdaptiveAvgPool2d", (tuple(out),), {}, shape
+    if family == "batchnorm":
+        c = int(rng.integers(1, 6))
+        kw = dict(eps=float(rng.choice([1e-5, 1e-3, 0.1])), affine=bool(rng.random() < 0.7))
+        kw["momentum"] = None if rng.random() < 0.3 else float(rng.choice([0.1, 0.5, 1.0, 0.0]))
+        kw["track_running_stats"] = bool(rng.random() < 0.7)
+        shape = (int(rng.integers(2, 5)), c, int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        return "BatchNorm2d", (c,), kw, shape
+    rank = int(rng.integers(1, 5))
+    shape = tuple(int(rng.integers(1, 5)) for _ in range(rank))
+    if family == "linear":
+        kw = dict(bias=bool(rng.random() < 0.7))
+        return "Linear", (shape[-1], int(rng.integers(1, 12))), kw, shape
+    if family == "flatten":
+        kw = dict(start_dim=int(rng.integers(-rank, rank)), end_dim=int(rng.integers(-rank, rank)))
+        return "Flatten", (), kw, shape
+    if family == "leaky_relu":
+        return "LeakyReLU", (float(rng.choice([0.01, 0.2, -0.5, 1.5])),), {}, shape
+    dim = None if rng.random() < 0.3 else int(rng.integers(-rank, rank))
+    return "Softmax", (), dict(dim=dim), shape
+
+
+MODULE_FAMILIES = (
+    "conv", "pool", "adaptive", "batchnorm", "linear", "flatten", "leaky_relu", "softmax"
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("family", MODULE_FAMILIES)
+@pytest.mark.parametrize("case", range(12))
+def test_module_random(family, case):
+    """One random module next to torch.nn's on copied state: state_dict keys and shapes, then in
+    train and in eval mode the output, the input gradient, every parameter gradient and the
+    buffers (running stats, num_batches_tracked) after the call. Construction or a call that
+    torch refuses must be refused too."""
+    rng = np.random.default_rng(9000 + 100 * MODULE_FAMILIES.index(family) + case)
+    name, args, kw, shape = _module_case(rng, family)
+    tm = getattr(torch.nn, name)(*args, **kw).double()
+    m = getattr(fastcnn.nn, name)(*args, **kw)
+    tstate = tm.state_dict()
+    assert [(k, v.shape) for k, v in m.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tstate.items()
+    ]
+    m.load_state_dict({k: v.numpy() for k, v in tstate.items()})
+    for training in (True, False):
+        m.train(training)
+        tm.train(training)
+        x = rng.standard_normal(shape).astype(np.float32)
+        xt = _t(x)
+        try:
+            with warnings.catch_warnings():
+                # torch warns about Softmax's implicit dim and "same" with an even kernel
+                warnings.simplefilter("ignore", UserWarning)
+                yt = tm(xt)
+        except (RuntimeError, ValueError, IndexError):
+            with pytest.raises((ValueError, TypeError)):
+                m(x)
+            continue
+        y = m(x)
+        _close(y, yt, 30)
+        dy = rng.standard_normal(tuple(yt.shape))
+        tm.zero_grad()
+        yt.backward(torch.from_numpy(dy))
+        m.zero_grad()
+        _close(m.backward(dy.astype(np.float32)), xt.grad, 30)
+        for p, tp in zip(m.parameters(), tm.parameters()):
+            _close(p.grad, tp.grad, 100, rtol=1e-3)
+        for key, value in tm.state_dict().items():
+            _close(m.state_dict()[key], value, 10)
+
+
+def _random_net(rng) -> tuple[list, tuple, int]:
+    """(layers as (class name, args, kwargs), input shape, classes) of a random small CNN."""
+    c, layers = int(rng.integers(1, 4)), []
+    shape = (int(rng.integers(2, 5)), c, int(rng.integers(10, 18)), int(rng.integers(10, 18)))
+    for _ in range(int(rng.integers(1, 4))):
+        groups = c if rng.random() < 0.3 else 1
+        k = groups * int(rng.integers(1, 3)) if groups > 1 else int(rng.integers(2, 9))
+        kw = dict(groups=groups, bias=bool(rng.random() < 0.6))
+        if rng.random() < 0.3:
+            kw["padding"] = "same"
+        else:
+            kw.update(stride=(1, int(rng.integers(1, 3))), padding=(1, int(rng.integers(0, 2))))
+        kw["dilation"] = (int(rng.integers(1, 3)), 1)
+        layers.append(("Conv2d", (c, k, (3, int(rng.integers(1, 4)))), kw))
+        c = k
+        if rng.random() < 0.7:
+            affine, track = bool(rng.random() < 0.8), bool(rng.random() < 0.8)
+            momentum = None if rng.random() < 0.3 else 0.1
+            bn = dict(momentum=momentum, affine=affine, track_running_stats=track)
+            layers.append(("BatchNorm2d", (c,), bn))
+        layers.append(("ReLU", (), {}) if rng.random() < 0.6 else ("LeakyReLU", (0.2,), {}))
+        u = rng.random()
+        if u < 0.4:
+            layers.append(("MaxPool2d", (int(rng.choice([2, 3])),), dict(stride=2, padding=1)))
+        elif u < 0.6:
+            pool = dict(ceil_mode=bool(rng.random() < 0.5), count_include_pad=False)
+            layers.append(("AvgPool2d", (2,), pool))
+        if rng.random() < 0.2:
+            layers.append(("Dropout", (0.0,), {}))
+    out = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    classes = int(rng.integers(2, 7))
+    layers += [("AdaptiveAvgPool2d", (out,), {}), ("Flatten", (), {})]
+    layers.append(("Linear", (c * out[0] * out[1], classes), {}))
+    return layers, shape, classes
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_sequential_net_random(case):
+    """A random Sequential CNN (grouped, dilated, non-square and "same" convolutions, batch norm
+    options, LeakyReLU, max / average / adaptive pooling, Dropout(0)) next to torch.nn's on
+    copied weights, under cross-entropy options or MSE: the loss, the input gradient, every
+    parameter gradient and the state (running stats) over two training calls and one in eval."""
+    rng = np.random.default_rng(9500 + case)
+    torch.manual_seed(case)
+    layers, shape, classes = _random_net(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "same" with an even kernel
+        tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a, **kw) for n, a, kw in layers))
+    tnet = tnet.double()
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a, **kw) for n, a, kw in layers))
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    _copy_into(net, tnet)
+    kind = ("mean", "sum", "smoothing", "weight", "mse")[case % 5]
+    for training in (True, True, False):
+        net.train(training)
+        tnet.train(training)
+        x = rng.standard_normal(shape).astype(np.float32)
+        xt = _t(x)
+        y, yt = net(x), tnet(xt)
+        _close(y, yt, 30, rtol=1e-3)
+        if kind == "mse":
+            target = rng.standard_normal(y.shape).astype(np.float32)
+            loss_fn = fastcnn.nn.MSELoss()
+            loss, tloss = loss_fn(y, target), tF.mse_loss(yt, _t(target, grad=False))
+        else:
+            labels = rng.integers(0, classes, shape[0])
+            kw = {"sum": dict(reduction="sum"), "smoothing": dict(label_smoothing=0.2)}
+            kw = kw.get(kind, {})
+            tkw = dict(kw)
+            if kind == "weight":
+                kw["weight"] = rng.uniform(0.5, 2, classes).astype(np.float32)
+                tkw["weight"] = _t(kw["weight"], grad=False)
+            loss_fn = fastcnn.nn.CrossEntropyLoss(**kw)
+            loss = loss_fn(y, labels)
+            tloss = tF.cross_entropy(yt, torch.from_numpy(labels), **tkw)
+        assert loss == pytest.approx(tloss.item(), rel=1e-4, abs=1e-5)
+        net.zero_grad()
+        tnet.zero_grad()
+        tloss.backward()
+        _close(net.backward(loss_fn.backward()), xt.grad, 100, rtol=2e-3)
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            _close(p.grad, tp.grad, 100, rtol=2e-3)
+        for key, value in tnet.state_dict().items():
+            _close(net.state_dict()[key], value, 10)
