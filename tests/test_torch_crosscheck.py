@@ -608,6 +608,7 @@ def _module_case(rng, family: str) -> tuple[str, tuple, dict, tuple]:
         h, w = int(rng.integers(1, 10)) + dh * (r - 1), int(rng.integers(1, 10)) + dw * (s - 1)
         kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
         kw["bias"] = bool(rng.random() < 0.6)
+        kw["padding_mode"] = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
         return "Conv2d", (c, k, kernel), kw, (int(rng.integers(1, 4)), c, h, w)
     if family == "pool":
         kernel = pair_or_int(1, 5)
@@ -656,7 +657,8 @@ MODULE_FAMILIES = (
 @pytest.mark.parametrize("family", MODULE_FAMILIES)
 @pytest.mark.parametrize("case", range(12))
 def test_module_random(family, case):
-    """One random module next to torch.nn's on copied state: state_dict keys and shapes, then in
+    """One random module next to torch.nn's on copied state (Conv2d's padding modes included):
+    state_dict keys and shapes, then in
     train and in eval mode the output, the input gradient, every parameter gradient and the
     buffers (running stats, num_batches_tracked) after the call. Construction or a call that
     torch refuses must be refused too."""
@@ -780,3 +782,45 @@ def test_sequential_net_random(case):
             _close(p.grad, tp.grad, 100, rtol=2e-3)
         for key, value in tnet.state_dict().items():
             _close(net.state_dict()[key], value, 10)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv2d_padding_mode_as_torch(mode, tmp_path):
+    """Conv2d(padding_mode=...) on an unbatched image and a batch, with "same" padding of an even
+    dilated kernel (asymmetric pads), in train and eval mode; save and load keep the mode; a pad
+    that torch refuses (reflect: >= the size, circular: > the size) is refused."""
+    rng = np.random.default_rng(9700)
+    kw = dict(padding="same", dilation=(2, 1), groups=2, padding_mode=mode)
+    conv = fastcnn.nn.Conv2d(4, 6, (2, 4), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "same" with an even kernel
+        tconv = torch.nn.Conv2d(4, 6, (2, 4), **kw).double()
+    _copy_into(conv, tconv)
+    for shape in ((4, 5, 7), (2, 4, 6, 5)):
+        for training in (True, False):
+            conv.train(training)
+            x = rng.standard_normal(shape).astype(np.float32)
+            xt = _t(x)
+            yt = tconv(xt)
+            _close(conv(x), yt, 10)
+            dy = rng.standard_normal(tuple(yt.shape))
+            tconv.zero_grad()
+            yt.backward(torch.from_numpy(dy))
+            conv.zero_grad()
+            _close(conv.backward(dy.astype(np.float32)), xt.grad, 10)
+            _close(conv.weight.grad, tconv.weight.grad, 30)
+            _close(conv.bias.grad, tconv.bias.grad, 30)
+    fastcnn.save(conv, tmp_path / "conv.npz")
+    restored = fastcnn.load(tmp_path / "conv.npz")
+    assert restored.padding_mode == mode
+    _close(restored.eval()(x), tconv(_t(x, grad=False)), 10)
+    x = np.ones((1, 1, 3, 3), np.float32)
+    for padding in (3, 4):
+        big = fastcnn.nn.Conv2d(1, 1, 3, padding=padding, padding_mode=mode)
+        if mode == "replicate" or (mode == "circular" and padding == 3):
+            assert big(x).shape == (1, 1, 2 * padding + 1, 2 * padding + 1)
+        else:
+            with pytest.raises(ValueError, match="too large"):
+                big(x)
+    with pytest.raises(ValueError, match="padding_mode"):
+        fastcnn.nn.Conv2d(1, 1, 3, padding_mode="mirror")

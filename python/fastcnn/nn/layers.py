@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from fastcnn import _core
+from fastcnn import _core, _padding_modes
 from fastcnn import functional as F
 from fastcnn._args import as_int, nonnegative_pair, positive_pair
 from fastcnn._random import default_generator
@@ -25,7 +25,8 @@ def _forgotten(layer: Module) -> RuntimeError:
 
 class Conv2d(Module):
     """2-D convolution. Input (N, C_in, H, W) -> output (N, C_out, H_out, W_out); weight
-    (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid"."""
+    (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid";
+    padding_mode: "zeros", "reflect", "replicate" or "circular", as in PyTorch."""
 
     def __init__(
         self,
@@ -42,8 +43,7 @@ class Conv2d(Module):
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = _padding_modes.check_mode(padding_mode)
         self.in_channels = as_int(in_channels, "in_channels")
         self.out_channels = as_int(out_channels, "out_channels")
         self.groups = as_int(groups, "groups")
@@ -97,13 +97,16 @@ class Conv2d(Module):
         return stride, padding, dilation, as_int(self.groups, "groups")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         stride, padding, dilation, groups = self._call_args or self._cached_args()
         p = self._parameters
         w = p["weight"].data
         b = p.get("bias")
         if padding is None:
             padding = F._conv2d_padding(self.padding, w, stride, dilation)
+        if self.padding_mode != "zeros":  # padded here; the kernel then pads nothing
+            x = _padding_modes.pad(x, padding, self.padding_mode)
+            padding = (0, 0, 0, 0)
+        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         cache = None if self.training else self._weight_cache
         single = False
         if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
@@ -123,13 +126,18 @@ class Conv2d(Module):
         weight, bias = p["weight"], p.get("bias")
         if padding is None:
             padding = F._conv2d_padding(self.padding, weight.data, stride, dilation)
+        conv_padding = padding
+        if self.padding_mode != "zeros":  # x was saved padded
+            conv_padding = (0, 0, 0, 0)
         dx = None
         if input_grad:
             dx = _core.conv2d_backward_input(
-                dy, weight.data, np.shape(x), stride, padding, dilation, groups
+                dy, weight.data, np.shape(x), stride, conv_padding, dilation, groups
             )
+            if conv_padding is not padding:
+                dx = _padding_modes.fold(dx, padding, self.padding_mode)
         dw, db = _core.conv2d_backward_weight(
-            dy, x, weight.data.shape, stride, padding, dilation, groups, True, bias is not None
+            dy, x, weight.data.shape, stride, conv_padding, dilation, groups, True, bias is not None
         )
         weight.grad += dw
         if bias is not None:
@@ -146,6 +154,7 @@ class Conv2d(Module):
             dilation=list(self.dilation),
             groups=self.groups,
             bias=self.bias is not None,
+            padding_mode=self.padding_mode,
         )
 
 
