@@ -824,3 +824,33 @@ def test_conv2d_padding_mode_as_torch(mode, tmp_path):
                 big(x)
     with pytest.raises(ValueError, match="padding_mode"):
         fastcnn.nn.Conv2d(1, 1, 3, padding_mode="mirror")
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_max_pool_module_return_indices_as_torch(case):
+    """MaxPool2d(return_indices=True) returns (output, int64 indices) as torch.nn.MaxPool2d
+    does, in train and eval mode, batched and unbatched, also last in a Sequential after a
+    BatchNorm2d and a ReLU (no fused or reordered pass changes the indices)."""
+    rng = np.random.default_rng(9800 + case)
+    kw = dict(kernel_size=int(rng.integers(2, 4)), stride=int(rng.integers(1, 3)))
+    kw.update(padding=int(rng.integers(0, 2)), ceil_mode=bool(case % 2), return_indices=True)
+    shape = (2, 3, 7, 8) if case % 4 < 2 else (3, 7, 8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    for training in (True, False):
+        pool = fastcnn.nn.MaxPool2d(**kw).train(training)
+        y, indices = pool(x)
+        xt = _t(x)
+        yt, it = torch.nn.MaxPool2d(**kw)(xt)
+        _close(y, yt)
+        assert indices.dtype == np.int64
+        np.testing.assert_array_equal(indices, it.numpy())
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        yt.backward(torch.from_numpy(dy.astype(np.float64)))
+        _close(pool.backward(dy), xt.grad)
+    if len(shape) == 4:
+        layers = (fastcnn.nn.BatchNorm2d(3), fastcnn.nn.ReLU(), fastcnn.nn.MaxPool2d(**kw))
+        tlayers = (torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.MaxPool2d(**kw))
+        y, indices = fastcnn.nn.Sequential(*layers)(x)
+        yt, it = torch.nn.Sequential(*tlayers).double()(_t(x, grad=False))
+        _close(y, yt)
+        np.testing.assert_array_equal(indices, it.numpy())

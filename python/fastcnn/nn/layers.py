@@ -252,7 +252,8 @@ class LeakyReLU(Module):
 
 
 class MaxPool2d(Module):
-    """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
+    """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out); with return_indices,
+    (output, int64 argmax indices) as torch.nn.MaxPool2d returns them."""
 
     def __init__(
         self,
@@ -264,11 +265,7 @@ class MaxPool2d(Module):
         ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        if return_indices:
-            raise ValueError(
-                "return_indices: not supported by the module; use "
-                "fastcnn.functional.max_pool2d(..., return_indices=True)"
-            )
+        self.return_indices = bool(return_indices)
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -285,29 +282,33 @@ class MaxPool2d(Module):
             padding=self.padding,
             dilation=self.dilation,
             ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
         )
 
     def _make_call_args(self) -> tuple:
         kernel, strides, pad = F._window_args(self.kernel_size, self.stride, self.padding)
         return kernel, strides, pad, positive_pair(self.dilation, "dilation"), bool(self.ceil_mode)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         # Eval mode skips the argmax indices (backward rarely follows; it recomputes them).
         single = False
         if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
             x, single = F._as_batch(x)
         y, indices = _core.max_pool2d_forward(
-            x, *(self._call_args or self._cached_args()), self.training
+            x, *(self._call_args or self._cached_args()), self.training or self.return_indices
         )
         self.__dict__["_saved"] = (x, indices)
+        if self.return_indices:
+            return (y[0], indices[0]) if single else (y, indices)
         return y[0] if single else y
 
     def fuses_after_batch_norm(self) -> bool:
         """Whether BatchNorm2d.forward_max_pool computes this pooling: 2x2 windows, stride 2, no
-        padding or dilation, floor mode."""
+        padding or dilation, floor mode, output only."""
         kernel, strides, pad, dilation, ceil_mode = self._call_args or self._cached_args()
         return (
-            tuple(kernel) == (2, 2)
+            not self.return_indices
+            and tuple(kernel) == (2, 2)
             and tuple(strides) == (2, 2)
             and tuple(pad) == (0, 0)
             and tuple(dilation) == (1, 1)
