@@ -502,6 +502,7 @@ def test_optimizer_and_scheduler_steps_random(case):
             tp.grad = torch.from_numpy(p.grad.copy())
         opt.step()
         topt.step()
+        opt.zero_grad(set_to_none=True)  # PyTorch's signature
         for p, tp in zip(params, tparams):
             np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
         if schedulers is not None:
@@ -774,7 +775,7 @@ def test_sequential_net_random(case):
             loss = loss_fn(y, labels)
             tloss = tF.cross_entropy(yt, torch.from_numpy(labels), **tkw)
         assert loss == pytest.approx(tloss.item(), rel=1e-4, abs=1e-5)
-        net.zero_grad()
+        net.zero_grad(set_to_none=True)  # PyTorch's signature
         tnet.zero_grad()
         tloss.backward()
         _close(net.backward(loss_fn.backward()), xt.grad, 100, rtol=2e-3)

@@ -128,8 +128,10 @@ class Optimizer:
         options["params"] = params
         self.param_groups.append(options)
 
-    def zero_grad(self) -> None:
-        """Sets every parameter's gradient to zero, in place."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Sets every parameter's gradient to zero, in place. set_to_none is taken for PyTorch's
+        signature: a Parameter's gradient is an array, never None, so it is zeroed either way
+        (the same step for every parameter that the next backward reaches)."""
         for group in self.param_groups:
             for p in group["params"]:
                 p.zero_grad()

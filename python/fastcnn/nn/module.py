@@ -196,7 +196,8 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zeroes every parameter's gradient in place (set_to_none: see Optimizer.zero_grad)."""
         for p in self.parameters():
             p.zero_grad()
 
