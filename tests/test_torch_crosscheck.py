@@ -855,3 +855,44 @@ def test_max_pool_module_return_indices_as_torch(case):
         yt, it = torch.nn.Sequential(*tlayers).double()(_t(x, grad=False))
         _close(y, yt)
         np.testing.assert_array_equal(indices, it.numpy())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        dict(reduction="none"),
+        dict(reduction="sum"),
+        dict(label_smoothing=0.1, reduction="none"),
+        dict(ignore_index=1, reduction="none"),
+        dict(ignore_index=1, label_smoothing=0.1, reduction="none"),
+        dict(weight=np.arange(1, 6, dtype=np.float32), reduction="none"),
+    ],
+)
+def test_cross_entropy_with_minus_inf_logits_as_torch(core, options):
+    """A -inf logit of a class other than the target leaves torch's loss finite (it never
+    multiplies that -logp = inf by a zero coefficient), and so does a NaN row that ignore_index
+    drops; with label smoothing the loss is inf, as in torch. Every compiled variant's fused
+    kernel, the NumPy path of the other options, the module, and the gradients."""
+    logits = np.array(
+        [[0.7, 0.1, -np.inf, 0.15, -0.5], [1, 2, 3, 4, 5], [-np.inf, 1, 1, 1, -np.inf]],
+        np.float32,
+    )
+    labels = np.array([4, 2, 3])
+    if "ignore_index" in options:
+        logits[1, 0], labels[1] = np.nan, 1
+    kind_t = {k: _t(v, grad=False) if k == "weight" else v for k, v in options.items()}
+    lt = _t(logits)
+    loss_t = tF.cross_entropy(lt, torch.from_numpy(labels), **kind_t)
+    loss_t.sum().backward()
+    expected = loss_t.detach().numpy()
+    assert np.isfinite(expected).all() == ("label_smoothing" not in options)
+    grad_out = np.ones(3, np.float32) if options.get("reduction") == "none" else 1.0
+    np.testing.assert_allclose(F.cross_entropy(logits, labels, **options), expected, rtol=1e-5)
+    _close(F.cross_entropy_backward(logits, labels, grad_output=grad_out, **options), lt.grad)
+    module = fastcnn.nn.CrossEntropyLoss(**options)
+    np.testing.assert_allclose(module(logits, labels), expected, rtol=1e-5)
+    _close(module.backward(grad_out), lt.grad)
+    if not options:
+        loss, _ = core.softmax_xent_forward(logits, labels, 0.0)
+        assert loss == pytest.approx(float(expected), rel=1e-6)
