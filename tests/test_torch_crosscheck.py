@@ -896,3 +896,28 @@ def test_cross_entropy_with_minus_inf_logits_as_torch(core, options):
     if not options:
         loss, _ = core.softmax_xent_forward(logits, labels, 0.0)
         assert loss == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
+    """An Inf or NaN filter tap of a depthwise layer (channel multiplier 1 or 2, stride 1 or 2,
+    with and without padding) reaches exactly the input-gradient cells it reaches in torch: not
+    the cells whose taps fall on dy's zero border or, at stride 2, on the zeros between its
+    cells."""
+    rng = np.random.default_rng(9900 + case)
+    c, mult, stride, pad = (4, 16, 24)[case % 3], 1 + case % 2, 1 + case // 3, case % 2
+    x = rng.standard_normal((2, c, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((c * mult, 1, 3, 3)).astype(np.float32)
+    w[1, 0, 1, 1], w[2, 0, 0, 2] = np.nan, -np.inf
+    args = ((stride, stride), (pad,) * 4, (1, 1), c)
+    xt = _t(x)
+    yt = tF.conv2d(xt, _t(w, grad=False), None, stride, pad, 1, c)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(dy.astype(np.float64)))
+    dx = core.conv2d_backward_input(dy, w, x.shape, *args)
+    expected = xt.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(dx), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(dx[~finite], expected[~finite].astype(np.float32))
+    _close(dx[finite], expected[finite], 10)
