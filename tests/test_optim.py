@@ -513,7 +513,13 @@ def test_scheduler_state_dict_checks(rng):
         sched.load_state_dict({"last_epoch": 2, "base_lrs": [0.1, 0.2], "step_size": 2, "gamma": 1})
     with pytest.raises(ValueError, match="last_epoch"):
         sched.load_state_dict({"base_lrs": [0.1]})
-    assert sched.state_dict() == {"last_epoch": 0, "base_lrs": [0.1], "step_size": 3, "gamma": 0.1}
+    assert sched.state_dict() == {
+        "last_epoch": 0,
+        "base_lrs": [0.1],
+        "step_size": 3,
+        "gamma": 0.1,
+        "_last_lr": [0.1],
+    }
 
 
 @pytest.mark.parametrize(

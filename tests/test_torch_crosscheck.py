@@ -921,3 +921,33 @@ def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
     finite = np.isfinite(expected)
     np.testing.assert_array_equal(dx[~finite], expected[~finite].astype(np.float32))
     _close(dx[finite], expected[finite], 10)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR"])
+def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
+    """StepLR and CosineAnnealingLR step each group's current lr, as torch's do: an lr set by hand
+    between steps carries on (it is not replaced by the closed form), the values are torch's
+    floats over several periods, and a resume from torch's state dict goes on the same way."""
+    kw = dict(step_size=3, gamma=0.5) if name == "StepLR" else dict(T_max=4, eta_min=1e-3)
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    ours = getattr(fastcnn.optim, name)(fastcnn.optim.SGD([param], lr=0.1, momentum=0.9), **kw)
+    tparam = torch.zeros(2, requires_grad=True)
+    topt = torch.optim.SGD([tparam], lr=0.1, momentum=0.9)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for step in range(20):
+        if step == 7:
+            ours.optimizer.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.03
+        topt.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14, abs=1e-17)
+    # resumed from torch's own state dict (its "_last_lr" holds the changed lr), on a fresh
+    # optimizer: the same lrs onwards
+    resumed_opt = fastcnn.optim.SGD([fastcnn.Parameter(np.zeros(2, np.float32))], lr=0.1)
+    resumed = getattr(fastcnn.optim, name)(resumed_opt, **kw)
+    resumed.load_state_dict(theirs.state_dict())
+    for _ in range(6):
+        topt.step()
+        resumed.step()
+        theirs.step()
+        assert resumed.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14, abs=1e-17)

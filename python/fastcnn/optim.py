@@ -448,15 +448,19 @@ class AdamW(Adam):
 
 
 class LRScheduler:
-    """Base class: sets each group's "lr" from a closed form in the step count `last_epoch`.
+    """Base class: sets each group's "lr" for the step count `last_epoch`.
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
     loading an optimizer checkpoint) into `base_lrs`, and applies step 0. Call `step()` once per
-    epoch (or per batch, for OneCycleLR) after `optimizer.step()`.
+    epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable scheduler (StepLR,
+    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
+    steps carries on; the others (and load_state_dict) set the closed form in `last_epoch`.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
     _config: tuple[str, ...] = ()
+    #: whether step() derives the new lr from the group's current one (see _chained_lr)
+    _chainable = False
 
     def __init__(self, optimizer: Optimizer) -> None:
         if not isinstance(optimizer, Optimizer):
@@ -472,6 +476,10 @@ class LRScheduler:
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         raise NotImplementedError
 
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
+        raise NotImplementedError
+
     def _apply(self, step: int) -> None:
         """Sets the optimizer's options for `step` (subclasses may set more than lr)."""
         for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
@@ -480,7 +488,11 @@ class LRScheduler:
     def step(self) -> None:
         """Advances one step and sets each group's lr."""
         self.last_epoch += 1
-        self._apply(self.last_epoch)
+        if self._chainable and self.last_epoch > 0:
+            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
+        else:
+            self._apply(self.last_epoch)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -488,14 +500,22 @@ class LRScheduler:
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """`last_epoch`, `base_lrs` and the constructor options: plain Python scalars and lists."""
+        """`last_epoch`, `base_lrs`, the constructor options and `_last_lr` (torch's name for the
+        lrs of the last step): plain Python scalars and lists."""
         saved = {name: getattr(self, name) for name in self._config}
         saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
-        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs), **saved}
+        return {
+            "last_epoch": self.last_epoch,
+            "base_lrs": list(self.base_lrs),
+            **saved,
+            "_last_lr": list(self._last_lr),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores a `state_dict()` and sets the optimizer's lrs (and cycled momenta) for the
-        restored step, so it does not matter whether the optimizer's state was loaded first."""
+        restored step, so it does not matter whether the optimizer's state was loaded first. A
+        chainable scheduler restores the saved `_last_lr` (its lrs hold every change made between
+        steps; the closed form stands in for a state without them)."""
         names = ("last_epoch", "base_lrs") + self._config
         if not isinstance(state_dict, dict) or not set(names) <= state_dict.keys():
             raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
@@ -508,6 +528,13 @@ class LRScheduler:
         last_epoch = as_int(state_dict["last_epoch"], "state_dict: last_epoch")
         if last_epoch < 0:
             raise ValueError(f"state_dict: last_epoch: expected an int >= 0, got {last_epoch}")
+        last_lrs = state_dict.get("_last_lr")
+        if last_lrs is not None:
+            last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
+            if len(last_lrs) != len(base_lrs):
+                raise ValueError(
+                    f"state_dict: _last_lr has {len(last_lrs)} entries, base_lrs {len(base_lrs)}"
+                )
         previous = {name: getattr(self, name) for name in self._config}, self.base_lrs
         try:
             self._set_config({name: state_dict[name] for name in self._config})
@@ -518,6 +545,9 @@ class LRScheduler:
             self.base_lrs = previous[1]
             raise
         self.last_epoch = last_epoch
+        if self._chainable and last_lrs is not None:
+            for group, lr in zip(self.optimizer.param_groups, last_lrs):
+                group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _set_config(self, config: dict[str, Any]) -> None:
@@ -525,9 +555,11 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """lr = base_lr * gamma ** (step // step_size): decays by gamma every step_size steps."""
+    """lr = base_lr * gamma ** (step // step_size): decays by gamma every step_size steps
+    (multiplying the current lr, as torch does)."""
 
     _config = ("step_size", "gamma")
+    _chainable = True
 
     def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
         self._set_config({"step_size": step_size, "gamma": gamma})
@@ -540,14 +572,19 @@ class StepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** (step // self.step_size)
 
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        return lr * self.gamma if step % self.step_size == 0 else lr
+
 
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2.
 
-    Reaches eta_min at step T_max and, stepped further, rises again with period 2 * T_max, as
-    torch's (recursively computed) schedule does."""
+    Reaches eta_min at step T_max and, stepped further, rises again with period 2 * T_max. step()
+    computes it from the current lr with torch's recursive formula (the same floats as torch's,
+    and an lr changed between steps carries on)."""
 
     _config = ("T_max", "eta_min")
+    _chainable = True
 
     def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
         self._set_config({"T_max": T_max, "eta_min": eta_min})
@@ -560,6 +597,13 @@ class CosineAnnealingLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         cosine = math.cos(math.pi * step / self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + cosine) / 2.0
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        t_max, eta_min = self.T_max, self.eta_min
+        if (step - 1 - t_max) % (2 * t_max) == 0:  # leaving the minimum: the ratio below is 0/0
+            return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+        now, before = math.cos(math.pi * step / t_max), math.cos(math.pi * (step - 1) / t_max)
+        return (1 + now) / (1 + before) * (lr - eta_min) + eta_min
 
 
 class OneCycleLR(LRScheduler):
