@@ -393,7 +393,7 @@ def test_cross_entropy_options_match_torch(rng, reduction, ignore_index, weighte
     dz = F.cross_entropy_backward(z, t, label_smoothing, g, **opts)
     np.testing.assert_allclose(dz, tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
     module = fastcnn.nn.CrossEntropyLoss(
-        reduction, label_smoothing, weight=weight, ignore_index=ignore_index
+        weight, ignore_index=ignore_index, reduction=reduction, label_smoothing=label_smoothing
     )
     np.testing.assert_allclose(module(z, t), tl.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
@@ -474,7 +474,7 @@ def test_cross_entropy_class_probability_targets_match_torch(rng, reduction, wei
         rtol=TORCH_RTOL,
         atol=TORCH_ATOL,
     )
-    module = fastcnn.nn.CrossEntropyLoss(reduction, 0.1, weight=weight)
+    module = fastcnn.nn.CrossEntropyLoss(weight=weight, reduction=reduction, label_smoothing=0.1)
     np.testing.assert_allclose(module(z, target), tl.detach().numpy(), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         module.backward(g), tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL

@@ -951,3 +951,22 @@ def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
         resumed.step()
         theirs.step()
         assert resumed.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14, abs=1e-17)
+
+
+def test_cross_entropy_loss_positional_arguments_as_torch():
+    """nn.CrossEntropyLoss takes torch's positional order: (weight, size_average, ignore_index,
+    reduce, reduction, label_smoothing), so CrossEntropyLoss(class_weights) weights the classes;
+    the deprecated size_average and reduce are refused."""
+    rng = np.random.default_rng(9950)
+    logits = rng.standard_normal((6, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 2, 1])
+    weight = np.array([0.5, 1.0, 2.0, 3.0], np.float32)
+    for args in ((weight,), (weight, None, 2), (weight, None, 1, None, "sum", 0.2)):
+        targs = (_t(weight, grad=False),) + args[1:]
+        expected = torch.nn.CrossEntropyLoss(*targs)(_t(logits), torch.from_numpy(labels))
+        assert fastcnn.nn.CrossEntropyLoss(*args)(logits, labels) == pytest.approx(
+            expected.item(), rel=1e-5
+        )
+    for legacy in (dict(size_average=True), dict(reduce=False)):
+        with pytest.raises(ValueError, match="deprecated"):
+            fastcnn.nn.CrossEntropyLoss(**legacy)

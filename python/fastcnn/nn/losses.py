@@ -21,13 +21,20 @@ class CrossEntropyLoss(Module):
 
     def __init__(
         self,
+        weight: np.ndarray | None = None,
+        size_average: None = None,
+        ignore_index: int = -100,
+        reduce: None = None,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-        *,
-        weight: np.ndarray | None = None,
-        ignore_index: int = -100,
     ) -> None:
+        """torch.nn.CrossEntropyLoss's arguments, in its order (CrossEntropyLoss(class_weights)
+        is common); size_average and reduce, deprecated there, must stay None."""
         super().__init__()
+        if size_average is not None or reduce is not None:
+            raise ValueError(
+                "size_average, reduce: deprecated in PyTorch and not supported; use reduction="
+            )
         self.reduction = _reduction(reduction)
         self.label_smoothing = float(label_smoothing)
         if not 0.0 <= self.label_smoothing <= 1.0:
