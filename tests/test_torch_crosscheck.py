@@ -926,8 +926,9 @@ def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
 @pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR"])
 def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
     """StepLR and CosineAnnealingLR step each group's current lr, as torch's do: an lr set by hand
-    between steps carries on (it is not replaced by the closed form), the values are torch's
-    floats over several periods, and a resume from torch's state dict goes on the same way."""
+    between steps carries on (it is not replaced by the closed form), a scheduler made anew on a
+    running optimizer starts from its current lr, the values are torch's floats over several
+    periods, and a resume from torch's state dict goes on the same way."""
     kw = dict(step_size=3, gamma=0.5) if name == "StepLR" else dict(T_max=4, eta_min=1e-3)
     param = fastcnn.Parameter(np.zeros(2, np.float32))
     ours = getattr(fastcnn.optim, name)(fastcnn.optim.SGD([param], lr=0.1, momentum=0.9), **kw)
@@ -937,6 +938,9 @@ def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
     for step in range(20):
         if step == 7:
             ours.optimizer.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.03
+        if step == 12:  # a new scheduler on the running optimizer starts from its current lr
+            ours = getattr(fastcnn.optim, name)(ours.optimizer, **kw)
+            theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
         topt.step()
         ours.step()
         theirs.step()

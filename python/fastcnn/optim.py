@@ -451,7 +451,8 @@ class LRScheduler:
     """Base class: sets each group's "lr" for the step count `last_epoch`.
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
-    loading an optimizer checkpoint) into `base_lrs`, and applies step 0. Call `step()` once per
+    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
+    the groups' lrs). Call `step()` once per
     epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable scheduler (StepLR,
     CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
     steps carries on; the others (and load_state_dict) set the closed form in `last_epoch`.
@@ -488,11 +489,13 @@ class LRScheduler:
     def step(self) -> None:
         """Advances one step and sets each group's lr."""
         self.last_epoch += 1
-        if self._chainable and self.last_epoch > 0:
+        if not self._chainable:
+            self._apply(self.last_epoch)
+        elif self.last_epoch > 0:
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
-        else:
-            self._apply(self.last_epoch)
+        # else: a chainable scheduler starts from each group's lr as it is (as torch's do: after
+        # loading an optimizer checkpoint it need not be "initial_lr")
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
