@@ -974,3 +974,57 @@ def test_cross_entropy_loss_positional_arguments_as_torch():
     for legacy in (dict(size_average=True), dict(reduce=False)):
         with pytest.raises(ValueError, match="deprecated"):
             fastcnn.nn.CrossEntropyLoss(**legacy)
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", dict(step_size=3, gamma=0.5)),
+        ("CosineAnnealingLR", dict(T_max=4, eta_min=1e-3)),
+    ],
+)
+@pytest.mark.parametrize("last_epoch", [0, 2, 5])
+def test_scheduler_resumed_with_last_epoch_as_torch(name, kw, last_epoch):
+    """last_epoch >= 0 resumes as in torch: it needs each group's 'initial_lr' (as an optimizer
+    checkpoint holds it; KeyError without), the constructor's step goes to last_epoch + 1 from
+    the groups' current lrs (StepLR then decays on a multiple of step_size, CosineAnnealingLR
+    keeps the lr), and later steps agree."""
+    groups, tgroups = [], []
+    for lr in (0.1, 0.04):
+        groups.append({"params": [fastcnn.Parameter(np.zeros(2, np.float32))], "lr": lr})
+        tgroups.append({"params": [torch.zeros(2, requires_grad=True)], "lr": lr})
+    opt = fastcnn.optim.SGD(groups, momentum=0.9)
+    topt = torch.optim.SGD(tgroups, momentum=0.9)
+    with pytest.raises(KeyError, match="initial_lr"):
+        getattr(fastcnn.optim, name)(opt, **kw, last_epoch=last_epoch)
+    for ours_group, their_group in zip(opt.param_groups, topt.param_groups):
+        ours_group["initial_lr"] = their_group["initial_lr"] = 0.3
+    ours = getattr(fastcnn.optim, name)(opt, **kw, last_epoch=last_epoch)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw, last_epoch=last_epoch)
+    assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+    for _ in range(10):
+        topt.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+
+
+def test_one_cycle_resumed_with_last_epoch_continues_the_schedule():
+    """OneCycleLR(last_epoch=k) on an optimizer that holds 'initial_lr' goes on from step k + 1
+    of the same schedule (torch's reads its phases' lrs from the checkpoint's groups instead)."""
+    kw = dict(max_lr=0.2, total_steps=30, three_phase=True)
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    fresh = fastcnn.optim.OneCycleLR(fastcnn.optim.SGD([param], momentum=0.9), **kw)
+    lrs = [fresh.get_last_lr()]
+    for _ in range(12):
+        fresh.step()
+        lrs.append(fresh.get_last_lr())
+    opt = fastcnn.optim.SGD([fastcnn.Parameter(np.zeros(2, np.float32))], momentum=0.9)
+    with pytest.raises(KeyError, match="initial_lr"):
+        fastcnn.optim.OneCycleLR(opt, **kw, last_epoch=5)
+    opt.param_groups[0]["initial_lr"] = 0.2 / 25
+    resumed = fastcnn.optim.OneCycleLR(opt, **kw, last_epoch=5)
+    assert resumed.get_last_lr() == lrs[6]
+    for step in range(7, 13):
+        resumed.step()
+        assert resumed.get_last_lr() == lrs[step]

@@ -462,17 +462,35 @@ class LRScheduler:
     _config: tuple[str, ...] = ()
     #: whether step() derives the new lr from the group's current one (see _chained_lr)
     _chainable = False
+    #: whether the step made by the constructor chains too (torch's StepLR does when resuming
+    #: at last_epoch >= 0; its CosineAnnealingLR keeps the lr)
+    _chains_at_start = False
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        last_epoch = as_int(last_epoch, "last_epoch")
+        if last_epoch < -1:
+            raise ValueError(
+                f"last_epoch: expected -1 (a fresh start) or a step >= 0, got {last_epoch}"
+            )
         self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:  # resuming, as torch: the groups (from the optimizer's checkpoint) hold it
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param_groups[{i}]: no 'initial_lr' to resume from at last_epoch="
+                        f"{last_epoch}; load the optimizer's state_dict first"
+                    )
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
+        self.last_epoch = last_epoch
         self._last_lr: list[float] = []
+        self._starting = True
         self.step()
+        self._starting = False
 
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         raise NotImplementedError
@@ -491,7 +509,7 @@ class LRScheduler:
         self.last_epoch += 1
         if not self._chainable:
             self._apply(self.last_epoch)
-        elif self.last_epoch > 0:
+        elif self.last_epoch > 0 and (self._chains_at_start or not self._starting):
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
         # else: a chainable scheduler starts from each group's lr as it is (as torch's do: after
@@ -563,10 +581,13 @@ class StepLR(LRScheduler):
 
     _config = ("step_size", "gamma")
     _chainable = True
+    _chains_at_start = True
 
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ) -> None:
         self._set_config({"step_size": step_size, "gamma": gamma})
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _set_config(self, config: dict[str, Any]) -> None:
         self.step_size = _positive_int(config["step_size"], "step_size")
@@ -589,9 +610,11 @@ class CosineAnnealingLR(LRScheduler):
     _config = ("T_max", "eta_min")
     _chainable = True
 
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
         self._set_config({"T_max": T_max, "eta_min": eta_min})
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _set_config(self, config: dict[str, Any]) -> None:
         self.T_max = _positive_int(config["T_max"], "T_max")
@@ -648,6 +671,7 @@ class OneCycleLR(LRScheduler):
         div_factor: float = 25.0,
         final_div_factor: float = 1e4,
         three_phase: bool = False,
+        last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
@@ -679,9 +703,10 @@ class OneCycleLR(LRScheduler):
                 "cycle_momentum: the optimizer has neither momentum nor betas; "
                 "pass cycle_momentum=False"
             )
-        for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
-            group["initial_lr"] = max_lr_value / self.div_factor
-        super().__init__(optimizer)
+        if last_epoch == -1:  # resuming keeps the checkpoint's, as in torch
+            for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
+                group["initial_lr"] = max_lr_value / self.div_factor
+        super().__init__(optimizer, last_epoch)
 
     @staticmethod
     def _per_group(value: object, name: str, n: int) -> list[float]:
