@@ -1028,3 +1028,23 @@ def test_one_cycle_resumed_with_last_epoch_continues_the_schedule():
     for step in range(7, 13):
         resumed.step()
         assert resumed.get_last_lr() == lrs[step]
+
+
+def test_module_helpers_as_torch():
+    """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
+    buffers in the same order, a child added by name shows in state_dict, apply visits children
+    before their parent, and the parameter count adds up."""
+    layers = [("Conv2d", (3, 4, 3)), ("BatchNorm2d", (4,)), ("ReLU", ())]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    assert [b.shape for b in net.buffers()] == [tuple(b.shape) for b in tnet.buffers()]
+    net.add_module("head", fastcnn.nn.Linear(4, 2))
+    tnet.add_module("head", torch.nn.Linear(4, 2))
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in tnet.parameters())
+    visited, tvisited = [], []
+    assert net.apply(lambda m: visited.append(type(m).__name__)) is net
+    tnet.apply(lambda m: tvisited.append(type(m).__name__))
+    assert visited == tvisited
+    with pytest.raises(TypeError, match="Module"):
+        net.add_module("bad", np.zeros(3))
