@@ -1,6 +1,8 @@
 """Random configurations against PyTorch: every functional op, forward and backward, on shapes and
 arguments drawn afresh per case (seeded, so a failure reproduces), beyond the hand-picked matrices
-of the per-family tests."""
+of the per-family tests; then the nn modules, whole Sequential nets, optimizers and schedulers as
+a PyTorch user composes them, and the edge cases (non-finite values, unbatched inputs, positional
+arguments) where fastcnn once answered differently."""
 
 from __future__ import annotations
 
@@ -1048,3 +1050,29 @@ def test_module_helpers_as_torch():
     assert visited == tvisited
     with pytest.raises(TypeError, match="Module"):
         net.add_module("bad", np.zeros(3))
+
+
+def test_optimizer_over_named_parameters_as_torch():
+    """An optimizer takes named_parameters() as torch 2.x's do: the names go to the group's
+    "param_names" (and its state dict); the steps are the same; named and unnamed groups do not
+    mix."""
+    layers = [("Conv2d", (2, 3, 3)), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    _copy_into(net, tnet)
+    opt = fastcnn.optim.Adam(net.named_parameters(), lr=0.01)
+    topt = torch.optim.Adam(tnet.named_parameters(), lr=0.01)
+    assert opt.param_groups[0]["param_names"] == topt.param_groups[0]["param_names"]
+    names = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert opt.state_dict()["param_groups"][0]["param_names"] == names
+    rng = np.random.default_rng(9960)
+    for _ in range(3):
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        topt.step()
+    for p, tp in zip(net.parameters(), tnet.parameters()):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="named"):
+        opt.add_param_group({"params": [fastcnn.Parameter(np.zeros(2))]})

@@ -23,7 +23,7 @@ from fastcnn import _core
 from fastcnn._args import as_int
 from fastcnn.parameter import Parameter
 
-ParamsArg = Union[Iterable[Parameter], Iterable[dict]]
+ParamsArg = Union[Iterable[Parameter], Iterable[tuple[str, Parameter]], Iterable[dict]]
 
 __all__ = [
     "SGD",
@@ -69,12 +69,24 @@ def _positive_int(value: object, name: str) -> int:
 # --- optimizers ----------------------------------------------------------------------------------
 
 
+def _is_named(entry: object) -> bool:
+    """Whether entry is a (name, Parameter) pair, as Module.named_parameters() yields them."""
+    return (
+        isinstance(entry, tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], Parameter)
+    )
+
+
 class Optimizer:
     """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
 
-    `params` is an iterable of `Parameter`s, or of dicts `{"params": [...], <option>: value}` whose
-    options override the constructor's for that group (as in torch). `param_groups` is the list of
-    group dicts; a scheduler or the user may change an option (such as "lr") between steps.
+    `params` is an iterable of `Parameter`s (or of (name, Parameter) pairs, as named_parameters()
+    gives them: the group then lists them under "param_names"), or of dicts `{"params": [...],
+    <option>: value}` whose options override the constructor's for that group (as in torch).
+    `param_groups` is the list of group dicts; a scheduler or the user may change an option (such
+    as "lr") between steps.
     """
 
     #: per-parameter state entries that are integers rather than parameter-shaped arrays
@@ -115,6 +127,13 @@ class Optimizer:
             raise ValueError("params: a parameter group needs a 'params' entry")
         params = group["params"]
         params = [params] if isinstance(params, Parameter) else list(params)
+        names = None
+        if params and all(_is_named(p) for p in params):  # from named_parameters(), as torch
+            names, params = [name for name, _ in params], [p for _, p in params]
+        if self.param_groups and (names is None) != ("param_names" not in self.param_groups[0]):
+            raise ValueError(
+                "params: either every parameter group is named (from named_parameters()) or none"
+            )
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"params: expected Parameter objects, got {type(p).__name__}")
@@ -125,6 +144,8 @@ class Optimizer:
             seen.add(id(p))
         options = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         options = self._check_options(options)
+        if names is not None:
+            options["param_names"] = names
         options["params"] = params
         self.param_groups.append(options)
 
