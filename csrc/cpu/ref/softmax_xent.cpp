@@ -104,7 +104,7 @@ void softmax_xent_forward(const SoftmaxShape& s, float label_smoothing, const fl
       const double nll = shift - logits[base + labels[o * s.inner + i] * s.inner];
       // Without smoothing the mean term is left out, not multiplied by 0: a -inf logit makes it
       // inf, and PyTorch's loss (which never forms it) stays finite.
-      const double smooth = e == 0.0 ? 0.0 : shift - sum_z / static_cast<double>(s.C);
+      const double smooth = shift - sum_z / static_cast<double>(s.C);
       row_loss[o * s.inner + i] = e == 0.0 ? nll : (1.0 - e) * nll + e * smooth;
     }
   const int64_t positions = s.outer * s.inner;
