@@ -1076,3 +1076,14 @@ def test_optimizer_over_named_parameters_as_torch():
         np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="named"):
         opt.add_param_group({"params": [fastcnn.Parameter(np.zeros(2))]})
+
+
+def test_scalar_arguments_refuse_arrays_by_name():
+    """F.cross_entropy's third positional argument is label_smoothing (torch's is weight): class
+    weights passed there are refused with a message that names the argument."""
+    logits, labels = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 0])
+    for weight in (np.ones(3, np.float32), np.ones(1, np.float32)):
+        with pytest.raises(TypeError, match="label_smoothing: expected a float, got an array"):
+            F.cross_entropy(logits, labels, weight)
+    with pytest.raises(TypeError, match="negative_slope: expected a float, got an array"):
+        F.leaky_relu(logits, np.array([0.1, 0.2]))
