@@ -311,6 +311,8 @@ def test_state_dict_holds_plain_values(rng):
             "eps": 1e-8,
             "weight_decay": 0.0,
             "amsgrad": False,
+            "maximize": False,
+            "decoupled_weight_decay": False,
             "params": [0, 1],
         }
     ]
@@ -511,7 +513,13 @@ def test_scheduler_state_dict_checks(rng):
         sched.load_state_dict({"last_epoch": 2, "base_lrs": [0.1, 0.2], "step_size": 2, "gamma": 1})
     with pytest.raises(ValueError, match="last_epoch"):
         sched.load_state_dict({"base_lrs": [0.1]})
-    assert sched.state_dict() == {"last_epoch": 0, "base_lrs": [0.1], "step_size": 3, "gamma": 0.1}
+    assert sched.state_dict() == {
+        "last_epoch": 0,
+        "base_lrs": [0.1],
+        "step_size": 3,
+        "gamma": 0.1,
+        "_last_lr": [0.1],
+    }
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,8 @@
 """Random configurations against PyTorch: every functional op, forward and backward, on shapes and
 arguments drawn afresh per case (seeded, so a failure reproduces), beyond the hand-picked matrices
-of the per-family tests."""
+of the per-family tests; then the nn modules, whole Sequential nets, optimizers and schedulers as
+a PyTorch user composes them, and the edge cases (non-finite values, unbatched inputs, positional
+arguments) where fastcnn once answered differently."""
 
 from __future__ import annotations
 
@@ -423,3 +425,665 @@ def test_unbatched_image_as_torch(op, args):
         _close(F.max_pool2d_backward(dy, x, **args, indices=indices), xt.grad)
         relu_after = fastcnn.nn.Sequential(module, fastcnn.nn.ReLU())  # one fused pass
         _close(relu_after(x), torch.relu(yt), 10)
+
+
+# --- optimizers and schedulers: several steps on identical gradients -----------------------------
+
+
+def _optimizer_options(rng, kind: str) -> dict:
+    kw = {"lr": float(rng.choice([1e-3, 0.01, 0.1, 0.5]))}
+    if kind == "SGD":
+        if rng.random() < 0.7:
+            kw["momentum"] = float(rng.choice([0.5, 0.9]))
+            if rng.random() < 0.3:
+                kw["dampening"] = float(rng.choice([0.1, 0.5]))
+            elif rng.random() < 0.4:
+                kw["nesterov"] = True
+    else:
+        if rng.random() < 0.5:
+            kw["betas"] = (float(rng.choice([0.0, 0.5, 0.9])), float(rng.choice([0.9, 0.999])))
+        if rng.random() < 0.3:
+            kw["eps"] = float(rng.choice([1e-6, 1e-3]))
+        kw["amsgrad"] = bool(rng.random() < 0.3)
+        if kind == "Adam" and rng.random() < 0.3:
+            kw["decoupled_weight_decay"] = True
+    if rng.random() < 0.5:
+        kw["weight_decay"] = float(rng.choice([1e-4, 0.01, 0.1]))
+    kw["maximize"] = bool(rng.random() < 0.3)
+    return kw
+
+
+def _scheduler_options(rng, name: str, lr: float, steps: int) -> dict:
+    if name == "StepLR":
+        return dict(step_size=int(rng.integers(1, 4)), gamma=float(rng.choice([0.1, 0.5])))
+    if name == "CosineAnnealingLR":
+        return dict(T_max=int(rng.integers(1, 6)), eta_min=float(rng.choice([0.0, 1e-4])))
+    return dict(
+        max_lr=lr,
+        total_steps=steps,
+        pct_start=float(rng.choice([0.1, 0.3, 0.5])),
+        anneal_strategy=str(rng.choice(["cos", "linear"])),
+        three_phase=bool(rng.random() < 0.3),
+    )
+
+
+@pytest.mark.parametrize("case", range(30))
+def test_optimizer_and_scheduler_steps_random(case):
+    """SGD / Adam / AdamW with random options (maximize and Adam's decoupled_weight_decay
+    included), one or two parameter groups and a learning-rate scheduler, stepped next to
+    torch.optim on the same gradients: parameters, learning rates and cycled momenta agree."""
+    rng = np.random.default_rng(8000 + case)
+    kind = ("SGD", "Adam", "AdamW")[case % 3]
+    kw = _optimizer_options(rng, kind)
+    shapes = [(3, 2), (5,), (int(rng.integers(100, 3000)),)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [fastcnn.Parameter(a.copy()) for a in start]
+    tparams = [torch.tensor(a, requires_grad=True) for a in start]
+    if case % 2:  # a second group with its own lr (and betas)
+        extra = {"lr": kw["lr"] / 2} | ({} if kind == "SGD" else {"betas": (0.8, 0.95)})
+        groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
+        tgroups = [{"params": tparams[:1], **extra}, {"params": tparams[1:]}]
+    else:
+        groups, tgroups = params, tparams
+    opt = getattr(fastcnn.optim, kind)(groups, **kw)
+    topt = getattr(torch.optim, kind)(tgroups, **kw)
+    steps = 12  # total_steps for OneCycleLR: no phase of zero length (torch divides by it)
+    name = ("StepLR", "CosineAnnealingLR", "OneCycleLR", None)[case % 4]
+    if name == "OneCycleLR" and kind == "SGD" and "momentum" not in kw:
+        name = None  # OneCycleLR cycles momentum by default
+    schedulers = None
+    if name is not None:
+        skw = _scheduler_options(rng, name, kw["lr"], steps)
+        schedulers = (
+            getattr(fastcnn.optim, name)(opt, **skw),
+            getattr(torch.optim.lr_scheduler, name)(topt, **skw),
+        )
+    for _ in range(steps):
+        for p, tp in zip(params, tparams):
+            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        topt.step()
+        opt.zero_grad(set_to_none=True)  # PyTorch's signature
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        if schedulers is not None:
+            for s in schedulers:
+                s.step()
+            np.testing.assert_allclose(
+                schedulers[0].get_last_lr(), schedulers[1].get_last_lr(), rtol=1e-12
+            )
+            for group, tgroup in zip(opt.param_groups, topt.param_groups):
+                for key in ("momentum", "betas"):
+                    if key in group:
+                        np.testing.assert_allclose(group[key], tgroup[key], rtol=1e-12)
+
+
+def test_one_cycle_positional_arguments_as_torch():
+    """OneCycleLR's positional order is torch's: ..., anneal_strategy, cycle_momentum,
+    base_momentum, max_momentum, div_factor, final_div_factor, three_phase."""
+    args = (0.1, 20, None, None, 0.25, "linear", True, 0.8, 0.9, 10.0, 100.0, True)
+    param = fastcnn.Parameter(np.zeros(3, np.float32))
+    ours = fastcnn.optim.OneCycleLR(fastcnn.optim.SGD([param], momentum=0.9), *args)
+    tparam = torch.zeros(3, requires_grad=True)
+    theirs = torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([tparam], momentum=0.9), *args)
+    for _ in range(20):
+        theirs.optimizer.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert ours.optimizer.param_groups[0]["momentum"] == pytest.approx(
+            theirs.optimizer.param_groups[0]["momentum"], rel=1e-12
+        )
+
+
+@pytest.mark.parametrize("case", range(12))
+def test_cross_entropy_of_one_unbatched_row_as_torch(case):
+    """Logits (C,) with a 0-d class id or a (C,) probability row, as torch takes them: every
+    option and reduction ('none' gives a 0-d loss), functional and module, loss and gradient."""
+    rng = np.random.default_rng(8500 + case)
+    classes = int(rng.integers(2, 7))
+    logits = (rng.standard_normal(classes) * 3).astype(np.float32)
+    if case % 3 == 2:
+        label = rng.dirichlet(np.ones(classes)).astype(np.float32)
+        tlabel = _t(label, grad=False)
+    else:
+        label = np.array(int(rng.integers(0, classes)))
+        tlabel = torch.tensor(label)
+    kw = dict(reduction=("mean", "sum", "none")[case % 3], label_smoothing=(0.0, 0.2)[case % 2])
+    if case % 4 == 3:
+        kw["weight"] = rng.uniform(0.5, 2, classes).astype(np.float32)
+    tkw = {k: _t(v, grad=False) if k == "weight" else v for k, v in kw.items()}
+    lt = _t(logits)
+    loss_t = tF.cross_entropy(lt, tlabel, **tkw)
+    grad_out = rng.uniform(0.5, 2)
+    loss_t.backward(torch.tensor(grad_out, dtype=torch.float64))
+    loss = F.cross_entropy(logits, label, **kw)
+    assert np.shape(loss) == tuple(loss_t.shape)
+    assert float(loss) == pytest.approx(loss_t.item(), rel=1e-5, abs=1e-6)
+    _close(F.cross_entropy_backward(logits, label, grad_output=grad_out, **kw), lt.grad)
+    module = fastcnn.nn.CrossEntropyLoss(**kw)
+    assert float(module(logits, label)) == pytest.approx(loss_t.item(), rel=1e-5, abs=1e-6)
+    g = np.array(grad_out) if kw["reduction"] == "none" else grad_out
+    _close(module.backward(g), lt.grad)
+
+
+def test_flatten_of_a_scalar_and_empty_pool_stride_as_torch():
+    """Flatten of a 0-d array gives shape (1,) as torch.flatten does, and a pooling stride of ()
+    or [] means the default (kernel_size), PyTorch's own spelling of it."""
+    for start, end in ((0, -1), (-1, 0), (0, 0)):
+        y = fastcnn.nn.Flatten(start, end)(np.float32(3.0))
+        assert y.shape == tuple(torch.nn.Flatten(start, end)(torch.tensor(3.0)).shape) == (1,)
+    with pytest.raises(ValueError, match="Flatten"):
+        fastcnn.nn.Flatten(1, -1)(np.float32(3.0))
+    x = np.random.default_rng(8600).standard_normal((2, 3, 7, 6)).astype(np.float32)
+    for stride in ((), []):
+        _close(F.max_pool2d(x, 3, stride), tF.max_pool2d(_t(x), 3, stride))
+        _close(F.avg_pool2d(x, 3, stride), tF.avg_pool2d(_t(x), 3, stride))
+        _close(fastcnn.nn.MaxPool2d(2, stride)(x), torch.nn.MaxPool2d(2, stride)(_t(x)))
+        _close(fastcnn.nn.AvgPool2d(2, stride)(x), torch.nn.AvgPool2d(2, stride)(_t(x)))
+
+
+# --- nn modules as a user composes them: construction, state_dict, train and eval, backward ------
+
+
+def _module_case(rng, family: str) -> tuple[str, tuple, dict, tuple]:
+    """(class name, positional args, keyword args, input shape) of one random module."""
+
+    def pair_or_int(lo, hi):
+        a, b = int(rng.integers(lo, hi)), int(rng.integers(lo, hi))
+        return (a, b) if rng.random() < 0.5 else a
+
+    def both(v):
+        return v if isinstance(v, tuple) else (v, v)
+
+    if family == "conv":
+        groups = int(rng.choice([1, 1, 2, 3]))
+        if rng.random() < 0.3:  # depthwise, with a channel multiplier
+            c, k = groups, groups * int(rng.choice([1, 2, 3]))
+        else:
+            c, k = groups * int(rng.integers(1, 4)), groups * int(rng.integers(1, 4))
+        kernel, dilation = pair_or_int(1, 6), pair_or_int(1, 3)
+        stride, padding = pair_or_int(1, 4), pair_or_int(0, 4)
+        if rng.random() < 0.25:
+            stride, padding = 1, str(rng.choice(["same", "valid"]))
+        (r, s), (dh, dw) = both(kernel), both(dilation)
+        h, w = int(rng.integers(1, 10)) + dh * (r - 1), int(rng.integers(1, 10)) + dw * (s - 1)
+        kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+        kw["bias"] = bool(rng.random() < 0.6)
+        kw["padding_mode"] = str(rng.choice(["zeros", "zeros", "reflect", "replicate", "circular"]))
+        return "Conv2d", (c, k, kernel), kw, (int(rng.integers(1, 4)), c, h, w)
+    if family == "pool":
+        kernel = pair_or_int(1, 5)
+        r, s = both(kernel)
+        stride = None if rng.random() < 0.3 else pair_or_int(1, 4)
+        padding = (int(rng.integers(0, r // 2 + 1)), int(rng.integers(0, s // 2 + 1)))
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+        shape += (r + int(rng.integers(0, 9)), s + int(rng.integers(0, 9)))
+        kw = dict(stride=stride, padding=padding, ceil_mode=bool(rng.random() < 0.4))
+        if rng.random() < 0.5:
+            return "MaxPool2d", (kernel,), kw, shape
+        kw["count_include_pad"] = bool(rng.random() < 0.5)
+        kw["divisor_override"] = None if rng.random() < 0.7 else int(rng.integers(1, 10))
+        return "AvgPool2d", (kernel,), kw, shape
+    if family == "adaptive":
+        out = [int(rng.integers(1, 8)) if rng.random() < 0.8 else None for _ in range(2)]
+        shape = (int(rng.integers(1, 3)), int(rng.integers(1, 4)))
+        shape += (int(rng.integers(1, 15)), int(rng.integers(1, 15)))
+        return "AdaptiveAvgPool2d", (tuple(out),), {}, shape
+    if family == "batchnorm":
+        c = int(rng.integers(1, 6))
+        kw = dict(eps=float(rng.choice([1e-5, 1e-3, 0.1])), affine=bool(rng.random() < 0.7))
+        kw["momentum"] = None if rng.random() < 0.3 else float(rng.choice([0.1, 0.5, 1.0, 0.0]))
+        kw["track_running_stats"] = bool(rng.random() < 0.7)
+        shape = (int(rng.integers(2, 5)), c, int(rng.integers(1, 6)), int(rng.integers(1, 6)))
+        return "BatchNorm2d", (c,), kw, shape
+    rank = int(rng.integers(1, 5))
+    shape = tuple(int(rng.integers(1, 5)) for _ in range(rank))
+    if family == "linear":
+        kw = dict(bias=bool(rng.random() < 0.7))
+        return "Linear", (shape[-1], int(rng.integers(1, 12))), kw, shape
+    if family == "flatten":
+        kw = dict(start_dim=int(rng.integers(-rank, rank)), end_dim=int(rng.integers(-rank, rank)))
+        return "Flatten", (), kw, shape
+    if family == "leaky_relu":
+        return "LeakyReLU", (float(rng.choice([0.01, 0.2, -0.5, 1.5])),), {}, shape
+    dim = None if rng.random() < 0.3 else int(rng.integers(-rank, rank))
+    return "Softmax", (), dict(dim=dim), shape
+
+
+MODULE_FAMILIES = (
+    "conv", "pool", "adaptive", "batchnorm", "linear", "flatten", "leaky_relu", "softmax"
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("family", MODULE_FAMILIES)
+@pytest.mark.parametrize("case", range(12))
+def test_module_random(family, case):
+    """One random module next to torch.nn's on copied state (Conv2d's padding modes included):
+    state_dict keys and shapes, then in
+    train and in eval mode the output, the input gradient, every parameter gradient and the
+    buffers (running stats, num_batches_tracked) after the call. Construction or a call that
+    torch refuses must be refused too."""
+    rng = np.random.default_rng(9000 + 100 * MODULE_FAMILIES.index(family) + case)
+    name, args, kw, shape = _module_case(rng, family)
+    tm = getattr(torch.nn, name)(*args, **kw).double()
+    m = getattr(fastcnn.nn, name)(*args, **kw)
+    tstate = tm.state_dict()
+    assert [(k, v.shape) for k, v in m.state_dict().items()] == [
+        (k, tuple(v.shape)) for k, v in tstate.items()
+    ]
+    m.load_state_dict({k: v.numpy() for k, v in tstate.items()})
+    for training in (True, False):
+        m.train(training)
+        tm.train(training)
+        x = rng.standard_normal(shape).astype(np.float32)
+        xt = _t(x)
+        try:
+            with warnings.catch_warnings():
+                # torch warns about Softmax's implicit dim and "same" with an even kernel
+                warnings.simplefilter("ignore", UserWarning)
+                yt = tm(xt)
+        except (RuntimeError, ValueError, IndexError):
+            with pytest.raises((ValueError, TypeError)):
+                m(x)
+            continue
+        y = m(x)
+        _close(y, yt, 30)
+        dy = rng.standard_normal(tuple(yt.shape))
+        tm.zero_grad()
+        yt.backward(torch.from_numpy(dy))
+        m.zero_grad()
+        _close(m.backward(dy.astype(np.float32)), xt.grad, 30)
+        for p, tp in zip(m.parameters(), tm.parameters()):
+            _close(p.grad, tp.grad, 100, rtol=1e-3)
+        for key, value in tm.state_dict().items():
+            _close(m.state_dict()[key], value, 10)
+
+
+def _random_net(rng) -> tuple[list, tuple, int]:
+    """(layers as (class name, args, kwargs), input shape, classes) of a random small CNN."""
+    c, layers = int(rng.integers(1, 4)), []
+    shape = (int(rng.integers(2, 5)), c, int(rng.integers(10, 18)), int(rng.integers(10, 18)))
+    for _ in range(int(rng.integers(1, 4))):
+        groups = c if rng.random() < 0.3 else 1
+        k = groups * int(rng.integers(1, 3)) if groups > 1 else int(rng.integers(2, 9))
+        kw = dict(groups=groups, bias=bool(rng.random() < 0.6))
+        if rng.random() < 0.3:
+            kw["padding"] = "same"
+        else:
+            kw.update(stride=(1, int(rng.integers(1, 3))), padding=(1, int(rng.integers(0, 2))))
+        kw["dilation"] = (int(rng.integers(1, 3)), 1)
+        layers.append(("Conv2d", (c, k, (3, int(rng.integers(1, 4)))), kw))
+        c = k
+        if rng.random() < 0.7:
+            affine, track = bool(rng.random() < 0.8), bool(rng.random() < 0.8)
+            momentum = None if rng.random() < 0.3 else 0.1
+            bn = dict(momentum=momentum, affine=affine, track_running_stats=track)
+            layers.append(("BatchNorm2d", (c,), bn))
+        layers.append(("ReLU", (), {}) if rng.random() < 0.6 else ("LeakyReLU", (0.2,), {}))
+        u = rng.random()
+        if u < 0.4:
+            layers.append(("MaxPool2d", (int(rng.choice([2, 3])),), dict(stride=2, padding=1)))
+        elif u < 0.6:
+            pool = dict(ceil_mode=bool(rng.random() < 0.5), count_include_pad=False)
+            layers.append(("AvgPool2d", (2,), pool))
+        if rng.random() < 0.2:
+            layers.append(("Dropout", (0.0,), {}))
+    out = (int(rng.integers(1, 4)), int(rng.integers(1, 4)))
+    classes = int(rng.integers(2, 7))
+    layers += [("AdaptiveAvgPool2d", (out,), {}), ("Flatten", (), {})]
+    layers.append(("Linear", (c * out[0] * out[1], classes), {}))
+    return layers, shape, classes
+
+
+@pytest.mark.parametrize("case", range(10))
+def test_sequential_net_random(case):
+    """A random Sequential CNN (grouped, dilated, non-square and "same" convolutions, batch norm
+    options, LeakyReLU, max / average / adaptive pooling, Dropout(0)) next to torch.nn's on
+    copied weights, under cross-entropy options or MSE: the loss, the input gradient, every
+    parameter gradient and the state (running stats) over two training calls and one in eval."""
+    rng = np.random.default_rng(9500 + case)
+    torch.manual_seed(case)
+    layers, shape, classes = _random_net(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "same" with an even kernel
+        tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a, **kw) for n, a, kw in layers))
+    tnet = tnet.double()
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a, **kw) for n, a, kw in layers))
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    _copy_into(net, tnet)
+    kind = ("mean", "sum", "smoothing", "weight", "mse")[case % 5]
+    for training in (True, True, False):
+        net.train(training)
+        tnet.train(training)
+        x = rng.standard_normal(shape).astype(np.float32)
+        xt = _t(x)
+        y, yt = net(x), tnet(xt)
+        _close(y, yt, 30, rtol=1e-3)
+        if kind == "mse":
+            target = rng.standard_normal(y.shape).astype(np.float32)
+            loss_fn = fastcnn.nn.MSELoss()
+            loss, tloss = loss_fn(y, target), tF.mse_loss(yt, _t(target, grad=False))
+        else:
+            labels = rng.integers(0, classes, shape[0])
+            kw = {"sum": dict(reduction="sum"), "smoothing": dict(label_smoothing=0.2)}
+            kw = kw.get(kind, {})
+            tkw = dict(kw)
+            if kind == "weight":
+                kw["weight"] = rng.uniform(0.5, 2, classes).astype(np.float32)
+                tkw["weight"] = _t(kw["weight"], grad=False)
+            loss_fn = fastcnn.nn.CrossEntropyLoss(**kw)
+            loss = loss_fn(y, labels)
+            tloss = tF.cross_entropy(yt, torch.from_numpy(labels), **tkw)
+        assert loss == pytest.approx(tloss.item(), rel=1e-4, abs=1e-5)
+        net.zero_grad(set_to_none=True)  # PyTorch's signature
+        tnet.zero_grad()
+        tloss.backward()
+        _close(net.backward(loss_fn.backward()), xt.grad, 100, rtol=2e-3)
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            _close(p.grad, tp.grad, 100, rtol=2e-3)
+        for key, value in tnet.state_dict().items():
+            _close(net.state_dict()[key], value, 10)
+
+
+@pytest.mark.parametrize("mode", ["reflect", "replicate", "circular"])
+def test_conv2d_padding_mode_as_torch(mode, tmp_path):
+    """Conv2d(padding_mode=...) on an unbatched image and a batch, with "same" padding of an even
+    dilated kernel (asymmetric pads), in train and eval mode; save and load keep the mode; a pad
+    that torch refuses (reflect: >= the size, circular: > the size) is refused."""
+    rng = np.random.default_rng(9700)
+    kw = dict(padding="same", dilation=(2, 1), groups=2, padding_mode=mode)
+    conv = fastcnn.nn.Conv2d(4, 6, (2, 4), **kw)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "same" with an even kernel
+        tconv = torch.nn.Conv2d(4, 6, (2, 4), **kw).double()
+    _copy_into(conv, tconv)
+    for shape in ((4, 5, 7), (2, 4, 6, 5)):
+        for training in (True, False):
+            conv.train(training)
+            x = rng.standard_normal(shape).astype(np.float32)
+            xt = _t(x)
+            yt = tconv(xt)
+            _close(conv(x), yt, 10)
+            dy = rng.standard_normal(tuple(yt.shape))
+            tconv.zero_grad()
+            yt.backward(torch.from_numpy(dy))
+            conv.zero_grad()
+            _close(conv.backward(dy.astype(np.float32)), xt.grad, 10)
+            _close(conv.weight.grad, tconv.weight.grad, 30)
+            _close(conv.bias.grad, tconv.bias.grad, 30)
+    fastcnn.save(conv, tmp_path / "conv.npz")
+    restored = fastcnn.load(tmp_path / "conv.npz")
+    assert restored.padding_mode == mode
+    _close(restored.eval()(x), tconv(_t(x, grad=False)), 10)
+    x = np.ones((1, 1, 3, 3), np.float32)
+    for padding in (3, 4):
+        big = fastcnn.nn.Conv2d(1, 1, 3, padding=padding, padding_mode=mode)
+        if mode == "replicate" or (mode == "circular" and padding == 3):
+            assert big(x).shape == (1, 1, 2 * padding + 1, 2 * padding + 1)
+        else:
+            with pytest.raises(ValueError, match="too large"):
+                big(x)
+    with pytest.raises(ValueError, match="padding_mode"):
+        fastcnn.nn.Conv2d(1, 1, 3, padding_mode="mirror")
+
+
+@pytest.mark.parametrize("case", range(8))
+def test_max_pool_module_return_indices_as_torch(case):
+    """MaxPool2d(return_indices=True) returns (output, int64 indices) as torch.nn.MaxPool2d
+    does, in train and eval mode, batched and unbatched, also last in a Sequential after a
+    BatchNorm2d and a ReLU (no fused or reordered pass changes the indices)."""
+    rng = np.random.default_rng(9800 + case)
+    kw = dict(kernel_size=int(rng.integers(2, 4)), stride=int(rng.integers(1, 3)))
+    kw.update(padding=int(rng.integers(0, 2)), ceil_mode=bool(case % 2), return_indices=True)
+    shape = (2, 3, 7, 8) if case % 4 < 2 else (3, 7, 8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    for training in (True, False):
+        pool = fastcnn.nn.MaxPool2d(**kw).train(training)
+        y, indices = pool(x)
+        xt = _t(x)
+        yt, it = torch.nn.MaxPool2d(**kw)(xt)
+        _close(y, yt)
+        assert indices.dtype == np.int64
+        np.testing.assert_array_equal(indices, it.numpy())
+        dy = rng.standard_normal(y.shape).astype(np.float32)
+        yt.backward(torch.from_numpy(dy.astype(np.float64)))
+        _close(pool.backward(dy), xt.grad)
+    if len(shape) == 4:
+        layers = (fastcnn.nn.BatchNorm2d(3), fastcnn.nn.ReLU(), fastcnn.nn.MaxPool2d(**kw))
+        tlayers = (torch.nn.BatchNorm2d(3), torch.nn.ReLU(), torch.nn.MaxPool2d(**kw))
+        y, indices = fastcnn.nn.Sequential(*layers)(x)
+        yt, it = torch.nn.Sequential(*tlayers).double()(_t(x, grad=False))
+        _close(y, yt)
+        np.testing.assert_array_equal(indices, it.numpy())
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        dict(reduction="none"),
+        dict(reduction="sum"),
+        dict(label_smoothing=0.1, reduction="none"),
+        dict(ignore_index=1, reduction="none"),
+        dict(ignore_index=1, label_smoothing=0.1, reduction="none"),
+        dict(weight=np.arange(1, 6, dtype=np.float32), reduction="none"),
+    ],
+)
+def test_cross_entropy_with_minus_inf_logits_as_torch(core, options):
+    """A -inf logit of a class other than the target leaves torch's loss finite (it never
+    multiplies that -logp = inf by a zero coefficient), and so does a NaN row that ignore_index
+    drops; with label smoothing the loss is inf, as in torch. Every compiled variant's fused
+    kernel, the NumPy path of the other options, the module, and the gradients."""
+    logits = np.array(
+        [[0.7, 0.1, -np.inf, 0.15, -0.5], [1, 2, 3, 4, 5], [-np.inf, 1, 1, 1, -np.inf]],
+        np.float32,
+    )
+    labels = np.array([4, 2, 3])
+    if "ignore_index" in options:
+        logits[1, 0], labels[1] = np.nan, 1
+    kind_t = {k: _t(v, grad=False) if k == "weight" else v for k, v in options.items()}
+    lt = _t(logits)
+    loss_t = tF.cross_entropy(lt, torch.from_numpy(labels), **kind_t)
+    loss_t.sum().backward()
+    expected = loss_t.detach().numpy()
+    assert np.isfinite(expected).all() == ("label_smoothing" not in options)
+    grad_out = np.ones(3, np.float32) if options.get("reduction") == "none" else 1.0
+    np.testing.assert_allclose(F.cross_entropy(logits, labels, **options), expected, rtol=1e-5)
+    _close(F.cross_entropy_backward(logits, labels, grad_output=grad_out, **options), lt.grad)
+    module = fastcnn.nn.CrossEntropyLoss(**options)
+    np.testing.assert_allclose(module(logits, labels), expected, rtol=1e-5)
+    _close(module.backward(grad_out), lt.grad)
+    if not options:
+        loss, _ = core.softmax_xent_forward(logits, labels, 0.0)
+        assert loss == pytest.approx(float(expected), rel=1e-6)
+
+
+@pytest.mark.parametrize("case", range(6))
+def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
+    """An Inf or NaN filter tap of a depthwise layer (channel multiplier 1 or 2, stride 1 or 2,
+    with and without padding) reaches exactly the input-gradient cells it reaches in torch: not
+    the cells whose taps fall on dy's zero border or, at stride 2, on the zeros between its
+    cells."""
+    rng = np.random.default_rng(9900 + case)
+    c, mult, stride, pad = (4, 16, 24)[case % 3], 1 + case % 2, 1 + case // 3, case % 2
+    x = rng.standard_normal((2, c, 7, 9)).astype(np.float32)
+    w = rng.standard_normal((c * mult, 1, 3, 3)).astype(np.float32)
+    w[1, 0, 1, 1], w[2, 0, 0, 2] = np.nan, -np.inf
+    args = ((stride, stride), (pad,) * 4, (1, 1), c)
+    xt = _t(x)
+    yt = tF.conv2d(xt, _t(w, grad=False), None, stride, pad, 1, c)
+    dy = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(dy.astype(np.float64)))
+    dx = core.conv2d_backward_input(dy, w, x.shape, *args)
+    expected = xt.grad.numpy()
+    np.testing.assert_array_equal(np.isnan(dx), np.isnan(expected))
+    np.testing.assert_array_equal(np.isinf(dx), np.isinf(expected))
+    finite = np.isfinite(expected)
+    np.testing.assert_array_equal(dx[~finite], expected[~finite].astype(np.float32))
+    _close(dx[finite], expected[finite], 10)
+
+
+@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR"])
+def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
+    """StepLR and CosineAnnealingLR step each group's current lr, as torch's do: an lr set by hand
+    between steps carries on (it is not replaced by the closed form), a scheduler made anew on a
+    running optimizer starts from its current lr, the values are torch's floats over several
+    periods, and a resume from torch's state dict goes on the same way."""
+    kw = dict(step_size=3, gamma=0.5) if name == "StepLR" else dict(T_max=4, eta_min=1e-3)
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    ours = getattr(fastcnn.optim, name)(fastcnn.optim.SGD([param], lr=0.1, momentum=0.9), **kw)
+    tparam = torch.zeros(2, requires_grad=True)
+    topt = torch.optim.SGD([tparam], lr=0.1, momentum=0.9)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for step in range(20):
+        if step == 7:
+            ours.optimizer.param_groups[0]["lr"] = topt.param_groups[0]["lr"] = 0.03
+        if step == 12:  # a new scheduler on the running optimizer starts from its current lr
+            ours = getattr(fastcnn.optim, name)(ours.optimizer, **kw)
+            theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+        topt.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14, abs=1e-17)
+    # resumed from torch's own state dict (its "_last_lr" holds the changed lr), on a fresh
+    # optimizer: the same lrs onwards
+    resumed_opt = fastcnn.optim.SGD([fastcnn.Parameter(np.zeros(2, np.float32))], lr=0.1)
+    resumed = getattr(fastcnn.optim, name)(resumed_opt, **kw)
+    resumed.load_state_dict(theirs.state_dict())
+    for _ in range(6):
+        topt.step()
+        resumed.step()
+        theirs.step()
+        assert resumed.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14, abs=1e-17)
+
+
+def test_cross_entropy_loss_positional_arguments_as_torch():
+    """nn.CrossEntropyLoss takes torch's positional order: (weight, size_average, ignore_index,
+    reduce, reduction, label_smoothing), so CrossEntropyLoss(class_weights) weights the classes;
+    the deprecated size_average and reduce are refused."""
+    rng = np.random.default_rng(9950)
+    logits = rng.standard_normal((6, 4)).astype(np.float32)
+    labels = np.array([0, 1, 2, 3, 2, 1])
+    weight = np.array([0.5, 1.0, 2.0, 3.0], np.float32)
+    for args in ((weight,), (weight, None, 2), (weight, None, 1, None, "sum", 0.2)):
+        targs = (_t(weight, grad=False),) + args[1:]
+        expected = torch.nn.CrossEntropyLoss(*targs)(_t(logits), torch.from_numpy(labels))
+        assert fastcnn.nn.CrossEntropyLoss(*args)(logits, labels) == pytest.approx(
+            expected.item(), rel=1e-5
+        )
+    for legacy in (dict(size_average=True), dict(reduce=False)):
+        with pytest.raises(ValueError, match="deprecated"):
+            fastcnn.nn.CrossEntropyLoss(**legacy)
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", dict(step_size=3, gamma=0.5)),
+        ("CosineAnnealingLR", dict(T_max=4, eta_min=1e-3)),
+    ],
+)
+@pytest.mark.parametrize("last_epoch", [0, 2, 5])
+def test_scheduler_resumed_with_last_epoch_as_torch(name, kw, last_epoch):
+    """last_epoch >= 0 resumes as in torch: it needs each group's 'initial_lr' (as an optimizer
+    checkpoint holds it; KeyError without), the constructor's step goes to last_epoch + 1 from
+    the groups' current lrs (StepLR then decays on a multiple of step_size, CosineAnnealingLR
+    keeps the lr), and later steps agree."""
+    groups, tgroups = [], []
+    for lr in (0.1, 0.04):
+        groups.append({"params": [fastcnn.Parameter(np.zeros(2, np.float32))], "lr": lr})
+        tgroups.append({"params": [torch.zeros(2, requires_grad=True)], "lr": lr})
+    opt = fastcnn.optim.SGD(groups, momentum=0.9)
+    topt = torch.optim.SGD(tgroups, momentum=0.9)
+    with pytest.raises(KeyError, match="initial_lr"):
+        getattr(fastcnn.optim, name)(opt, **kw, last_epoch=last_epoch)
+    for ours_group, their_group in zip(opt.param_groups, topt.param_groups):
+        ours_group["initial_lr"] = their_group["initial_lr"] = 0.3
+    ours = getattr(fastcnn.optim, name)(opt, **kw, last_epoch=last_epoch)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw, last_epoch=last_epoch)
+    assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+    for _ in range(10):
+        topt.step()
+        ours.step()
+        theirs.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+
+
+def test_one_cycle_resumed_with_last_epoch_continues_the_schedule():
+    """OneCycleLR(last_epoch=k) on an optimizer that holds 'initial_lr' goes on from step k + 1
+    of the same schedule (torch's reads its phases' lrs from the checkpoint's groups instead)."""
+    kw = dict(max_lr=0.2, total_steps=30, three_phase=True)
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    fresh = fastcnn.optim.OneCycleLR(fastcnn.optim.SGD([param], momentum=0.9), **kw)
+    lrs = [fresh.get_last_lr()]
+    for _ in range(12):
+        fresh.step()
+        lrs.append(fresh.get_last_lr())
+    opt = fastcnn.optim.SGD([fastcnn.Parameter(np.zeros(2, np.float32))], momentum=0.9)
+    with pytest.raises(KeyError, match="initial_lr"):
+        fastcnn.optim.OneCycleLR(opt, **kw, last_epoch=5)
+    opt.param_groups[0]["initial_lr"] = 0.2 / 25
+    resumed = fastcnn.optim.OneCycleLR(opt, **kw, last_epoch=5)
+    assert resumed.get_last_lr() == lrs[6]
+    for step in range(7, 13):
+        resumed.step()
+        assert resumed.get_last_lr() == lrs[step]
+
+
+def test_module_helpers_as_torch():
+    """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
+    buffers in the same order, a child added by name shows in state_dict, apply visits children
+    before their parent, and the parameter count adds up."""
+    layers = [("Conv2d", (3, 4, 3)), ("BatchNorm2d", (4,)), ("ReLU", ())]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    assert [b.shape for b in net.buffers()] == [tuple(b.shape) for b in tnet.buffers()]
+    net.add_module("head", fastcnn.nn.Linear(4, 2))
+    tnet.add_module("head", torch.nn.Linear(4, 2))
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    assert sum(p.numel() for p in net.parameters()) == sum(p.numel() for p in tnet.parameters())
+    visited, tvisited = [], []
+    assert net.apply(lambda m: visited.append(type(m).__name__)) is net
+    tnet.apply(lambda m: tvisited.append(type(m).__name__))
+    assert visited == tvisited
+    with pytest.raises(TypeError, match="Module"):
+        net.add_module("bad", np.zeros(3))
+
+
+def test_optimizer_over_named_parameters_as_torch():
+    """An optimizer takes named_parameters() as torch 2.x's do: the names go to the group's
+    "param_names" (and its state dict); the steps are the same; named and unnamed groups do not
+    mix."""
+    layers = [("Conv2d", (2, 3, 3)), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    _copy_into(net, tnet)
+    opt = fastcnn.optim.Adam(net.named_parameters(), lr=0.01)
+    topt = torch.optim.Adam(tnet.named_parameters(), lr=0.01)
+    assert opt.param_groups[0]["param_names"] == topt.param_groups[0]["param_names"]
+    names = ["0.weight", "0.bias", "2.weight", "2.bias"]
+    assert opt.state_dict()["param_groups"][0]["param_names"] == names
+    rng = np.random.default_rng(9960)
+    for _ in range(3):
+        for p, tp in zip(net.parameters(), tnet.parameters()):
+            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        topt.step()
+    for p, tp in zip(net.parameters(), tnet.parameters()):
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="named"):
+        opt.add_param_group({"params": [fastcnn.Parameter(np.zeros(2))]})
+
+
+def test_scalar_arguments_refuse_arrays_by_name():
+    """F.cross_entropy's third positional argument is label_smoothing (torch's is weight): class
+    weights passed there are refused with a message that names the argument."""
+    logits, labels = np.zeros((4, 3), np.float32), np.array([0, 1, 2, 0])
+    for weight in (np.ones(3, np.float32), np.ones(1, np.float32)):
+        with pytest.raises(TypeError, match="label_smoothing: expected a float, got an array"):
+            F.cross_entropy(logits, labels, weight)
+    with pytest.raises(TypeError, match="negative_slope: expected a float, got an array"):
+        F.leaky_relu(logits, np.array([0.1, 0.2]))

@@ -68,4 +68,6 @@ def as_float(value: object, name: str) -> float:
         and not hasattr(value, "__float__")
     ):
         raise TypeError(f"{name}: expected a float, got {type(value).__name__} {value!r}")
+    if np.ndim(value):  # e.g. torch's positional class weights where fastcnn takes a scalar
+        raise TypeError(f"{name}: expected a float, got an array of shape {np.shape(value)}")
     return float(value)

@@ -105,7 +105,14 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
 def forward(logits, labels, e: float, weight, ignore_index: int, reduction: str):
     """The loss: a float for "mean" and "sum", a float32 array (N, d1, ...) for "none"."""
     logp, a, divisor = _coefficients(logits, labels, e, weight, ignore_index, reduction)
-    loss = -(a * logp).sum(-1)
+    with np.errstate(invalid="ignore"):  # 0 * inf: NaN is data here
+        terms = a * logp
+    if np.asarray(labels).dtype.kind != "f":
+        # A class id's zero coefficients are left out, not multiplied: PyTorch picks the -logp
+        # terms it needs, so a -inf logit elsewhere (or a NaN in an ignored row) leaves the loss
+        # finite. Probability targets multiply every term, as PyTorch does (0 * inf is NaN).
+        terms = np.where(a != 0.0, terms, 0.0)
+    loss = -terms.sum(-1)
     if reduction == "none":
         return loss.astype(np.float32)
     return float(loss.sum() / divisor) if divisor else float("nan")

@@ -66,7 +66,9 @@ def _with_batch(dy: object, x: object) -> tuple[object, object, bool]:
 
 def _window_args(kernel_size, stride, padding) -> tuple:
     kernel = positive_pair(kernel_size, "kernel_size")
-    strides = kernel if stride is None else positive_pair(stride, "stride")
+    # An empty sequence is also the default, as in PyTorch (whose own default stride is []).
+    default = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)
+    strides = kernel if default else positive_pair(stride, "stride")
     return kernel, strides, nonnegative_pair(padding, "padding")
 
 
@@ -609,7 +611,8 @@ def cross_entropy(
 ) -> float | np.ndarray:
     """Cross-entropy of softmax(logits) against class labels, as PyTorch defines it.
 
-    logits (N, C) or (N, C, d1, ...); labels (N,) or (N, d1, ...) integer ids in [0, C) or
+    logits (N, C) or (N, C, d1, ...), or one unbatched (C,) row with a 0-d label (or a (C,)
+    probability row); labels (N,) or (N, d1, ...) integer ids in [0, C) or
     ignore_index (those positions count for nothing), or floating class probabilities shaped like
     logits. With label_smoothing e the target is (1 - e) * onehot + e / C (or (1 - e) *
     probabilities + e / C); weight (C,) scales each class's terms. reduction "mean" (the default:
@@ -618,6 +621,11 @@ def cross_entropy(
     """
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
+    logits, labels, single = _xent_batch(logits, labels)
+    if single and reduction == "none":  # torch gives a 0-d loss for the one row
+        return cross_entropy(
+            logits, labels, e, weight=weight, ignore_index=ignore_index, reduction=reduction
+        ).reshape(())
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
         fused = _xent_options.fused_or_none(
             lambda: _core.softmax_xent_forward(logits, labels, e), labels, ignore_index
@@ -627,6 +635,14 @@ def cross_entropy(
     return _xent_options.forward(
         logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
     )
+
+
+def _xent_batch(logits: object, labels: object) -> tuple[object, object, bool]:
+    """(logits[None], labels[None], True) for one unbatched (C,) row of logits, else the
+    arguments unchanged and False."""
+    if np.ndim(logits) == 1:
+        return np.asarray(logits)[None], np.asarray(labels)[None], True
+    return logits, labels, False
 
 
 def cross_entropy_with_probabilities(
@@ -656,6 +672,19 @@ def cross_entropy_backward(
     """
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
+    if logits is not None and np.ndim(logits) == 1:  # one unbatched (C,) row
+        logits, labels, _ = _xent_batch(logits, labels)
+        if np.ndim(grad_output):
+            grad_output = np.reshape(grad_output, (1,))
+        return cross_entropy_backward(
+            logits,
+            labels,
+            e,
+            grad_output,
+            weight=weight,
+            ignore_index=ignore_index,
+            reduction=reduction,
+        )[0]
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
 
         def fused():

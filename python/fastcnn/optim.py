@@ -23,7 +23,7 @@ from fastcnn import _core
 from fastcnn._args import as_int
 from fastcnn.parameter import Parameter
 
-ParamsArg = Union[Iterable[Parameter], Iterable[dict]]
+ParamsArg = Union[Iterable[Parameter], Iterable[tuple[str, Parameter]], Iterable[dict]]
 
 __all__ = [
     "SGD",
@@ -69,12 +69,24 @@ def _positive_int(value: object, name: str) -> int:
 # --- optimizers ----------------------------------------------------------------------------------
 
 
+def _is_named(entry: object) -> bool:
+    """Whether entry is a (name, Parameter) pair, as Module.named_parameters() yields them."""
+    return (
+        isinstance(entry, tuple)
+        and len(entry) == 2
+        and isinstance(entry[0], str)
+        and isinstance(entry[1], Parameter)
+    )
+
+
 class Optimizer:
     """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
 
-    `params` is an iterable of `Parameter`s, or of dicts `{"params": [...], <option>: value}` whose
-    options override the constructor's for that group (as in torch). `param_groups` is the list of
-    group dicts; a scheduler or the user may change an option (such as "lr") between steps.
+    `params` is an iterable of `Parameter`s (or of (name, Parameter) pairs, as named_parameters()
+    gives them: the group then lists them under "param_names"), or of dicts `{"params": [...],
+    <option>: value}` whose options override the constructor's for that group (as in torch).
+    `param_groups` is the list of group dicts; a scheduler or the user may change an option (such
+    as "lr") between steps.
     """
 
     #: per-parameter state entries that are integers rather than parameter-shaped arrays
@@ -115,6 +127,13 @@ class Optimizer:
             raise ValueError("params: a parameter group needs a 'params' entry")
         params = group["params"]
         params = [params] if isinstance(params, Parameter) else list(params)
+        names = None
+        if params and all(_is_named(p) for p in params):  # from named_parameters(), as torch
+            names, params = [name for name, _ in params], [p for _, p in params]
+        if self.param_groups and (names is None) != ("param_names" not in self.param_groups[0]):
+            raise ValueError(
+                "params: either every parameter group is named (from named_parameters()) or none"
+            )
         for p in params:
             if not isinstance(p, Parameter):
                 raise TypeError(f"params: expected Parameter objects, got {type(p).__name__}")
@@ -125,11 +144,15 @@ class Optimizer:
             seen.add(id(p))
         options = {**self.defaults, **{k: v for k, v in group.items() if k != "params"}}
         options = self._check_options(options)
+        if names is not None:
+            options["param_names"] = names
         options["params"] = params
         self.param_groups.append(options)
 
-    def zero_grad(self) -> None:
-        """Sets every parameter's gradient to zero, in place."""
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Sets every parameter's gradient to zero, in place. set_to_none is taken for PyTorch's
+        signature: a Parameter's gradient is an array, never None, so it is zeroed either way
+        (the same step for every parameter that the next backward reaches)."""
         for group in self.param_groups:
             for p in group["params"]:
                 p.zero_grad()
@@ -255,9 +278,10 @@ class Optimizer:
 class SGD(Optimizer):
     """Stochastic gradient descent with optional momentum, dampening, Nesterov and weight decay.
 
-    Per parameter, with g its gradient: g += weight_decay * w; with momentum, the buffer starts as
-    b = g on the first step, then b = momentum * b + (1 - dampening) * g, and g = g + momentum * b
-    (Nesterov) or g = b; finally w -= lr * g. The same rule as torch.optim.SGD.
+    Per parameter, with g its gradient (negated with maximize): g += weight_decay * w; with
+    momentum, the buffer starts as b = g on the first step, then b = momentum * b + (1 - dampening)
+    * g, and g = g + momentum * b (Nesterov) or g = b; finally w -= lr * g. The same rule as
+    torch.optim.SGD.
     """
 
     def __init__(
@@ -268,6 +292,8 @@ class SGD(Optimizer):
         dampening: float = 0.0,
         weight_decay: float = 0.0,
         nesterov: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -275,6 +301,7 @@ class SGD(Optimizer):
             "dampening": dampening,
             "weight_decay": weight_decay,
             "nesterov": nesterov,
+            "maximize": maximize,
         }
         super().__init__(params, defaults)
 
@@ -284,6 +311,8 @@ class SGD(Optimizer):
         options["dampening"] = _real(options["dampening"], "dampening")
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["nesterov"] = _flag(options["nesterov"], "nesterov")
+        # absent from checkpoints saved before the option existed
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
         if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
             raise ValueError(
                 "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
@@ -302,7 +331,7 @@ class SGD(Optimizer):
             buf = np.empty_like(p.data)  # the kernel sets it to this step's d, as torch clones it
         _core.sgd_step(
             p.data,
-            p.grad,
+            _ascent(p, group),
             buf,
             group["lr"],
             momentum,
@@ -315,16 +344,24 @@ class SGD(Optimizer):
             state["momentum_buffer"] = buf
 
 
+def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
+    """The gradient a step descends along: negated for maximize (torch negates it first, before
+    weight decay; negation is exact, so the kernels need no flag)."""
+    return np.negative(p.grad) if group["maximize"] else p.grad
+
+
 class Adam(Optimizer):
     """Adam (Kingma & Ba), with optional L2 weight decay and the AMSGrad variant.
 
-    Per parameter at step t: g += weight_decay * w; m = beta1 m + (1 - beta1) g;
-    v = beta2 v + (1 - beta2) g^2 (v_max = max(v_max, v) with amsgrad);
-    w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). The same as torch.optim.Adam.
+    Per parameter at step t, with g its gradient (negated with maximize): g += weight_decay * w;
+    m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2 (v_max = max(v_max, v) with amsgrad);
+    w -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps). The same as torch.optim.Adam;
+    decoupled_weight_decay=True makes it AdamW.
     """
 
     _scalar_state = ("step",)
-    _decoupled = False
+    #: decoupled_weight_decay when a checkpoint saved before the option existed lacks it
+    _decoupled_default = False
 
     def __init__(
         self,
@@ -334,6 +371,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
+        decoupled_weight_decay: bool = False,
     ) -> None:
         defaults = {
             "lr": lr,
@@ -341,6 +381,8 @@ class Adam(Optimizer):
             "eps": eps,
             "weight_decay": weight_decay,
             "amsgrad": amsgrad,
+            "maximize": maximize,
+            "decoupled_weight_decay": decoupled_weight_decay,
         }
         super().__init__(params, defaults)
 
@@ -349,6 +391,11 @@ class Adam(Optimizer):
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
+        # absent from checkpoints saved before the options existed
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        options["decoupled_weight_decay"] = _flag(
+            options.get("decoupled_weight_decay", self._decoupled_default), "decoupled_weight_decay"
+        )
         betas = options["betas"]
         if isinstance(betas, (str, bytes)) or not isinstance(betas, Sequence) or len(betas) != 2:
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
@@ -374,7 +421,7 @@ class Adam(Optimizer):
         beta1, beta2 = group["betas"]
         _core.adam_step(
             p.data,
-            p.grad,
+            _ascent(p, group),
             state["exp_avg"],
             state["exp_avg_sq"],
             state["max_exp_avg_sq"] if amsgrad else None,
@@ -384,7 +431,7 @@ class Adam(Optimizer):
             beta2,
             group["eps"],
             group["weight_decay"],
-            self._decoupled,
+            group["decoupled_weight_decay"],
         )
         state["step"] += 1  # after the kernel, which checks the arrays before it changes any
 
@@ -393,7 +440,7 @@ class AdamW(Adam):
     """Adam with decoupled weight decay (Loshchilov & Hutter): w *= 1 - lr * weight_decay before the
     Adam step, instead of adding weight_decay * w to the gradient. The same as torch.optim.AdamW."""
 
-    _decoupled = True
+    _decoupled_default = True
 
     def __init__(
         self,
@@ -403,36 +450,74 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
+        *,
+        maximize: bool = False,
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad)
+        super().__init__(
+            params,
+            lr,
+            betas,
+            eps,
+            weight_decay,
+            amsgrad,
+            maximize=maximize,
+            decoupled_weight_decay=True,
+        )
 
 
 # --- learning-rate schedulers --------------------------------------------------------------------
 
 
 class LRScheduler:
-    """Base class: sets each group's "lr" from a closed form in the step count `last_epoch`.
+    """Base class: sets each group's "lr" for the step count `last_epoch`.
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
-    loading an optimizer checkpoint) into `base_lrs`, and applies step 0. Call `step()` once per
-    epoch (or per batch, for OneCycleLR) after `optimizer.step()`.
+    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
+    the groups' lrs). Call `step()` once per
+    epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable scheduler (StepLR,
+    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
+    steps carries on; the others (and load_state_dict) set the closed form in `last_epoch`.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
     _config: tuple[str, ...] = ()
+    #: whether step() derives the new lr from the group's current one (see _chained_lr)
+    _chainable = False
+    #: whether the step made by the constructor chains too (torch's StepLR does when resuming
+    #: at last_epoch >= 0; its CosineAnnealingLR keeps the lr)
+    _chains_at_start = False
 
-    def __init__(self, optimizer: Optimizer) -> None:
+    def __init__(self, optimizer: Optimizer, last_epoch: int = -1) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        last_epoch = as_int(last_epoch, "last_epoch")
+        if last_epoch < -1:
+            raise ValueError(
+                f"last_epoch: expected -1 (a fresh start) or a step >= 0, got {last_epoch}"
+            )
         self.optimizer = optimizer
-        for group in optimizer.param_groups:
-            group.setdefault("initial_lr", group["lr"])
+        if last_epoch == -1:
+            for group in optimizer.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+        else:  # resuming, as torch: the groups (from the optimizer's checkpoint) hold it
+            for i, group in enumerate(optimizer.param_groups):
+                if "initial_lr" not in group:
+                    raise KeyError(
+                        f"param_groups[{i}]: no 'initial_lr' to resume from at last_epoch="
+                        f"{last_epoch}; load the optimizer's state_dict first"
+                    )
         self.base_lrs: list[float] = [group["initial_lr"] for group in optimizer.param_groups]
-        self.last_epoch = -1
+        self.last_epoch = last_epoch
         self._last_lr: list[float] = []
+        self._starting = True
         self.step()
+        self._starting = False
 
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        raise NotImplementedError
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
         raise NotImplementedError
 
     def _apply(self, step: int) -> None:
@@ -443,7 +528,13 @@ class LRScheduler:
     def step(self) -> None:
         """Advances one step and sets each group's lr."""
         self.last_epoch += 1
-        self._apply(self.last_epoch)
+        if not self._chainable:
+            self._apply(self.last_epoch)
+        elif self.last_epoch > 0 and (self._chains_at_start or not self._starting):
+            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+                group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
+        # else: a chainable scheduler starts from each group's lr as it is (as torch's do: after
+        # loading an optimizer checkpoint it need not be "initial_lr")
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -451,14 +542,22 @@ class LRScheduler:
         return list(self._last_lr)
 
     def state_dict(self) -> dict[str, Any]:
-        """`last_epoch`, `base_lrs` and the constructor options: plain Python scalars and lists."""
+        """`last_epoch`, `base_lrs`, the constructor options and `_last_lr` (torch's name for the
+        lrs of the last step): plain Python scalars and lists."""
         saved = {name: getattr(self, name) for name in self._config}
         saved = {k: (list(v) if isinstance(v, tuple) else v) for k, v in saved.items()}
-        return {"last_epoch": self.last_epoch, "base_lrs": list(self.base_lrs), **saved}
+        return {
+            "last_epoch": self.last_epoch,
+            "base_lrs": list(self.base_lrs),
+            **saved,
+            "_last_lr": list(self._last_lr),
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Restores a `state_dict()` and sets the optimizer's lrs (and cycled momenta) for the
-        restored step, so it does not matter whether the optimizer's state was loaded first."""
+        restored step, so it does not matter whether the optimizer's state was loaded first. A
+        chainable scheduler restores the saved `_last_lr` (its lrs hold every change made between
+        steps; the closed form stands in for a state without them)."""
         names = ("last_epoch", "base_lrs") + self._config
         if not isinstance(state_dict, dict) or not set(names) <= state_dict.keys():
             raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
@@ -471,6 +570,13 @@ class LRScheduler:
         last_epoch = as_int(state_dict["last_epoch"], "state_dict: last_epoch")
         if last_epoch < 0:
             raise ValueError(f"state_dict: last_epoch: expected an int >= 0, got {last_epoch}")
+        last_lrs = state_dict.get("_last_lr")
+        if last_lrs is not None:
+            last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
+            if len(last_lrs) != len(base_lrs):
+                raise ValueError(
+                    f"state_dict: _last_lr has {len(last_lrs)} entries, base_lrs {len(base_lrs)}"
+                )
         previous = {name: getattr(self, name) for name in self._config}, self.base_lrs
         try:
             self._set_config({name: state_dict[name] for name in self._config})
@@ -481,6 +587,9 @@ class LRScheduler:
             self.base_lrs = previous[1]
             raise
         self.last_epoch = last_epoch
+        if self._chainable and last_lrs is not None:
+            for group, lr in zip(self.optimizer.param_groups, last_lrs):
+                group["lr"] = lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _set_config(self, config: dict[str, Any]) -> None:
@@ -488,13 +597,18 @@ class LRScheduler:
 
 
 class StepLR(LRScheduler):
-    """lr = base_lr * gamma ** (step // step_size): decays by gamma every step_size steps."""
+    """lr = base_lr * gamma ** (step // step_size): decays by gamma every step_size steps
+    (multiplying the current lr, as torch does)."""
 
     _config = ("step_size", "gamma")
+    _chainable = True
+    _chains_at_start = True
 
-    def __init__(self, optimizer: Optimizer, step_size: int, gamma: float = 0.1) -> None:
+    def __init__(
+        self, optimizer: Optimizer, step_size: int, gamma: float = 0.1, last_epoch: int = -1
+    ) -> None:
         self._set_config({"step_size": step_size, "gamma": gamma})
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _set_config(self, config: dict[str, Any]) -> None:
         self.step_size = _positive_int(config["step_size"], "step_size")
@@ -503,18 +617,25 @@ class StepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** (step // self.step_size)
 
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        return lr * self.gamma if step % self.step_size == 0 else lr
+
 
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2.
 
-    Reaches eta_min at step T_max and, stepped further, rises again with period 2 * T_max, as
-    torch's (recursively computed) schedule does."""
+    Reaches eta_min at step T_max and, stepped further, rises again with period 2 * T_max. step()
+    computes it from the current lr with torch's recursive formula (the same floats as torch's,
+    and an lr changed between steps carries on)."""
 
     _config = ("T_max", "eta_min")
+    _chainable = True
 
-    def __init__(self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0) -> None:
+    def __init__(
+        self, optimizer: Optimizer, T_max: int, eta_min: float = 0.0, last_epoch: int = -1
+    ) -> None:
         self._set_config({"T_max": T_max, "eta_min": eta_min})
-        super().__init__(optimizer)
+        super().__init__(optimizer, last_epoch)
 
     def _set_config(self, config: dict[str, Any]) -> None:
         self.T_max = _positive_int(config["T_max"], "T_max")
@@ -524,6 +645,13 @@ class CosineAnnealingLR(LRScheduler):
         cosine = math.cos(math.pi * step / self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + cosine) / 2.0
 
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        t_max, eta_min = self.T_max, self.eta_min
+        if (step - 1 - t_max) % (2 * t_max) == 0:  # leaving the minimum: the ratio below is 0/0
+            return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
+        now, before = math.cos(math.pi * step / t_max), math.cos(math.pi * (step - 1) / t_max)
+        return (1 + now) / (1 + before) * (lr - eta_min) + eta_min
+
 
 class OneCycleLR(LRScheduler):
     """The 1cycle policy (Smith & Topin): lr rises from max_lr / div_factor to max_lr over the first
@@ -532,7 +660,8 @@ class OneCycleLR(LRScheduler):
 
     Step it once per batch; total_steps = epochs * steps_per_epoch when not given. With
     three_phase, lr goes back down to the start value symmetrically before the final annealing.
-    max_lr, base_momentum and max_momentum may be one value or one per group. Same as torch's.
+    max_lr, base_momentum and max_momentum may be one value or one per group. Same as torch's,
+    positional argument order included.
     """
 
     _config = (
@@ -557,12 +686,13 @@ class OneCycleLR(LRScheduler):
         steps_per_epoch: int | None = None,
         pct_start: float = 0.3,
         anneal_strategy: str = "cos",
-        div_factor: float = 25.0,
-        final_div_factor: float = 1e4,
-        three_phase: bool = False,
         cycle_momentum: bool = True,
         base_momentum: float | Sequence[float] = 0.85,
         max_momentum: float | Sequence[float] = 0.95,
+        div_factor: float = 25.0,
+        final_div_factor: float = 1e4,
+        three_phase: bool = False,
+        last_epoch: int = -1,
     ) -> None:
         if not isinstance(optimizer, Optimizer):
             raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
@@ -594,9 +724,10 @@ class OneCycleLR(LRScheduler):
                 "cycle_momentum: the optimizer has neither momentum nor betas; "
                 "pass cycle_momentum=False"
             )
-        for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
-            group["initial_lr"] = max_lr_value / self.div_factor
-        super().__init__(optimizer)
+        if last_epoch == -1:  # resuming keeps the checkpoint's, as in torch
+            for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
+                group["initial_lr"] = max_lr_value / self.div_factor
+        super().__init__(optimizer, last_epoch)
 
     @staticmethod
     def _per_group(value: object, name: str, n: int) -> list[float]:

@@ -35,6 +35,10 @@ class Parameter:
     def size(self) -> int:
         return self.data.size
 
+    def numel(self) -> int:
+        """The element count, under torch's name (sum(p.numel() for p in net.parameters()))."""
+        return self.data.size
+
     def zero_grad(self) -> None:
         """Set the gradient to zero in place (the buffer is reused, never reallocated)."""
         self.grad.fill(0.0)

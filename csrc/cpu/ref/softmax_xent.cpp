@@ -102,8 +102,10 @@ void softmax_xent_forward(const SoftmaxShape& s, float label_smoothing, const fl
       // -logp[c] = max + logsum - z[c]
       const double shift = m + logsum;
       const double nll = shift - logits[base + labels[o * s.inner + i] * s.inner];
+      // Without smoothing the mean term is left out, not multiplied by 0: a -inf logit makes it
+      // inf, and PyTorch's loss (which never forms it) stays finite.
       const double smooth = shift - sum_z / static_cast<double>(s.C);
-      row_loss[o * s.inner + i] = (1.0 - e) * nll + e * smooth;
+      row_loss[o * s.inner + i] = e == 0.0 ? nll : (1.0 - e) * nll + e * smooth;
     }
   const int64_t positions = s.outer * s.inner;
   double total = 0.0;

@@ -58,7 +58,8 @@ class Sequential(Module):
     def _run_order(self) -> list[Module]:
         mods = list(self._modules.values())
         for i in range(len(mods) - 1):
-            if type(mods[i]) is ReLU and type(mods[i + 1]) is MaxPool2d:
+            # (not a pooling that returns its indices: those of relu(x) differ where x < 0)
+            if type(mods[i]) is ReLU and _pool_output_only(mods[i + 1]):
                 mods[i], mods[i + 1] = mods[i + 1], mods[i]
         return mods
 
@@ -125,9 +126,13 @@ def _fusable_relu(m: Module) -> bool:
     return type(m) is ReLU and "forward" not in m.__dict__
 
 
+def _pool_output_only(m: Module) -> bool:
+    return type(m) is MaxPool2d and not m.return_indices
+
+
 def _pool_then_relu(pool: MaxPool2d, relu: Module) -> bool:
     # As _fusable: a module whose forward was replaced on the instance runs alone.
-    return "forward" not in pool.__dict__ and _fusable_relu(relu)
+    return "forward" not in pool.__dict__ and not pool.return_indices and _fusable_relu(relu)
 
 
 class Residual(Module):

@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from fastcnn import _core
+from fastcnn import _core, _padding_modes
 from fastcnn import functional as F
 from fastcnn._args import as_int, nonnegative_pair, positive_pair
 from fastcnn._random import default_generator
@@ -25,7 +25,8 @@ def _forgotten(layer: Module) -> RuntimeError:
 
 class Conv2d(Module):
     """2-D convolution. Input (N, C_in, H, W) -> output (N, C_out, H_out, W_out); weight
-    (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid"."""
+    (C_out, C_in/groups, kH, kW), bias (C_out,). padding: int, pair, "same" or "valid";
+    padding_mode: "zeros", "reflect", "replicate" or "circular", as in PyTorch."""
 
     def __init__(
         self,
@@ -42,8 +43,7 @@ class Conv2d(Module):
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"padding_mode: only 'zeros' is supported, got {padding_mode!r}")
+        self.padding_mode = _padding_modes.check_mode(padding_mode)
         self.in_channels = as_int(in_channels, "in_channels")
         self.out_channels = as_int(out_channels, "out_channels")
         self.groups = as_int(groups, "groups")
@@ -97,13 +97,16 @@ class Conv2d(Module):
         return stride, padding, dilation, as_int(self.groups, "groups")
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         stride, padding, dilation, groups = self._call_args or self._cached_args()
         p = self._parameters
         w = p["weight"].data
         b = p.get("bias")
         if padding is None:
             padding = F._conv2d_padding(self.padding, w, stride, dilation)
+        if self.padding_mode != "zeros":  # padded here; the kernel then pads nothing
+            x = _padding_modes.pad(x, padding, self.padding_mode)
+            padding = (0, 0, 0, 0)
+        self.__dict__["_x"] = x  # see Module: a saved array skips Module.__setattr__
         cache = None if self.training else self._weight_cache
         single = False
         if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
@@ -123,13 +126,18 @@ class Conv2d(Module):
         weight, bias = p["weight"], p.get("bias")
         if padding is None:
             padding = F._conv2d_padding(self.padding, weight.data, stride, dilation)
+        conv_padding = padding
+        if self.padding_mode != "zeros":  # x was saved padded
+            conv_padding = (0, 0, 0, 0)
         dx = None
         if input_grad:
             dx = _core.conv2d_backward_input(
-                dy, weight.data, np.shape(x), stride, padding, dilation, groups
+                dy, weight.data, np.shape(x), stride, conv_padding, dilation, groups
             )
+            if conv_padding is not padding:
+                dx = _padding_modes.fold(dx, padding, self.padding_mode)
         dw, db = _core.conv2d_backward_weight(
-            dy, x, weight.data.shape, stride, padding, dilation, groups, True, bias is not None
+            dy, x, weight.data.shape, stride, conv_padding, dilation, groups, True, bias is not None
         )
         weight.grad += dw
         if bias is not None:
@@ -146,6 +154,7 @@ class Conv2d(Module):
             dilation=list(self.dilation),
             groups=self.groups,
             bias=self.bias is not None,
+            padding_mode=self.padding_mode,
         )
 
 
@@ -243,7 +252,8 @@ class LeakyReLU(Module):
 
 
 class MaxPool2d(Module):
-    """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out)."""
+    """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out); with return_indices,
+    (output, int64 argmax indices) as torch.nn.MaxPool2d returns them."""
 
     def __init__(
         self,
@@ -255,11 +265,7 @@ class MaxPool2d(Module):
         ceil_mode: bool = False,
     ) -> None:
         super().__init__()
-        if return_indices:
-            raise ValueError(
-                "return_indices: not supported by the module; use "
-                "fastcnn.functional.max_pool2d(..., return_indices=True)"
-            )
+        self.return_indices = bool(return_indices)
         self.kernel_size = kernel_size
         self.stride = stride
         self.padding = padding
@@ -276,29 +282,33 @@ class MaxPool2d(Module):
             padding=self.padding,
             dilation=self.dilation,
             ceil_mode=self.ceil_mode,
+            return_indices=self.return_indices,
         )
 
     def _make_call_args(self) -> tuple:
         kernel, strides, pad = F._window_args(self.kernel_size, self.stride, self.padding)
         return kernel, strides, pad, positive_pair(self.dilation, "dilation"), bool(self.ceil_mode)
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def forward(self, x: np.ndarray) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
         # Eval mode skips the argmax indices (backward rarely follows; it recomputes them).
         single = False
         if type(x) is not np.ndarray or x.ndim != 4:  # (C, H, W): one unbatched image
             x, single = F._as_batch(x)
         y, indices = _core.max_pool2d_forward(
-            x, *(self._call_args or self._cached_args()), self.training
+            x, *(self._call_args or self._cached_args()), self.training or self.return_indices
         )
         self.__dict__["_saved"] = (x, indices)
+        if self.return_indices:
+            return (y[0], indices[0]) if single else (y, indices)
         return y[0] if single else y
 
     def fuses_after_batch_norm(self) -> bool:
         """Whether BatchNorm2d.forward_max_pool computes this pooling: 2x2 windows, stride 2, no
-        padding or dilation, floor mode."""
+        padding or dilation, floor mode, output only."""
         kernel, strides, pad, dilation, ceil_mode = self._call_args or self._cached_args()
         return (
-            tuple(kernel) == (2, 2)
+            not self.return_indices
+            and tuple(kernel) == (2, 2)
             and tuple(strides) == (2, 2)
             and tuple(pad) == (0, 0)
             and tuple(dilation) == (1, 1)
@@ -656,13 +666,16 @@ class Flatten(Module):
         nd = len(shape)
         if nd == 4 and self.start_dim == 1 and self.end_dim == -1:  # (N, C, H, W): the usual case
             return x.reshape(shape[0], shape[1] * shape[2] * shape[3])
-        start = self.start_dim + nd if self.start_dim < 0 else self.start_dim
-        end = self.end_dim + nd if self.end_dim < 0 else self.end_dim
+        # A 0-d array counts as 1-d (dims -1 and 0), as torch.flatten treats a scalar.
+        start = self.start_dim + max(nd, 1) if self.start_dim < 0 else self.start_dim
+        end = self.end_dim + max(nd, 1) if self.end_dim < 0 else self.end_dim
         if not 0 <= start <= end < max(nd, 1):
             raise ValueError(
                 f"Flatten(start_dim={self.start_dim}, end_dim={self.end_dim}): "
                 f"invalid for an input of shape {x.shape}"
             )
+        if nd == 0:
+            return x.reshape(1)
         flat = math.prod(shape[start : end + 1])
         return x.reshape(shape[:start] + (flat,) + shape[end + 1 :])
 

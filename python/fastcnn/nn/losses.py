@@ -14,19 +14,27 @@ _reduction = _xent_options.check_reduction
 
 
 class CrossEntropyLoss(Module):
-    """Softmax cross-entropy of logits (N, C) or (N, C, d1, ...) against integer labels, with
+    """Softmax cross-entropy of logits (N, C), (N, C, d1, ...) or one unbatched (C,) row against
+    integer labels, with
     PyTorch's options: class weights (C,), ignore_index, label smoothing and reduction 'mean'
     (default), 'sum' or 'none' (an array shaped like the labels)."""
 
     def __init__(
         self,
+        weight: np.ndarray | None = None,
+        size_average: None = None,
+        ignore_index: int = -100,
+        reduce: None = None,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-        *,
-        weight: np.ndarray | None = None,
-        ignore_index: int = -100,
     ) -> None:
+        """torch.nn.CrossEntropyLoss's arguments, in its order (CrossEntropyLoss(class_weights)
+        is common); size_average and reduce, deprecated there, must stay None."""
         super().__init__()
+        if size_average is not None or reduce is not None:
+            raise ValueError(
+                "size_average, reduce: deprecated in PyTorch and not supported; use reduction="
+            )
         self.reduction = _reduction(reduction)
         self.label_smoothing = float(label_smoothing)
         if not 0.0 <= self.label_smoothing <= 1.0:
@@ -34,8 +42,11 @@ class CrossEntropyLoss(Module):
         self.weight = None if weight is None else np.array(weight, dtype=np.float32)
         self.ignore_index = as_int(ignore_index, "ignore_index")
         self._saved = None
+        self._single = False  # whether the last forward had one unbatched (C,) row
 
     def forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
+        logits, labels, single = F._xent_batch(logits, labels)
+        self._single = single
         if _xent_options.fused_applies(self.weight, self.ignore_index, self.reduction):
             fused = _xent_options.fused_or_none(
                 lambda: F.cross_entropy_with_probabilities(
@@ -51,9 +62,10 @@ class CrossEntropyLoss(Module):
                 self._saved = (probabilities, labels, scale)
                 return float(loss) * scale
         self._saved = (logits, labels, None)  # the NumPy path of the other options
-        return _xent_options.forward(
+        loss = _xent_options.forward(
             logits, labels, self.label_smoothing, self.weight, self.ignore_index, self.reduction
         )
+        return loss.reshape(()) if single and self.reduction == "none" else loss
 
     def __call__(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         return self.forward(logits, labels)
@@ -65,7 +77,9 @@ class CrossEntropyLoss(Module):
             raise RuntimeError("CrossEntropyLoss.backward called before the loss was computed")
         first, labels, scale = self._saved
         if scale is None:
-            return _xent_options.backward(
+            if self._single and np.ndim(grad_output):
+                grad_output = np.reshape(grad_output, (1,))
+            grad = _xent_options.backward(
                 first,
                 labels,
                 self.label_smoothing,
@@ -74,13 +88,15 @@ class CrossEntropyLoss(Module):
                 self.reduction,
                 grad_output,
             )
-        return F.cross_entropy_backward(
-            None,
-            labels,
-            label_smoothing=self.label_smoothing,
-            grad_output=float(grad_output) * scale,
-            probabilities=first,
-        )
+        else:
+            grad = F.cross_entropy_backward(
+                None,
+                labels,
+                label_smoothing=self.label_smoothing,
+                grad_output=float(grad_output) * scale,
+                probabilities=first,
+            )
+        return grad[0] if self._single else grad
 
     def config(self) -> dict:
         out = dict(reduction=self.reduction, label_smoothing=self.label_smoothing)

@@ -134,6 +134,24 @@ class Module:
                 if b is not None:
                     yield (f"{module_name}.{name}" if module_name else name), b
 
+    def buffers(self) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers():
+            yield b
+
+    def add_module(self, name: str, module: Module) -> None:
+        """Registers a child under `name`, as assigning the attribute does."""
+        if not isinstance(module, Module):
+            raise TypeError(f"add_module: expected a Module, got {type(module).__name__}")
+        self._unregister(name)
+        self._modules[name] = module
+
+    def apply(self, fn) -> Module:
+        """Calls fn on every child module (recursively), then on this one; returns self."""
+        for child in self.children():
+            child.apply(fn)
+        fn(self)
+        return self
+
     # --- state -----------------------------------------------------------------------------------
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed as torch.nn names them ("0.weight", ...)."""
@@ -196,7 +214,8 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
-    def zero_grad(self) -> None:
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Zeroes every parameter's gradient in place (set_to_none: see Optimizer.zero_grad)."""
         for p in self.parameters():
             p.zero_grad()
 
