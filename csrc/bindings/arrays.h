@@ -75,5 +75,11 @@ Scratch new_scratch(int64_t floats);
 // `plane` elements (the scatters that take them trust them), as int64.
 I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
                     const char* name);
+// checked_indices in two steps, for a kernel that checks the values itself while it reads them:
+// the array as int64 (values unchecked, save uint64 ones past int64's range), and the ValueError
+// naming the first value outside [0, plane) (none: returns).
+I64 index_array(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
+                const char* name);
+void require_indices_in_plane(const I64& indices, int64_t plane, const char* name);
 
 }  // namespace fastcnn::bind
