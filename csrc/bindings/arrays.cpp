@@ -204,13 +204,6 @@ void require_indices_in_plane(const I64& indices, int64_t plane, const char* nam
                           std::to_string(ip[bad]) + " at flat position " + std::to_string(bad));
 }
 
-I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
-                    const char* name) {
-  I64 indices = index_array(obj, shape, plane, name);
-  require_indices_in_plane(indices, plane, name);
-  return indices;
-}
-
 void ScratchFree::operator()(float* p) const { host_pool_free(p); }
 
 Scratch new_scratch(int64_t floats) {
