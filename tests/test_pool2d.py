@@ -264,10 +264,9 @@ def test_max_pool2d_nan_and_inf_follow_torch(core, rng, kw):
     np.testing.assert_array_equal(indices, it.numpy())
 
 
-# Backward cases for indices the forward did not write. 2x2 windows that tile the plane (the fast
-# variants write dx once, after checking that each index lies in its own window): an uncovered
-# last row and column, Q <= 8 (AVX-512 takes two rows of windows a vector) with an odd P, rows
-# longer than a vector, batch 1; then windows that overhang, overlap or pad (the scatter alone).
+# Backward cases for indices the forward did not write, which the kernels check as they scatter
+# them: 2x2 windows that tile the plane with an uncovered last row and column, narrow planes with
+# an odd P, rows longer than a vector, batch 1; windows that overhang, overlap or pad.
 BACKWARD_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
     ((2, 3, 13, 11), {"kernel_size": 2}),
@@ -299,8 +298,8 @@ def _backward_bits_equal_ref(core, dy, x, kw, indices):
 
 @pytest.mark.parametrize("shape,kw", TILING_CASES, ids=_ids(TILING_CASES))
 def test_max_pool2d_backward_any_tap_of_each_window(core, rng, shape, kw):
-    """Indices at a random tap of their own window (not the argmax) reach every tap position of
-    the one-store path, and the same bits as ref come out, -0.0 gradients turned to +0.0."""
+    """Indices at a random tap of their own window (not the argmax) give ref's bits, -0.0
+    gradients turned to +0.0 (ref adds dy to a zeroed dx)."""
     x, indices, dy = _backward_inputs(rng, shape, kw)
     W, (P, Q) = shape[3], indices.shape[2:]
     top_left = 2 * np.arange(P)[:, None] * W + 2 * np.arange(Q)[None, :]
