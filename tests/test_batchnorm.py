@@ -525,6 +525,26 @@ def test_backward_pooled_bad_input(core, rng, change, error, match) -> None:
         )
 
 
+@pytest.mark.parametrize(("shape", "pool"), [POOLED_CASES[1], POOLED_CASES[3], POOLED_CASES[8]])
+def test_backward_pooled_one_index_outside_its_plane_raises(core, rng, shape, pool) -> None:
+    """The kernels check the indices as they read them: a single bad one, in any plane, raises
+    the ValueError that names it and its position, in training and eval mode, with a ReLU too."""
+    x, w, mean, invstd, g, indices = _pooled_inputs(rng, shape, pool)
+    L = shape[2] * shape[3]
+    relu_out = np.maximum(g, 0)
+    for bad in (-1, L, L + shape[3] + 1, 2**40, -(2**63)):
+        broken = indices.copy()
+        at = int(rng.integers(0, broken.size))
+        broken.reshape(-1)[at] = bad
+        match = rf"indices: expected values in \[0, {L}\).* got {bad} at flat position {at}$"
+        with pytest.raises(ValueError, match=match):
+            core.batchnorm2d_backward_pooled(g, broken, x, w, mean, invstd, True)
+        with pytest.raises(ValueError, match=match):
+            core.batchnorm2d_backward_pooled(g, broken, x, w, mean, invstd, True, relu_out)
+        with pytest.raises(ValueError, match=match):
+            core.batchnorm2d_backward_pooled_eval(g, broken, x, w, mean, 1 / invstd**2, 1e-5)
+
+
 @pytest.mark.parametrize(
     ("rv", "eps", "error", "match"),
     [

@@ -264,6 +264,90 @@ def test_max_pool2d_nan_and_inf_follow_torch(core, rng, kw):
     np.testing.assert_array_equal(indices, it.numpy())
 
 
+# Backward cases for indices the forward did not write, which the kernels check as they scatter
+# them: 2x2 windows that tile the plane with an uncovered last row and column, narrow planes with
+# an odd P, rows longer than a vector, batch 1; windows that overhang, overlap or pad.
+BACKWARD_CASES = [
+    ((1, 1, 4, 4), {"kernel_size": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 2}),
+    ((1, 2, 14, 14), {"kernel_size": 2}),
+    ((2, 2, 10, 70), {"kernel_size": 2}),
+    ((3, 2, 28, 28), {"kernel_size": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 2, "ceil_mode": True}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 13, 11), {"kernel_size": (2, 3), "stride": (1, 2)}),
+]
+TILING_CASES = [case for case in BACKWARD_CASES if len(case[1]) == 1]
+
+
+def _backward_inputs(rng, shape, kw):
+    """x, forward's indices, and dy with -0.0 among its values (ref's 0 + dy gives +0.0)."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    _, indices = fastcnn._core._variants["ref"].max_pool2d_forward(x, *_max_args(kw))
+    dy = rng.standard_normal(indices.shape).astype(np.float32)
+    dy.reshape(-1)[::5] = -0.0
+    return x, indices, dy
+
+
+def _backward_bits_equal_ref(core, dy, x, kw, indices):
+    want = fastcnn._core._variants["ref"].max_pool2d_backward(dy, x, *_max_args(kw), indices)
+    got = core.max_pool2d_backward(dy, x, *_max_args(kw), indices)
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    return got
+
+
+@pytest.mark.parametrize("shape,kw", TILING_CASES, ids=_ids(TILING_CASES))
+def test_max_pool2d_backward_any_tap_of_each_window(core, rng, shape, kw):
+    """Indices at a random tap of their own window (not the argmax) give ref's bits, -0.0
+    gradients turned to +0.0 (ref adds dy to a zeroed dx)."""
+    x, indices, dy = _backward_inputs(rng, shape, kw)
+    W, (P, Q) = shape[3], indices.shape[2:]
+    top_left = 2 * np.arange(P)[:, None] * W + 2 * np.arange(Q)[None, :]
+    taps = np.array([0, 1, W, W + 1])[rng.integers(0, 4, indices.shape)]
+    dx = _backward_bits_equal_ref(core, dy, x, kw, top_left + taps)
+    assert not (np.signbit(dx) & (dx == 0)).any()
+
+
+@pytest.mark.parametrize("shape,kw", BACKWARD_CASES, ids=_ids(BACKWARD_CASES))
+def test_max_pool2d_backward_indices_outside_their_windows(core, rng, shape, kw):
+    """Any position in the plane is a valid index: one stray index in a plane, or all of them
+    random (repeats add up in output order), gives ref's bits."""
+    x, indices, dy = _backward_inputs(rng, shape, kw)
+    hw = shape[2] * shape[3]
+    stray = indices.copy()
+    stray[-1, -1, 0, 0] = (stray[-1, -1, 0, 0] + shape[3] + 2) % hw
+    _backward_bits_equal_ref(core, dy, x, kw, stray)
+    _backward_bits_equal_ref(core, dy, x, kw, rng.integers(0, hw, indices.shape))
+
+
+@pytest.mark.parametrize("shape,kw", BACKWARD_CASES, ids=_ids(BACKWARD_CASES))
+def test_max_pool2d_backward_out_of_plane_index_raises(core, rng, shape, kw):
+    """The kernels check the indices as they scatter them; the error names the first bad one."""
+    x, indices, dy = _backward_inputs(rng, shape, kw)
+    hw = shape[2] * shape[3]
+    for bad in (-1, hw, hw + shape[3] + 1, 2**40, -(2**63)):
+        broken = indices.copy()
+        at = int(rng.integers(0, broken.size))
+        broken.reshape(-1)[at] = bad
+        with pytest.raises(ValueError, match=rf"indices: .* got {bad} at flat position {at}$"):
+            core.max_pool2d_backward(dy, x, *_max_args(kw), broken)
+        broken.reshape(-1)[at + 1 :] = -1  # several bad ones: the first is named
+        with pytest.raises(ValueError, match=rf"got {bad} at flat position {at}$"):
+            core.max_pool2d_backward(dy, x, *_max_args(kw), broken)
+
+
+def test_max_pool2d_backward_writes_every_element_of_a_reused_block(core, rng):
+    """dx comes from the caching pool (large results): a block that held NaNs must come back
+    fully overwritten, uncovered last row and column included."""
+    shape, kw = (2, 16, 33, 35), {"kernel_size": 2}
+    x, indices, dy = _backward_inputs(rng, shape, kw)
+    for _ in range(3):
+        stale = core.relu_forward(np.full(shape, np.nan, np.float32))
+        del stale
+        dx = _backward_bits_equal_ref(core, dy, x, kw, indices)
+        assert not np.isnan(dx).any()
+
+
 # --- average pooling -----------------------------------------------------------------------------
 
 

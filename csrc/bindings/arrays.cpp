@@ -156,11 +156,18 @@ py::object optional_f32(bool needed, const std::vector<int64_t>& shape, const ch
   return out;
 }
 
-I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
-                    const char* name) {
+namespace {
+
+std::string index_range(int64_t plane) {
+  return ": expected values in [0, " + std::to_string(plane) +
+         "), the flat positions in an (H, W) plane of x";
+}
+
+}  // namespace
+
+I64 index_array(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
+                const char* name) {
   const std::string arg(name);
-  const std::string range = ": expected values in [0, " + std::to_string(plane) +
-                            "), the flat positions in an (H, W) plane of x";
   if (obj.is_none()) throw py::type_error(arg + ": expected an integer array, got None");
   py::array a = py::array::ensure(obj);
   if (!a) {
@@ -175,10 +182,13 @@ I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t p
   // uint64 values past int64's range would wrap in the cast below: check them first.
   if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
       py::int_(a.attr("max")()).cast<unsigned long long>() >= static_cast<unsigned long long>(plane))
-    throw py::value_error(arg + range);
-  I64 ind = I64::ensure(a);
-  const int64_t n = ind.size();
-  const int64_t* ip = ind.data();
+    throw py::value_error(arg + index_range(plane));
+  return I64::ensure(a);
+}
+
+void require_indices_in_plane(const I64& indices, int64_t plane, const char* name) {
+  const int64_t n = indices.size();
+  const int64_t* ip = indices.data();
   int64_t bad = -1;
   {
     py::gil_scoped_release nogil;
@@ -190,9 +200,8 @@ I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t p
     }
   }
   if (bad >= 0)
-    throw py::value_error(arg + range + ", got " + std::to_string(ip[bad]) +
-                          " at flat position " + std::to_string(bad));
-  return ind;
+    throw py::value_error(std::string(name) + index_range(plane) + ", got " +
+                          std::to_string(ip[bad]) + " at flat position " + std::to_string(bad));
 }
 
 void ScratchFree::operator()(float* p) const { host_pool_free(p); }

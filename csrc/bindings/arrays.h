@@ -71,9 +71,13 @@ struct ScratchFree {
 using Scratch = std::unique_ptr<float, ScratchFree>;
 Scratch new_scratch(int64_t floats);
 
-// Max-pooling indices: an integer array of `shape` whose values are flat positions in a plane of
-// `plane` elements (the scatters that take them trust them), as int64.
-I64 checked_indices(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
-                    const char* name);
+// Max-pooling indices, checked in two steps for the kernels that take them, which check each
+// value as they read it (in parallel; a serial pass here cost 0.12 ms per 400k indices) and report
+// any outside its plane: index_array is the integer array of `shape` as int64 (uint64 values past
+// int64's range refused, the rest unchecked); require_indices_in_plane, called when a kernel
+// reported a bad one, raises the ValueError that names the first value outside [0, plane).
+I64 index_array(py::handle obj, const std::vector<int64_t>& shape, int64_t plane,
+                const char* name);
+void require_indices_in_plane(const I64& indices, int64_t plane, const char* name);
 
 }  // namespace fastcnn::bind

@@ -91,7 +91,7 @@ PooledGrad pooled_grad(py::handle dy_obj, py::handle indices_obj, py::handle rel
     throw py::value_error("dy: expected (" + std::to_string(s.N) + ", " + std::to_string(s.C) +
                           ", P, Q), the pooled shape of x " + shape_string(x) + ", got " +
                           shape_string(dy));
-  I64 indices = checked_indices(indices_obj, shape_of(dy), s.L, "indices");
+  I64 indices = index_array(indices_obj, shape_of(dy), s.L, "indices");
   const PooledShape shape{x.shape(2), x.shape(3), dy.shape(2), dy.shape(3)};
   if (relu_obj.is_none()) return {dy, indices, shape, F32(), false};
   F32 relu_out = to_f32(relu_obj, "relu_output");
@@ -259,11 +259,14 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
     const float* rp = g.has_relu ? g.relu_out.data() : nullptr;
     float *dxp = out.dx.mutable_data(), *dwp = out.dweight.mutable_data(),
           *dbp = out.dbias.mutable_data();
+    bool in_planes;
     {
       py::gil_scoped_release nogil;
-      ops.batchnorm2d_backward_pooled(s, g.shape, training, gp, ip, rp, xp, wp, mp, isp, dxp,
-                                      dwp, dbp);
+      in_planes = ops.batchnorm2d_backward_pooled(s, g.shape, training, gp, ip, rp, xp, wp, mp,
+                                                  isp, dxp, dwp, dbp);
     }
+    // The kernel checked the indices as it read them; find the culprit for the message.
+    if (!in_planes) require_indices_in_plane(g.indices, s.L, "indices");
     return out.tuple();
   };
 

@@ -203,16 +203,19 @@ void register_pool2d(py::module_& m, CpuVariant v) {
             py::gil_scoped_release nogil;
             ops.max_pool2d_forward(s, false, xp, yp, ip);
           } else {
-            indices = checked_indices(indices_obj, output_shape(s), s.H * s.W, "indices");
+            indices = index_array(indices_obj, output_shape(s), s.H * s.W, "indices");
           }
           F32 dx = new_f32(shape_of(x), "max_pool2d_backward output");
           const float* dyp = dy.data();
           const int64_t* ip = indices.data();
           float* dxp = dx.mutable_data();
+          bool in_planes;
           {
             py::gil_scoped_release nogil;
-            ops.max_pool2d_backward(s, dyp, ip, dxp);
+            in_planes = ops.max_pool2d_backward(s, dyp, ip, dxp);
           }
+          // The kernel checked the indices as it read them; find the culprit for the message.
+          if (!in_planes) require_indices_in_plane(indices, s.H * s.W, "indices");
           return dx;
         },
         py::arg("dy"), py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),

@@ -35,8 +35,9 @@ struct PooledShape {
   /* batchnorm2d_backward of a max pooling's input gradient: dy of plane (n, c) is the pooled    \
      gradient g (N, C, P, Q) scattered to indices (flat positions in [0, L)), added up where     \
      windows overlap, without building it. relu_out (g's shape, or null): the output of a ReLU   \
-     after the pooling, g then zeroed where it is <= 0 as relu_backward does. */                 \
-  void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training, \
+     after the pooling, g then zeroed where it is <= 0 as relu_backward does. False: some index \
+     lies outside [0, L) (skipped; the outputs are then unspecified). */                         \
+  bool batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training, \
                                    const float* g, const int64_t* indices, const float* relu_out, \
                                    const float* x,                                                \
                                    const float* weight, const float* mean, const float* invstd,   \
@@ -68,7 +69,7 @@ struct BatchNormOps {
                                    const float*, const float*, const float*, float*);
   void (*batchnorm2d_backward)(const BatchNormShape&, bool, const float*, const float*,
                                const float*, const float*, const float*, float*, float*, float*);
-  void (*batchnorm2d_backward_pooled)(const BatchNormShape&, const PooledShape&, bool, const float*,
+  bool (*batchnorm2d_backward_pooled)(const BatchNormShape&, const PooledShape&, bool, const float*,
                                       const int64_t*, const float*, const float*, const float*,
                                       const float*, const float*, float*, float*, float*);
   void (*batchnorm2d_max_pool2d_forward)(const BatchNormShape&, const PooledShape&, bool, bool,

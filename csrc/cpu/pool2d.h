@@ -20,7 +20,8 @@ struct AvgPoolMode {
      (the indices still locate the maxima). */                                                   \
   void max_pool2d_forward(const Pool2dShape& s, bool relu, const float* x, float* y,             \
                           int64_t* indices);                                                     \
-  void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices,         \
+  /* False: some index lies outside its plane [0, H * W) (skipped; dx is then unspecified). */   \
+  bool max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices,         \
                            float* dx);                                                           \
   void avg_pool2d_forward(const Pool2dShape& s, AvgPoolMode mode, const float* x, float* y);      \
   void avg_pool2d_backward(const Pool2dShape& s, AvgPoolMode mode, const float* dy, float* dx);   \
@@ -34,7 +35,7 @@ namespace avx512 { FASTCNN_POOL2D_DECLARATIONS }
 
 struct Pool2dOps {
   void (*max_pool2d_forward)(const Pool2dShape&, bool, const float*, float*, int64_t*);
-  void (*max_pool2d_backward)(const Pool2dShape&, const float*, const int64_t*, float*);
+  bool (*max_pool2d_backward)(const Pool2dShape&, const float*, const int64_t*, float*);
   void (*avg_pool2d_forward)(const Pool2dShape&, AvgPoolMode, const float*, float*);
   void (*avg_pool2d_backward)(const Pool2dShape&, AvgPoolMode, const float*, float*);
   void (*adaptive_avg_pool2d_forward)(const Pool2dShape&, const float*, float*);

@@ -117,8 +117,8 @@ void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* d
 
 // The composition it replaces: relu_backward(g, relu_out) when relu_out is given, then
 // dy = max_pool2d_backward(g, indices) (each plane summed in pooled order, in float, as
-// ref::max_pool2d_backward does), then batchnorm2d_backward.
-void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training,
+// ref::max_pool2d_backward does, an index outside the plane skipped), then batchnorm2d_backward.
+bool batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps, bool training,
                                  const float* g, const int64_t* indices, const float* relu_out,
                                  const float* x, const float* weight, const float* mean,
                                  const float* invstd, float* dx, float* dweight, float* dbias) {
@@ -126,10 +126,18 @@ void batchnorm2d_backward_pooled(const BatchNormShape& s, const PooledShape& ps,
   std::vector<float> gated(g, g + s.N * s.C * pooled);
   if (relu_out) relu_backward(s.N * s.C * pooled, relu_out, g, gated.data());
   std::vector<float> dy(static_cast<size_t>(s.N * s.C * s.L), 0.0f);
+  bool in_planes = true;
   for (int64_t plane = 0; plane < s.N * s.C; ++plane)
-    for (int64_t o = 0; o < pooled; ++o)
-      dy[plane * s.L + indices[plane * pooled + o]] += gated[plane * pooled + o];
+    for (int64_t o = 0; o < pooled; ++o) {
+      const int64_t at = indices[plane * pooled + o];
+      if (at < 0 || at >= s.L) {
+        in_planes = false;
+        continue;
+      }
+      dy[plane * s.L + at] += gated[plane * pooled + o];
+    }
   batchnorm2d_backward(s, training, dy.data(), x, weight, mean, invstd, dx, dweight, dbias);
+  return in_planes;
 }
 
 // The composition it fuses: the batch norm into a full-size y, ref::max_pool2d_forward with 2x2

@@ -44,13 +44,23 @@ void max_pool2d_forward(const Pool2dShape& s, bool relu, const float* x, float* 
 }
 
 // dx[indices] += dy within each plane (overlapping windows may share an argmax), in output order.
-// Every index must lie in [0, H * W); the binding checks.
-void max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices, float* dx) {
-  for (int64_t i = 0; i < s.N * s.C * s.H * s.W; ++i) dx[i] = 0.0f;
+// Indices need not come from max_pool2d_forward: one outside [0, H * W) is skipped and makes the
+// result false (the binding then raises; checking here saves the binding a pass over them).
+bool max_pool2d_backward(const Pool2dShape& s, const float* dy, const int64_t* indices, float* dx) {
+  const int64_t hw = s.H * s.W;
+  for (int64_t i = 0; i < s.N * s.C * hw; ++i) dx[i] = 0.0f;
+  bool in_planes = true;
   for (int64_t plane = 0; plane < s.N * s.C; ++plane) {
-    float* dxp = dx + plane * s.H * s.W;
-    for (int64_t o = plane * s.P * s.Q; o < (plane + 1) * s.P * s.Q; ++o) dxp[indices[o]] += dy[o];
+    float* dxp = dx + plane * hw;
+    for (int64_t o = plane * s.P * s.Q; o < (plane + 1) * s.P * s.Q; ++o) {
+      if (indices[o] < 0 || indices[o] >= hw) {
+        in_planes = false;
+        continue;
+      }
+      dxp[indices[o]] += dy[o];
+    }
   }
+  return in_planes;
 }
 
 namespace {
