@@ -76,6 +76,17 @@ CASES = [
     ((1, 2, 10, 9), (3, 2, 4, 4), {"padding": "same"}),
     # 128 filters x 147 taps: the weight-gradient accumulators are split into filter parts
     ((1, 3, 20, 18), (130, 3, 7, 7), {"stride": 2, "padding": 3}),
+    # weight gradient with the filters in the vector lanes (>= 25 taps, whole filter vectors):
+    # odd sizes and a row shorter than a vector, stride 3 with pieces of the row sum that cross
+    # images, one channel of 5x5 with three filter vectors, rows longer than a dy panel and fewer
+    # rows than pieces with a partial register block of filters, dilation with a column stride,
+    # padding wider than the filter
+    ((1, 3, 23, 29), (32, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
+    ((2, 1, 17, 19), (48, 1, 5, 5), {"padding": 2}),
+    ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
+    ((2, 3, 13, 14), (32, 3, 3, 3), {"dilation": 2, "padding": 1, "stride": (1, 2)}),
+    ((1, 4, 6, 7), (32, 4, 3, 3), {"padding": 3}),
     # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
     ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
@@ -306,6 +317,7 @@ def test_functional_matches_torch(rng, xs, ws, kw) -> None:
         ((1, 3, 180, 180), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((1, 3, 360, 360), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
         ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+        ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
     ],
 )
 def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
@@ -353,10 +365,37 @@ def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
+        ((1, 3, 64, 64), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+        ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
+        ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
+    ],
+)
+def test_lanes_weight_gradient_is_the_same_at_any_thread_count(rng, xs, ws, kw) -> None:
+    # The weight gradient with the filters in the vector lanes cuts its row sum into pieces that
+    # depend on the shape only, added in order: bitwise equal at 1, 2 and 3 threads, and run to
+    # run.
+    x, w, _ = _inputs(rng, xs, ws)
+    dy = rng.standard_normal(F.conv2d(x, w, **kw).shape).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        outs = []
+        for n in (1, 2, 3, 2):
+            fastcnn.set_num_threads(n)
+            outs.append(F.conv2d_backward(dy, x, w, **kw, output_mask=(False, True, False))[1])
+    finally:
+        fastcnn.set_num_threads(before)
+    for dw in outs[1:]:
+        np.testing.assert_array_equal(dw, outs[0])
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
         ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
         ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
+        ((1, 3, 11, 21), (32, 3, 5, 5), {"stride": 2, "padding": 2}),  # filters in the lanes
     ],
 )
 def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
