@@ -147,6 +147,8 @@ def _check_variant(core, rng, xs, ws, kw):
     dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
     _close(dw, want_dw, N * P * Q)
     _close(db, want_db, N * P * Q)
+    # Without the bias gradient some layers take another kernel (see lanes_wgrad).
+    _close(core.conv2d_backward_weight(dy, x, w.shape, *args, True, False)[0], want_dw, N * P * Q)
 
 
 @pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
@@ -428,9 +430,9 @@ def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
     np.testing.assert_array_equal(
         np.isnan(core.conv2d_backward_input(dy, w, xs, *args)), np.isnan(want_dx)
     )
-    np.testing.assert_array_equal(
-        np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]), np.isnan(want_dw)
-    )
+    for need_bias in (True, False):
+        got_dw = core.conv2d_backward_weight(dy, xc, w.shape, *args, True, need_bias)[0]
+        np.testing.assert_array_equal(np.isnan(got_dw), np.isnan(want_dw))
 
 
 @pytest.mark.parametrize(
