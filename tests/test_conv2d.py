@@ -76,6 +76,17 @@ CASES = [
     ((1, 2, 10, 9), (3, 2, 4, 4), {"padding": "same"}),
     # 128 filters x 147 taps: the weight-gradient accumulators are split into filter parts
     ((1, 3, 20, 18), (130, 3, 7, 7), {"stride": 2, "padding": 3}),
+    # weight gradient with the filters in the vector lanes (>= 25 taps, whole filter vectors):
+    # odd sizes and a row shorter than a vector, stride 3 with pieces of the row sum that cross
+    # images, one channel of 5x5 with three filter vectors, rows longer than a dy panel and fewer
+    # rows than pieces with a partial register block of filters, dilation with a column stride,
+    # padding wider than the filter
+    ((1, 3, 23, 29), (32, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
+    ((2, 1, 17, 19), (48, 1, 5, 5), {"padding": 2}),
+    ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
+    ((2, 3, 13, 14), (32, 3, 3, 3), {"dilation": 2, "padding": 1, "stride": (1, 2)}),
+    ((1, 4, 6, 7), (32, 4, 3, 3), {"padding": 3}),
     # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
     ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
@@ -136,6 +147,8 @@ def _check_variant(core, rng, xs, ws, kw):
     dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
     _close(dw, want_dw, N * P * Q)
     _close(db, want_db, N * P * Q)
+    # Without the bias gradient some layers take another kernel (see lanes_wgrad).
+    _close(core.conv2d_backward_weight(dy, x, w.shape, *args, True, False)[0], want_dw, N * P * Q)
 
 
 @pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
@@ -306,6 +319,7 @@ def test_functional_matches_torch(rng, xs, ws, kw) -> None:
         ((1, 3, 180, 180), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((1, 3, 360, 360), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
         ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+        ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
     ],
 )
 def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
@@ -353,10 +367,42 @@ def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
+        ((1, 3, 64, 64), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+        ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
+        ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
+    ],
+)
+def test_lanes_weight_gradient_repeats_at_each_thread_count(rng, xs, ws, kw) -> None:
+    # The weight gradient with the filters in the vector lanes cuts its row sum into a fixed number
+    # of pieces per thread, added in order: bitwise equal run to run at 1, 2 and 3 threads, and
+    # within rounding across them.
+    x, w, _ = _inputs(rng, xs, ws)
+    dy = rng.standard_normal(F.conv2d(x, w, **kw).shape).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    try:
+        outs = {}
+        for n in (1, 2, 3):
+            fastcnn.set_num_threads(n)
+            outs[n] = [
+                F.conv2d_backward(dy, x, w, **kw, output_mask=(False, True, False))[1]
+                for _ in range(2)
+            ]
+    finally:
+        fastcnn.set_num_threads(before)
+    _, _, P, Q = dy.shape
+    for first, second in outs.values():
+        np.testing.assert_array_equal(second, first)
+        _close(first, outs[1][0], dy.shape[0] * P * Q)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
         ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
         ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
+        ((1, 3, 11, 21), (32, 3, 5, 5), {"stride": 2, "padding": 2}),  # filters in the lanes
     ],
 )
 def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
@@ -384,9 +430,9 @@ def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
     np.testing.assert_array_equal(
         np.isnan(core.conv2d_backward_input(dy, w, xs, *args)), np.isnan(want_dx)
     )
-    np.testing.assert_array_equal(
-        np.isnan(core.conv2d_backward_weight(dy, xc, w.shape, *args)[0]), np.isnan(want_dw)
-    )
+    for need_bias in (True, False):
+        got_dw = core.conv2d_backward_weight(dy, xc, w.shape, *args, True, need_bias)[0]
+        np.testing.assert_array_equal(np.isnan(got_dw), np.isnan(want_dw))
 
 
 @pytest.mark.parametrize(
