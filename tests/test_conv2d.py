@@ -470,6 +470,49 @@ def test_output_mask(rng, mask) -> None:
             assert g is None
 
 
+# Layers on the direct weight-gradient kernels, which sum db in the pass that reads dy for dw:
+# depthwise 3x3 and 5x5 (row-reuse sweeps) with odd sizes, paddings 0, 1 and 2, batch 1, a channel
+# multiplier of 2, stride 2 and dilation (band sweeps), two groups (threads split the batch sum),
+# and an ungrouped few-channel layer.
+DIRECT_WGRAD_CASES = [
+    ((3, 5, 13, 17), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
+    ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4}),
+    ((2, 3, 9, 35), (3, 1, 5, 5), {"groups": 3, "padding": 2}),
+    ((2, 3, 15, 19), (3, 1, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((1, 2, 12, 13), (4, 1, 3, 3), {"groups": 2, "dilation": 2, "padding": 2}),
+    ((8, 2, 56, 45), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((3, 2, 14, 11), (6, 2, 3, 3), {"padding": 1}),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(DIRECT_WGRAD_CASES, [f"{x}-{w}-{kw}" for x, w, kw in DIRECT_WGRAD_CASES]),
+)
+def test_weight_gradient_masks_give_the_same_bits(core, rng, xs, ws, kw, threads) -> None:
+    """dw alone, db alone and both: each matches the oracle, and has the same bits either way."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, None, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    _, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    N, K, P, Q = want_y.shape
+    before = fastcnn.get_num_threads()
+    try:
+        fastcnn.set_num_threads(threads)
+        dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, True)
+        dw_only, none_db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, False)
+        none_dw, db_only = core.conv2d_backward_weight(dy, x, w.shape, *args, False, True)
+    finally:
+        fastcnn.set_num_threads(before)
+    assert none_db is None and none_dw is None
+    _close(dw, want_dw, N * P * Q)
+    _close(db, want_db, N * P * Q)
+    np.testing.assert_array_equal(dw_only, dw)
+    np.testing.assert_array_equal(db_only, db)
+
+
 def test_converts_dtype_and_layout(rng) -> None:
     x64 = rng.standard_normal((2, 9, 7, 3))  # float64, transposed below to (2, 3, 9, 7)
     xt = x64.transpose(0, 3, 1, 2)
