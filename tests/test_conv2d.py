@@ -59,6 +59,13 @@ CASES = [
     ((2, 3, 10, 9), (3, 1, 3, 2), {"groups": 3}),
     ((1, 4, 5, 17), (12, 1, 5, 5), {"groups": 4, "padding": 2}),
     ((5, 2, 7, 15), (2, 1, 3, 3), {"groups": 2, "padding": 1, "dilation": (1, 2)}),
+    # 3x3 with rows as wide as the input's (AVX-512: flat planes, vectors that run across row
+    # ends): widths of one vector, one lane more and odd; a single row; no row padding; a
+    # channel multiplier of 2
+    ((2, 3, 5, 16), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+    ((3, 2, 9, 17), (4, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 2, 1, 23), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 3, 11, 29), (3, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
     # 3x3 at unit column stride and dilation (the unrolled row-reuse block): a row of two
     # strips with a 6-lane tail, no padding with a channel multiplier of 2
     ((1, 3, 9, 70), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
@@ -354,6 +361,8 @@ def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> 
     ("xs", "ws", "kw"),
     [
         ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((2, 3, 9, 21), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((2, 3, 9, 21), (6, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
         ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
         ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
@@ -471,12 +480,17 @@ def test_output_mask(rng, mask) -> None:
 
 
 # Layers on the direct weight-gradient kernels, which sum db in the pass that reads dy for dw:
-# depthwise 3x3 and 5x5 (row-reuse sweeps) with odd sizes, paddings 0, 1 and 2, batch 1, a channel
-# multiplier of 2, stride 2 and dilation (band sweeps), two groups (threads split the batch sum),
-# and an ungrouped few-channel layer.
+# depthwise 3x3 (flat planes where the rows are as wide as the input's and at least a vector, on
+# AVX-512; row-reuse sweeps otherwise) and 5x5 with odd sizes, paddings 0, 1, (0, 1) and 2,
+# batch 1, a channel multiplier of 2, two rows, stride 2 and dilation (band sweeps), two groups
+# (threads split the batch sum into row ranges), and an ungrouped few-channel layer.
 DIRECT_WGRAD_CASES = [
     ((3, 5, 13, 17), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
     ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4}),
+    ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4, "padding": 1}),
+    ((2, 3, 12, 33), (3, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
+    ((3, 2, 2, 19), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 3, 7, 9), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
     ((2, 3, 9, 35), (3, 1, 5, 5), {"groups": 3, "padding": 2}),
     ((2, 3, 15, 19), (3, 1, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
     ((1, 2, 12, 13), (4, 1, 3, 3), {"groups": 2, "dilation": 2, "padding": 2}),
