@@ -59,6 +59,13 @@ CASES = [
     ((2, 3, 10, 9), (3, 1, 3, 2), {"groups": 3}),
     ((1, 4, 5, 17), (12, 1, 5, 5), {"groups": 4, "padding": 2}),
     ((5, 2, 7, 15), (2, 1, 3, 3), {"groups": 2, "padding": 1, "dilation": (1, 2)}),
+    # 3x3 with rows as wide as the input's (AVX-512: flat planes, vectors that run across row
+    # ends): widths of one vector, one lane more and odd; a single row; no row padding; a
+    # channel multiplier of 2
+    ((2, 3, 5, 16), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+    ((3, 2, 9, 17), (4, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 2, 1, 23), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 3, 11, 29), (3, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
     # 3x3 at unit column stride and dilation (the unrolled row-reuse block): a row of two
     # strips with a 6-lane tail, no padding with a channel multiplier of 2
     ((1, 3, 9, 70), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
@@ -399,6 +406,8 @@ def test_lanes_weight_gradient_repeats_at_each_thread_count(rng, xs, ws, kw) -> 
     ("xs", "ws", "kw"),
     [
         ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((2, 3, 9, 21), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+        ((2, 3, 9, 21), (6, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
         ((1, 2, 9, 21), (4, 1, 5, 5), {"groups": 2, "padding": 2}),
         ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
@@ -514,6 +523,69 @@ def test_output_mask(rng, mask) -> None:
             np.testing.assert_array_equal(g, f)
         else:
             assert g is None
+
+
+# Layers on the direct weight-gradient kernels, which sum db in the pass that reads dy for dw:
+# depthwise 3x3 (flat planes where the rows are as wide as the input's and at least a vector, on
+# AVX-512; row-reuse sweeps otherwise) and 5x5 with odd sizes, paddings 0, 1, (0, 1) and 2,
+# batch 1, a channel multiplier of 2, two rows, stride 2 and dilation (band sweeps), two groups
+# (threads split the batch sum into row ranges), and an ungrouped few-channel layer.
+DIRECT_WGRAD_CASES = [
+    ((3, 5, 13, 17), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
+    ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4}),
+    ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4, "padding": 1}),
+    ((2, 3, 12, 33), (3, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
+    ((3, 2, 2, 19), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 3, 7, 9), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
+    ((2, 3, 9, 35), (3, 1, 5, 5), {"groups": 3, "padding": 2}),
+    ((2, 3, 15, 19), (3, 1, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((1, 2, 12, 13), (4, 1, 3, 3), {"groups": 2, "dilation": 2, "padding": 2}),
+    ((8, 2, 56, 45), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
+    ((3, 2, 14, 11), (6, 2, 3, 3), {"padding": 1}),
+]
+# First layers whose filters fill whole vectors: with db they take the filters-in-lanes kernel
+# (cpu/fast/wgrad_lanes.inc), without it possibly the direct one, so the masks agree to rounding.
+LANES_WGRAD_CASES = [
+    ((1, 3, 37, 41), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((3, 1, 19, 23), (32, 1, 3, 3), {"padding": 1}),
+    ((2, 2, 17, 15), (48, 2, 5, 5), {"stride": (1, 2), "padding": 2}),
+]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw", "same_bits"),
+    _case_params(
+        [(*case, True) for case in DIRECT_WGRAD_CASES]
+        + [(*case, False) for case in LANES_WGRAD_CASES],
+        [f"{x}-{w}-{kw}" for x, w, kw in DIRECT_WGRAD_CASES + LANES_WGRAD_CASES],
+    ),
+)
+def test_weight_gradient_masks(core, rng, xs, ws, kw, same_bits, threads) -> None:
+    """dw alone, db alone and both: each matches the oracle, and on the direct kernels has the
+    same bits either way."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, None, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    _, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    N, K, P, Q = want_y.shape
+    before = fastcnn.get_num_threads()
+    try:
+        fastcnn.set_num_threads(threads)
+        dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, True)
+        dw_only, none_db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, False)
+        none_dw, db_only = core.conv2d_backward_weight(dy, x, w.shape, *args, False, True)
+    finally:
+        fastcnn.set_num_threads(before)
+    assert none_db is None and none_dw is None
+    for got_dw in (dw, dw_only):
+        _close(got_dw, want_dw, N * P * Q)
+    for got_db in (db, db_only):
+        _close(got_db, want_db, N * P * Q)
+    if same_bits:
+        np.testing.assert_array_equal(dw_only, dw)
+        np.testing.assert_array_equal(db_only, db)
 
 
 def test_converts_dtype_and_layout(rng) -> None:
