@@ -54,6 +54,10 @@ def _close(got, want, length):
 # tiles, and 170 in-features are two depth slices, so the second accumulates.
 TAIL_CASES = [((11, 170), k) for k in (1, 5, 16, 17, 18, 19, 20, 21, 31, 49, 52)]
 TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
+# The backward products' B operands (w for dx, x for dw) are packed a row of in-features at a
+# time: whole panels, then a last partial one (1, 15, 17 or 31 of 32 columns), within a range of
+# at most 16 panels (530 and 545: a range of 16 panels, then one of 18 or 33 columns).
+TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
 
 
 @pytest.mark.parametrize(
