@@ -333,11 +333,15 @@ def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
         np.testing.assert_array_equal(p, a)
 
 
-def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> None:
+@pytest.mark.parametrize(("channels", "filters"), [(37, 45), (75, 90)])
+def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(
+    rng, channels, filters
+) -> None:
     # The depth slices of a deep 1x1 weight gradient depend on the shape only: each element is
-    # summed in the same order at any thread count, so the results are bitwise equal.
-    x, w, _ = _inputs(rng, (3, 37, 39, 39), (45, 37, 1, 1))
-    dy = rng.standard_normal((3, 45, 39, 39)).astype(np.float32)
+    # summed in the same order at any thread count, so the results are bitwise equal. 90 x 75
+    # filter weights: the slices are added in two ranges of elements, the second a partial one.
+    x, w, _ = _inputs(rng, (3, channels, 39, 39), (filters, channels, 1, 1))
+    dy = rng.standard_normal((3, filters, 39, 39)).astype(np.float32)
     before = fastcnn.get_num_threads()
     try:
         outs = []
