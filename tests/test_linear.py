@@ -58,6 +58,9 @@ TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
 # time: whole panels, then a last partial one (1, 15, 17 or 31 of 32 columns), within a range of
 # at most 16 panels (530 and 545: a range of 16 panels, then one of 18 or 33 columns).
 TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
+# The weight gradient packs dy^T once for all its column ranges (every case above with
+# out_features <= in_features), unless it is too large: here each range packs its own.
+TAIL_CASES += [((2100, 150), 128)]
 
 
 @pytest.mark.parametrize(
