@@ -101,6 +101,10 @@ CASES = [
     # length that cross images, partial row tiles and a partial panel; grouped
     ((3, 37, 39, 39), (45, 37, 1, 1), {}),
     ((2, 8, 48, 48), (6, 4, 1, 1), {"groups": 2}),
+    # the input gradient packs w^T once for all images (every case above), unless it is larger
+    # than 1 MB, as here; a channel range that starts inside an A panel packs its own (the first
+    # case: batch 1, 3 channels of 9 taps, cut into channel ranges [0, 2) and [2, 3))
+    ((1, 520, 3, 4), (520, 520, 1, 1), {}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -354,11 +358,15 @@ def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
         np.testing.assert_array_equal(p, a)
 
 
-def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(rng) -> None:
+@pytest.mark.parametrize(("channels", "filters"), [(37, 45), (75, 90)])
+def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(
+    rng, channels, filters
+) -> None:
     # The depth slices of a deep 1x1 weight gradient depend on the shape only: each element is
-    # summed in the same order at any thread count, so the results are bitwise equal.
-    x, w, _ = _inputs(rng, (3, 37, 39, 39), (45, 37, 1, 1))
-    dy = rng.standard_normal((3, 45, 39, 39)).astype(np.float32)
+    # summed in the same order at any thread count, so the results are bitwise equal. 90 x 75
+    # filter weights: the slices are added in two ranges of elements, the second a partial one.
+    x, w, _ = _inputs(rng, (3, channels, 39, 39), (filters, channels, 1, 1))
+    dy = rng.standard_normal((3, filters, 39, 39)).astype(np.float32)
     before = fastcnn.get_num_threads()
     try:
         outs = []
@@ -795,11 +803,12 @@ def test_bad_input_core_backward(core) -> None:
         F.conv2d_backward(dy, X, W, output_mask=(True, True))
 
 
-@pytest.mark.parametrize("shape", [(9, 16, 21, 19), (1, 32, 14, 14)])
+@pytest.mark.parametrize("shape", [(9, 16, 21, 19), (1, 32, 14, 14), (5, 13, 11, 9)])
 def test_winograd_results_do_not_depend_on_the_thread_count(rng, shape) -> None:
     """Each Winograd output is computed by one task, and the weight gradient sums the batch in
     runs fixed by the shape: 1, 2 and 3 threads give the same bits. One 14x14 image is a single
-    block of tiles, whose point products the threads share instead."""
+    block of tiles, whose point products the threads share instead. 13 channels: the input
+    gradient's filter points (transformed by the threads) end in a partial panel."""
     x, w, b = _inputs(rng, shape, (24, shape[1], 3, 3))
     dy = rng.standard_normal((shape[0], 24) + shape[2:]).astype(np.float32)
     before = fastcnn.get_num_threads()

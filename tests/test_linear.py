@@ -54,6 +54,13 @@ def _close(got, want, length):
 # tiles, and 170 in-features are two depth slices, so the second accumulates.
 TAIL_CASES = [((11, 170), k) for k in (1, 5, 16, 17, 18, 19, 20, 21, 31, 49, 52)]
 TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
+# The backward products' B operands (w for dx, x for dw) are packed a row of in-features at a
+# time: whole panels, then a last partial one (1, 15, 17 or 31 of 32 columns), within a range of
+# at most 8 panels (530 and 545: two ranges of 8 panels, then one of 18 or 33 columns).
+TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
+# The weight gradient packs dy^T once for all its column ranges (every case above with
+# out_features <= in_features), unless it is too large: here each range packs its own.
+TAIL_CASES += [((2100, 150), 128)]
 
 
 @pytest.mark.parametrize(
@@ -168,9 +175,9 @@ def test_depth_sliced_forward_is_the_same_at_any_thread_count(rng) -> None:
 
 
 def test_wide_backward_is_the_same_at_any_thread_count(rng) -> None:
-    # Wide products run as column ranges of at most 16 B panels, however many threads share
+    # Wide products run as column ranges of at most 8 B panels, however many threads share
     # them; a range does not change any element's summation order, so the gradients are bitwise
-    # equal. 1100 in-features: three ranges, the last with a partial panel.
+    # equal. 1100 in-features: five ranges, the last with a partial panel.
     x, w, _ = _inputs(rng, (45, 1100), 70)
     dy = rng.standard_normal((45, 70)).astype(np.float32)
     outs = _at_thread_counts(lambda: F.linear_backward(dy, x, w))

@@ -28,6 +28,11 @@ struct GemmOperand {
   GemmPackFn pack;
   const void* ctx;
   GemmRowsFn rows = nullptr;
+  // An A operand packed ahead, for all its lines from 0 and the whole depth of the gemm call,
+  // in gemm_prepacked's layout (pack(ctx, 0, m, 0, k, gemm_mr(), packed) writes it): read in
+  // place, neither rows nor pack are called. For A blocks that several gemm calls share (the
+  // column ranges of one product), which would each pack them again.
+  const float* packed = nullptr;
 };
 
 // Operand element (line, k) at p[line * line_stride + k * depth_stride]; packed by pack_strided.
