@@ -144,12 +144,17 @@ def _close(got, want, length):
     np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL * max(length, 1) ** 0.5)
 
 
-def _check_variant(core, rng, xs, ws, kw):
+def _oracle_case(rng, xs, ws, kw):
+    """Fresh x, w, b, the core's positional arguments, a random dy, and the oracle's y, dx, dw
+    and db."""
     x, w, b = _inputs(rng, xs, ws)
-    args = _core_args(ws, kw)
     want_y = ref.conv2d(x, w, b, **kw)
     dy = rng.standard_normal(want_y.shape).astype(np.float32)
-    want_dx, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    return x, w, b, _core_args(ws, kw), dy, (want_y, *ref.conv2d_backward(dy, x, w, **kw))
+
+
+def _check_variant(core, rng, xs, ws, kw):
+    x, w, b, args, dy, (want_y, want_dx, want_dw, want_db) = _oracle_case(rng, xs, ws, kw)
     N, K, P, Q = want_y.shape
     crs = ws[1] * ws[2] * ws[3]
     _close(core.conv2d_forward(x, w, b, *args), want_y, crs)
@@ -572,11 +577,7 @@ LANES_WGRAD_CASES = [
 def test_weight_gradient_masks(core, rng, xs, ws, kw, same_bits, threads) -> None:
     """dw alone, db alone and both: each matches the oracle, and on the direct kernels has the
     same bits either way."""
-    x, w, _ = _inputs(rng, xs, ws)
-    args = _core_args(ws, kw)
-    want_y = ref.conv2d(x, w, None, **kw)
-    dy = rng.standard_normal(want_y.shape).astype(np.float32)
-    _, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    x, w, _, args, dy, (want_y, _, want_dw, want_db) = _oracle_case(rng, xs, ws, kw)
     N, K, P, Q = want_y.shape
     before = fastcnn.get_num_threads()
     try:
