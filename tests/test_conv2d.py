@@ -597,6 +597,77 @@ def test_weight_gradient_masks(core, rng, xs, ws, kw, same_bits, threads) -> Non
         np.testing.assert_array_equal(db_only, db)
 
 
+# Winograd weight gradients, whose dy transform also sums db (one partial sum per run of blocks):
+# odd sizes, batch 1, 8-17 and 33+ channels, filters that end inside a vector and past two B
+# panels, one block and several (37 images of 3x3 tiles: three runs), padding 0 and 2. Then GEMM
+# weight gradients whose db pass (at least 2^16 floats of dy) runs on the GEMM's threads.
+THREADED_DB_CASES = [
+    ((1, 8, 9, 11), (8, 8, 3, 3), {"padding": 1}),
+    ((3, 17, 7, 7), (9, 17, 3, 3), {"padding": 1}),
+    ((1, 33, 13, 5), (17, 33, 3, 3), {}),
+    ((37, 16, 5, 6), (24, 16, 3, 3), {"padding": 1}),
+    ((3, 9, 12, 9), (70, 9, 3, 3), {"padding": 2}),
+    ((2, 16, 32, 33), (40, 16, 1, 1), {}),
+    ((4, 9, 24, 23), (33, 9, 5, 5), {"padding": 2}),
+]
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(THREADED_DB_CASES, [f"{x}-{w}-{kw}" for x, w, kw in THREADED_DB_CASES]),
+)
+def test_weight_gradient_masks_on_threads(core, rng, xs, ws, kw) -> None:
+    """dw alone, db alone and both match the oracle on 1, 2 and 3 threads; dw has the same bits
+    with and without db; db the same bits on every thread count, and so has dw on Winograd (the
+    GEMM path may cut its batch sum by the thread count: to rounding there)."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(np.float32)
+    _, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    N, K, P, Q = dy.shape
+    before = fastcnn.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 3):
+            fastcnn.set_num_threads(threads)
+            runs.append(
+                (
+                    *core.conv2d_backward_weight(dy, x, w.shape, *args, True, True),
+                    core.conv2d_backward_weight(dy, x, w.shape, *args, True, False)[0],
+                    core.conv2d_backward_weight(dy, x, w.shape, *args, False, True)[1],
+                )
+            )
+    finally:
+        fastcnn.set_num_threads(before)
+    dw, db, dw_only, db_only = runs[0]
+    for got, want in ((dw, want_dw), (dw_only, want_dw), (db, want_db), (db_only, want_db)):
+        _close(got, want, N * P * Q)
+    np.testing.assert_array_equal(dw_only, dw)
+    winograd = ws[2:] == (3, 3)
+    for other in runs[1:]:
+        for i, (got, first) in enumerate(zip(other, runs[0])):
+            if winograd or i % 2:  # dw, db, dw_only, db_only
+                np.testing.assert_array_equal(got, first)
+            else:
+                _close(got, first, N * P * Q)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), NONFINITE_PARAMS)
+def test_winograd_weight_gradient_redo_keeps_db(core, rng, xs, ws, kw) -> None:
+    """An Inf in x sends dw to the direct sum after the Winograd pass: db, summed by that pass,
+    still matches the oracle."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(np.float32)
+    x.flat[rng.choice(x.size, 2, replace=False)] = [np.inf, -np.inf]
+    with np.errstate(invalid="ignore"):
+        _, want_dw, want_db = ref.conv2d_backward(dy, x, w, **kw)
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, True)
+    _same_nonfinite(dw, want_dw, "dw")
+    N, K, P, Q = dy.shape
+    _close(db, want_db, N * P * Q)
+
+
 def test_converts_dtype_and_layout(rng) -> None:
     x64 = rng.standard_normal((2, 9, 7, 3))  # float64, transposed below to (2, 3, 9, 7)
     xt = x64.transpose(0, 3, 1, 2)
