@@ -94,6 +94,13 @@ CASES = [
     ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
     ((2, 3, 13, 14), (32, 3, 3, 3), {"dilation": 2, "padding": 1, "stride": (1, 2)}),
     ((1, 4, 6, 7), (32, 4, 3, 3), {"padding": 3}),
+    # the direct forward's register blocks (AVX-512: 8 filters x 3 vectors, fewer filters x 4):
+    # filter tails of 7 and 1, stride 3 with batch 3, dilation, a channel multiplier of 8 at
+    # stride 2, and the 7x7 first layer on odd sizes whose rows end inside a block
+    ((3, 3, 29, 37), (15, 3, 5, 5), {"stride": 3, "padding": 2}),
+    ((1, 2, 19, 53), (17, 2, 3, 3), {"dilation": 2, "padding": 1, "stride": (2, 1)}),
+    ((2, 2, 21, 41), (16, 1, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((3, 3, 45, 71), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
     # column stride 2 with output rows longer than two AVX-512 vectors (col2im's vector adds)
     ((1, 3, 9, 75), (4, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 7, 68), (6, 20, 3, 3), {"stride": (1, 2)}),
