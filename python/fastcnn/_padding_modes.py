@@ -51,6 +51,6 @@ def _fold_axis(grad: np.ndarray, axis: int, lo: int, hi: int, mode: str) -> np.n
     n = g.shape[0] - lo - hi
     source = np.pad(np.arange(n), (lo, hi), mode=_NUMPY_MODES[mode])  # the cell each one copies
     out = g[lo : lo + n].copy()
-    for i in (*range(lo), *range(lo + n, lo + n + hi)):
-        out[source[i]] += g[i]
+    padded = np.r_[0:lo, lo + n : lo + n + hi]
+    np.add.at(out, source[padded], g[padded])  # in index order, as cells repeat under reflect
     return np.ascontiguousarray(np.moveaxis(out, 0, axis))

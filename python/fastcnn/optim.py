@@ -473,10 +473,10 @@ class LRScheduler:
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
     loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
-    the groups' lrs). Call `step()` once per
-    epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable scheduler (StepLR,
-    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
-    steps carries on; the others (and load_state_dict) set the closed form in `last_epoch`.
+    the groups' lrs). Call `step()` once per epoch (or per batch, for OneCycleLR) after
+    `optimizer.step()`. A chainable scheduler (StepLR, CosineAnnealingLR) steps each group's
+    current lr, as torch's do, so an lr changed between steps carries on; the others (and
+    load_state_dict) set the closed form in `last_epoch`.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
