@@ -377,6 +377,7 @@ def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(
     # The depth slices of a deep 1x1 weight gradient depend on the shape only: each element is
     # summed in the same order at any thread count, so the results are bitwise equal. 90 x 75
     # filter weights: the slices are added in two ranges of elements, the second a partial one.
+    # db is summed by slice too, in the GEMM's tasks (on 3 threads, two filter ranges a slice).
     x, w, _ = _inputs(rng, (3, channels, 39, 39), (filters, channels, 1, 1))
     dy = rng.standard_normal((3, filters, 39, 39)).astype(np.float32)
     before = fastcnn.get_num_threads()
@@ -384,11 +385,12 @@ def test_deep_pointwise_weight_gradient_is_the_same_at_any_thread_count(
         outs = []
         for n in (1, 2, 3):
             fastcnn.set_num_threads(n)
-            outs.append(F.conv2d_backward(dy, x, w)[1])
+            outs.append(F.conv2d_backward(dy, x, w)[1:])
     finally:
         fastcnn.set_num_threads(before)
-    for dw in outs[1:]:
-        np.testing.assert_array_equal(dw, outs[0])
+    for dw, db in outs[1:]:
+        np.testing.assert_array_equal(dw, outs[0][0])
+        np.testing.assert_array_equal(db, outs[0][1])
 
 
 @pytest.mark.parametrize(
