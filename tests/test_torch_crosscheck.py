@@ -1192,3 +1192,18 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     opt.step()
     topt.step()
     _close(ps[0].data, tps[0])
+
+
+def test_sequential_slice_keeps_names_as_torch(tmp_path):
+    """net[a:b] keeps the children's names, as torch's: its state_dict keys are those of the same
+    layers in net (they were renumbered from 0), and they survive a save and load."""
+    layers = [("Conv2d", (2, 3, 3)), ("ReLU", ()), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    for index in (slice(1, None), slice(None, None, 2), slice(-1, None), slice(0, 3)):
+        assert list(net[index].state_dict()) == list(tnet[index].state_dict())
+        assert [k for k, _ in net[index].named_children()] == [
+            k for k, _ in tnet[index].named_children()
+        ]
+    fastcnn.save(net[2:], tmp_path / "head.npz")
+    assert list(fastcnn.load(tmp_path / "head.npz").state_dict()) == ["3.weight", "3.bias"]

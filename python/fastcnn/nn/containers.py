@@ -44,10 +44,10 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index: int | slice) -> Module:
-        mods = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*mods[index])
-        return mods[index]
+            # keeps the names, as torch's does: net[1:].state_dict() has "1.weight", not "0.weight"
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[index]
 
     def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
