@@ -1186,6 +1186,10 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
         opt.zero_grad(set_to_none=set_to_none)
         topt.zero_grad(set_to_none=set_to_none)
     assert ps[0].grad_is_none == set_to_none
+    # `p.grad = None`, torch's hand-made zero_grad, is one here too (backward then adds into zeros)
+    ps[1].grad, tps[1].grad = None, None
+    assert ps[1].grad_is_none
+    np.testing.assert_array_equal(ps[1].grad, 0.0)
     # a gradient written into the array in place is a gradient
     ps[0].grad[...] = 1.0
     tps[0].grad = torch.ones(4)

@@ -20,7 +20,7 @@ class Parameter:
     Where torch's gradient would be None (a new parameter, or one zeroed with set_to_none=True that
     no backward has reached since), `grad` is zeros and `grad_is_none` is True; optimizers then
     leave the parameter and its state alone, as torch's skip a None gradient. Any assignment to
-    `grad`, such as a backward's `p.grad += dw`, clears the flag.
+    `grad`, such as a backward's `p.grad += dw`, clears the flag; `p.grad = None` sets it.
     """
 
     __slots__ = ("_grad", "data", "grad_is_none")
@@ -38,7 +38,12 @@ class Parameter:
         return self._grad
 
     @grad.setter
-    def grad(self, value: np.ndarray) -> None:
+    def grad(self, value: np.ndarray | None) -> None:
+        if value is None:
+            # torch's way to drop a gradient; a fresh buffer, as the old one may be the caller's
+            self._grad = np.zeros_like(self.data)
+            self.grad_is_none = True
+            return
         self._grad = value
         self.grad_is_none = False
 
