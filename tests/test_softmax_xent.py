@@ -172,10 +172,12 @@ def test_functional_softmax_matches_torch(rng, shape, dim):
         np.testing.assert_array_equal(ours_bwd(dy, None, axis=dim, y=y), dx)
 
 
-def test_softmax_default_dim_is_1(rng):
-    x = _logits(rng, (4, 6, 3))
-    np.testing.assert_array_equal(F.softmax(x), F.softmax(x, 1))
-    np.testing.assert_array_equal(F.log_softmax(x), F.log_softmax(x, dim=1, axis=1))
+@pytest.mark.parametrize("shape, dim", [((4, 6), 1), ((4, 6, 3, 2), 1), ((4, 6, 3), 0)])
+def test_softmax_default_dim_is_torchs(rng, shape, dim):
+    # PyTorch's implicit choice: dim 1, except dim 0 for an unbatched (C, H, W) rank-3 input
+    x = _logits(rng, shape)
+    np.testing.assert_array_equal(F.softmax(x), F.softmax(x, dim))
+    np.testing.assert_array_equal(F.log_softmax(x), F.log_softmax(x, dim=dim, axis=dim))
 
 
 def test_softmax_default_dim_of_a_vector_is_0(rng):

@@ -1087,3 +1087,127 @@ def test_scalar_arguments_refuse_arrays_by_name():
             F.cross_entropy(logits, labels, weight)
     with pytest.raises(TypeError, match="negative_slope: expected a float, got an array"):
         F.leaky_relu(logits, np.array([0.1, 0.2]))
+
+
+# --- round 3: implicit defaults, shared modules, load_state_dict's result, None gradients ---------
+
+
+@pytest.mark.parametrize("shape", [(5,), (3, 5), (2, 3, 4), (2, 3, 2, 2)])
+def test_softmax_implicit_dim_as_torch(shape):
+    """F.softmax / F.log_softmax without dim pick torch's dim: 0 for rank 0, 1 or 3, else 1 (a
+    rank-3 input once took dim 1 here)."""
+    rng = np.random.default_rng(9970 + len(shape))
+    x = rng.standard_normal(shape).astype(np.float32)
+    dy = rng.standard_normal(shape).astype(np.float32)
+    for ours, ours_bwd, theirs in (
+        (F.softmax, F.softmax_backward, tF.softmax),
+        (F.log_softmax, F.log_softmax_backward, tF.log_softmax),
+    ):
+        xt = _t(x)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch: implicit dim is deprecated
+            yt = theirs(xt)
+        _close(ours(x), yt)
+        yt.backward(torch.from_numpy(dy.astype(np.float64)))
+        _close(ours_bwd(dy, x), xt.grad)
+
+
+def test_load_state_dict_returns_missing_and_unexpected_keys_as_torch():
+    """load_state_dict returns (missing_keys, unexpected_keys) as torch's does; strict raises on
+    either and copies nothing."""
+    layers = [("Conv2d", (2, 3, 3)), ("BatchNorm2d", (3,)), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    state = {k: v.numpy() for k, v in tnet.state_dict().items()}
+    del state["1.running_var"], state["3.bias"]
+    state["4.weight"] = np.zeros(2, np.float32)
+    before = net.state_dict()
+    with pytest.raises(KeyError, match="1.running_var"):
+        net.load_state_dict(state)
+    for key, value in net.state_dict().items():
+        np.testing.assert_array_equal(value, before[key])
+    result = net.load_state_dict(state, strict=False)
+    tresult = tnet.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()}, strict=False)
+    assert result.missing_keys == tresult.missing_keys == ["1.running_var", "3.bias"]
+    assert result.unexpected_keys == tresult.unexpected_keys == ["4.weight"]
+    missing, unexpected = net.load_state_dict(net.state_dict())
+    assert missing == unexpected == []
+    np.testing.assert_array_equal(net.state_dict()["0.weight"], state["0.weight"])
+
+
+def test_shared_module_is_listed_once_as_torch():
+    """A module registered under two names (tied weights) is one child, one module and one set of
+    parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the
+    duplicate); state_dict keeps every name. Its backward keeps only the last call's input, so
+    backward through a container that runs it twice raises instead of giving wrong gradients."""
+    shared, tshared = fastcnn.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    net = fastcnn.nn.Sequential(shared, fastcnn.nn.ReLU(), shared)
+    tnet = torch.nn.Sequential(tshared, torch.nn.ReLU(), tshared)
+    assert [k for k, _ in net.named_parameters()] == [k for k, _ in tnet.named_parameters()]
+    assert [k for k, _ in net.named_modules()] == [k for k, _ in tnet.named_modules()]
+    assert [k for k, _ in net.named_children()] == [k for k, _ in tnet.named_children()]
+    assert len(list(net.children())) == len(list(tnet.children())) == 2
+    assert list(net.state_dict()) == list(tnet.state_dict())
+    assert len(net.load_state_dict({k: v.numpy() for k, v in tnet.state_dict().items()})[0]) == 0
+    fastcnn.optim.SGD(net.parameters(), lr=0.1)
+    x = np.ones((2, 3), np.float32)
+    _close(net(x), tnet(torch.from_numpy(x)))
+    with pytest.raises(ValueError, match="more than once"):
+        net.backward(np.ones((2, 3), np.float32))
+    with pytest.raises(ValueError, match="same module"):
+        residual = fastcnn.nn.Residual(shared, shared)
+        residual(x)
+        residual.backward(np.ones((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
+    """After zero_grad(set_to_none=True) torch's gradients are None and its optimizers leave a
+    parameter no backward reached untouched (no weight decay, momentum or Adam step); fastcnn
+    keeps a zero array but skips it the same way. With set_to_none=False both step it."""
+    rng = np.random.default_rng(9980)
+    data = [rng.standard_normal(4).astype(np.float32) for _ in range(3)]
+    ps = [fastcnn.Parameter(d) for d in data]
+    tps = [torch.tensor(d, requires_grad=True) for d in data]
+    kw = dict(lr=0.1, weight_decay=0.1, **({"momentum": 0.9} if name == "SGD" else {}))
+    opt = getattr(fastcnn.optim, name)(ps, **kw)
+    topt = getattr(torch.optim, name)(tps, **kw)
+    for step in range(4):
+        reached = [0, 1, 2] if step == 0 else [step % 3]  # the others get no gradient
+        for i in reached:
+            g = rng.standard_normal(4).astype(np.float32)
+            ps[i].grad += g
+            tps[i].grad = torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+        for p, tp in zip(ps, tps):
+            _close(p.data, tp)
+        opt.zero_grad(set_to_none=set_to_none)
+        topt.zero_grad(set_to_none=set_to_none)
+    assert ps[0].grad_is_none == set_to_none
+    # `p.grad = None`, torch's hand-made zero_grad, is one here too (backward then adds into zeros)
+    ps[1].grad, tps[1].grad = None, None
+    assert ps[1].grad_is_none
+    np.testing.assert_array_equal(ps[1].grad, 0.0)
+    # a gradient written into the array in place is a gradient
+    ps[0].grad[...] = 1.0
+    tps[0].grad = torch.ones(4)
+    opt.step()
+    topt.step()
+    _close(ps[0].data, tps[0])
+
+
+def test_sequential_slice_keeps_names_as_torch(tmp_path):
+    """net[a:b] keeps the children's names, as torch's: its state_dict keys are those of the same
+    layers in net (they were renumbered from 0), and they survive a save and load."""
+    layers = [("Conv2d", (2, 3, 3)), ("ReLU", ()), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    for index in (slice(1, None), slice(None, None, 2), slice(-1, None), slice(0, 3)):
+        assert list(net[index].state_dict()) == list(tnet[index].state_dict())
+        assert [k for k, _ in net[index].named_children()] == [
+            k for k, _ in tnet[index].named_children()
+        ]
+    fastcnn.save(net[2:], tmp_path / "head.npz")
+    assert list(fastcnn.load(tmp_path / "head.npz").state_dict()) == ["3.weight", "3.bias"]

@@ -539,8 +539,8 @@ def _require_running_stats(running_mean: object, running_var: object) -> None:
 
 # --- softmax_xent --------------------------------------------------------------------------------
 # softmax / log_softmax reduce over `dim` of any rank (negative dims count from the end); `axis=`
-# is the NumPy spelling of the same argument. dim defaults to 1, the class dim of (N, C, ...), and
-# to 0 for an input of rank 0 or 1 (which has no dim 1), as in PyTorch.
+# is the NumPy spelling of the same argument. dim=None follows PyTorch's implicit rule: dim 0 for
+# an input of rank 0, 1 or 3 (an unbatched (C, H, W) image), else dim 1 (the class dim).
 
 
 def _softmax_dim(dim: int | None, axis: int | None, x: object) -> int:
@@ -549,18 +549,18 @@ def _softmax_dim(dim: int | None, axis: int | None, x: object) -> int:
             raise TypeError(f"dim, axis: give one of them, got dim={dim!r} and axis={axis!r}")
         return as_int(axis, "axis")
     if dim is None:
-        return 1 if np.ndim(x) >= 2 else 0
+        return 0 if np.ndim(x) in (0, 1, 3) else 1
     return as_int(dim, "dim")
 
 
 def softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along dim (default 1; 0 for 1-D x), computed stably (max subtracted
+    """exp(x) / sum(exp(x)) along dim (default: see above), computed stably (max subtracted
     first)."""
     return _core.softmax_forward(x, _softmax_dim(dim, axis, x))
 
 
 def log_softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """x - log(sum(exp(x))) along dim (default 1; 0 for 1-D x), computed stably."""
+    """x - log(sum(exp(x))) along dim (default: see above), computed stably."""
     return _core.log_softmax_forward(x, _softmax_dim(dim, axis, x))
 
 

@@ -150,18 +150,22 @@ class Optimizer:
         self.param_groups.append(options)
 
     def zero_grad(self, set_to_none: bool = True) -> None:
-        """Sets every parameter's gradient to zero, in place. set_to_none is taken for PyTorch's
-        signature: a Parameter's gradient is an array, never None, so it is zeroed either way
-        (the same step for every parameter that the next backward reaches)."""
+        """Sets every parameter's gradient to zero, in place. A Parameter's gradient is an array,
+        never None: set_to_none=True marks it as torch's None instead (Parameter.grad_is_none), so
+        that step() skips a parameter no backward reaches afterwards, as torch's does."""
         for group in self.param_groups:
             for p in group["params"]:
-                p.zero_grad()
+                p.zero_grad(set_to_none)
 
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
-        """One update of every parameter from its `.grad`; returns `closure()` if given."""
+        """One update of every parameter from its `.grad`; returns `closure()` if given. A
+        parameter whose gradient torch would hold as None (grad_is_none, and nothing written into
+        it in place since) is skipped, its state untouched: no weight decay, momentum or step."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
+                if p.grad_is_none and not p.grad.any():
+                    continue
                 self._update(p, group, self.state.setdefault(p, {}))
         return loss
 

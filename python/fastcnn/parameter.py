@@ -16,16 +16,36 @@ class Parameter:
     `Parameter(data)` copies `data` (any real array-like) into a new C-contiguous float32 array, so an
     optimizer's in-place steps never write into the caller's array; `grad` starts at zero.
     Backward passes add into `grad`; `zero_grad()` resets it in place.
+
+    Where torch's gradient would be None (a new parameter, or one zeroed with set_to_none=True that
+    no backward has reached since), `grad` is zeros and `grad_is_none` is True; optimizers then
+    leave the parameter and its state alone, as torch's skip a None gradient. Any assignment to
+    `grad`, such as a backward's `p.grad += dw`, clears the flag; `p.grad = None` sets it.
     """
 
-    __slots__ = ("data", "grad")
+    __slots__ = ("_grad", "data", "grad_is_none")
 
     def __init__(self, data: ArrayLike) -> None:
         source = np.asarray(data)
         if source.dtype.kind not in "iuf":
             raise TypeError(f"data: expected a real numeric array, got dtype {source.dtype}")
         self.data: np.ndarray = np.array(source, dtype=np.float32, order="C", copy=True)
-        self.grad: np.ndarray = np.zeros_like(self.data)
+        self._grad: np.ndarray = np.zeros_like(self.data)
+        self.grad_is_none = True
+
+    @property
+    def grad(self) -> np.ndarray:
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray | None) -> None:
+        if value is None:
+            # torch's way to drop a gradient; a fresh buffer, as the old one may be the caller's
+            self._grad = np.zeros_like(self.data)
+            self.grad_is_none = True
+            return
+        self._grad = value
+        self.grad_is_none = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -39,9 +59,11 @@ class Parameter:
         """The element count, under torch's name (sum(p.numel() for p in net.parameters()))."""
         return self.data.size
 
-    def zero_grad(self) -> None:
-        """Set the gradient to zero in place (the buffer is reused, never reallocated)."""
-        self.grad.fill(0.0)
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Set the gradient to zero in place (the buffer is reused, never reallocated); with
+        set_to_none, also mark it as torch's None gradient (see the class docstring)."""
+        self._grad.fill(0.0)
+        self.grad_is_none = bool(set_to_none)
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape})"

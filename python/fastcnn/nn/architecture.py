@@ -34,7 +34,8 @@ def describe(module: Module) -> dict:
     if isinstance(module, containers.Sequential):
         return {
             "type": "Sequential",
-            "children": [[name, describe(child)] for name, child in module.named_children()],
+            # every name, as state_dict keys them (a shared child is written once per name)
+            "children": [[name, describe(child)] for name, child in module._modules.items()],
         }
     if isinstance(module, containers.Residual):
         spec = {"type": "Residual", "body": describe(module.body)}

@@ -44,10 +44,10 @@ class Sequential(Module):
         return iter(self._modules.values())
 
     def __getitem__(self, index: int | slice) -> Module:
-        mods = list(self._modules.values())
         if isinstance(index, slice):
-            return Sequential(*mods[index])
-        return mods[index]
+            # keeps the names, as torch's does: net[1:].state_dict() has "1.weight", not "0.weight"
+            return Sequential(OrderedDict(list(self._modules.items())[index]))
+        return list(self._modules.values())[index]
 
     def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
@@ -87,6 +87,11 @@ class Sequential(Module):
         # The order forward ran in, reversed (children may have been replaced since). A
         # BatchNorm2d followed by a MaxPool2d (and a ReLU) runs one fused backward for them.
         mods = self._ran if self._ran is not None else self._run_order()
+        if len({id(m) for m in mods}) != len(mods):
+            raise ValueError(
+                "Sequential.backward: a module appears more than once; it keeps only its last "
+                "call's input for backward, so shared (tied) modules cannot be trained here"
+            )
         i = len(mods) - 1
         while i >= 0:
             if (
@@ -159,6 +164,11 @@ class Residual(Module):
         return np.add(y, s, dtype=np.float32)
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._modules.get("shortcut") is self.body:
+            raise ValueError(
+                "Residual.backward: body and shortcut are the same module; it keeps only its last "
+                "call's input for backward, so it cannot be trained here"
+            )
         d_body = self.body.backward(dy, input_grad=input_grad)
         if "shortcut" in self._modules:
             d_short = self.shortcut.backward(dy, input_grad=input_grad)

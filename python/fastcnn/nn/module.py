@@ -9,12 +9,21 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
 from fastcnn.parameter import Parameter
 
 _PLAIN_TYPES = frozenset((np.ndarray, tuple, list, type(None)))
+
+
+class IncompatibleKeys(NamedTuple):
+    """What load_state_dict returns: the keys the module has and the state_dict lacks, and the
+    keys the state_dict has and the module lacks."""
+
+    missing_keys: list[str]
+    unexpected_keys: list[str]
 
 
 class Module:
@@ -103,25 +112,46 @@ class Module:
 
     # --- traversal -------------------------------------------------------------------------------
     def named_children(self) -> Iterator[tuple[str, Module]]:
-        yield from self._modules.items()
+        """The direct children, each once (as in torch: a child under two names is given once)."""
+        seen: set[int] = set()
+        for name, child in self._modules.items():
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield name, child
 
     def children(self) -> Iterator[Module]:
         for _, m in self.named_children():
             yield m
 
-    def named_modules(self, prefix: str = "") -> Iterator[tuple[str, Module]]:
+    def named_modules(
+        self, prefix: str = "", remove_duplicate: bool = True
+    ) -> Iterator[tuple[str, Module]]:
+        """Every module of the tree, this one first, depth first. As in torch, a module registered
+        under several names is given once (under its first name) unless remove_duplicate=False."""
+        seen: set[int] | None = set() if remove_duplicate else None
+        yield from self._named_modules(prefix, seen)
+
+    def _named_modules(self, prefix: str, seen: set[int] | None) -> Iterator[tuple[str, Module]]:
+        if seen is not None:
+            if id(self) in seen:
+                return
+            seen.add(id(self))
         yield prefix, self
         for name, child in self._modules.items():
-            yield from child.named_modules(f"{prefix}.{name}" if prefix else name)
+            yield from child._named_modules(f"{prefix}.{name}" if prefix else name, seen)
 
     def modules(self) -> Iterator[Module]:
         for _, m in self.named_modules():
             yield m
 
     def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once (a shared one under its first name, as in torch), so an optimizer
+        over parameters() steps each once."""
+        seen: set[int] = set()
         for module_name, module in self.named_modules(prefix):
             for name, p in module._parameters.items():
-                if p is not None:
+                if p is not None and id(p) not in seen:
+                    seen.add(id(p))
                     yield (f"{module_name}.{name}" if module_name else name), p
 
     def parameters(self) -> Iterator[Parameter]:
@@ -129,9 +159,11 @@ class Module:
             yield p
 
     def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
+        seen: set[int] = set()
         for module_name, module in self.named_modules(prefix):
             for name, b in module._buffers.items():
-                if b is not None:
+                if b is not None and id(b) not in seen:
+                    seen.add(id(b))
                     yield (f"{module_name}.{name}" if module_name else name), b
 
     def buffers(self) -> Iterator[np.ndarray]:
@@ -156,7 +188,8 @@ class Module:
     def state_dict(self) -> OrderedDict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed as torch.nn names them ("0.weight", ...)."""
         out: OrderedDict[str, np.ndarray] = OrderedDict()
-        for module_name, module in self.named_modules():
+        # every name of a shared module, as torch's state_dict
+        for module_name, module in self.named_modules(remove_duplicate=False):
             dot = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -166,9 +199,11 @@ class Module:
                     out[dot + name] = np.array(b, copy=True)
         return out
 
-    def load_state_dict(self, state_dict: dict, strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: dict, strict: bool = True) -> IncompatibleKeys:
         """Copy arrays into the parameters and buffers; shapes must match. Accepts torch tensors too
-        (anything np.asarray understands), so weights move between fastcnn and PyTorch."""
+        (anything np.asarray understands), so weights move between fastcnn and PyTorch. Returns
+        (missing_keys, unexpected_keys), as torch does; with strict, either being non-empty raises
+        KeyError before anything is copied."""
         own = self._state_slots()
         missing = [k for k in own if k not in state_dict]
         unexpected = [k for k in state_dict if k not in own]
@@ -192,10 +227,11 @@ class Module:
             if value.dtype.kind not in "biuf":
                 raise TypeError(f"state_dict[{key!r}]: expected a real array, got {value.dtype}")
             current[...] = value
+        return IncompatibleKeys(missing, unexpected)
 
     def _state_slots(self) -> OrderedDict[str, tuple[Module, str, str]]:
         slots: OrderedDict[str, tuple[Module, str, str]] = OrderedDict()
-        for module_name, module in self.named_modules():
+        for module_name, module in self.named_modules(remove_duplicate=False):
             dot = f"{module_name}." if module_name else ""
             for name, p in module._parameters.items():
                 if p is not None:
@@ -217,7 +253,7 @@ class Module:
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zeroes every parameter's gradient in place (set_to_none: see Optimizer.zero_grad)."""
         for p in self.parameters():
-            p.zero_grad()
+            p.zero_grad(set_to_none)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         raise NotImplementedError(f"{type(self).__name__} does not define forward")
