@@ -56,9 +56,7 @@ def test_matches_oracle(core, rng, op, shape):
     assert y.dtype == np.float32 and y.shape == x.shape
     np.testing.assert_allclose(y, forward(x), rtol=RTOL, atol=ATOL)
     # backward reads forward's output, as torch's does
-    np.testing.assert_allclose(
-        _backward(core, op)(dy, y), backward(dy, x), rtol=1e-5, atol=1e-6
-    )
+    np.testing.assert_allclose(_backward(core, op)(dy, y), backward(dy, x), rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("op", OPS)
@@ -91,9 +89,7 @@ def test_variants_agree_with_ref(rng, op):
     for core in fastcnn._core._variants.values():
         y = _forward(core, op)(x)
         np.testing.assert_allclose(y, y0, rtol=RTOL, atol=1e-30)
-        np.testing.assert_array_equal(
-            _backward(core, op)(dy, y0), _backward(base, op)(dy, y0)
-        )
+        np.testing.assert_array_equal(_backward(core, op)(dy, y0), _backward(base, op)(dy, y0))
 
 
 @pytest.mark.parametrize("op", OPS)

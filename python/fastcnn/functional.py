@@ -51,7 +51,9 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return _core.sigmoid_forward(x)
 
 
-def sigmoid_backward(dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None) -> np.ndarray:
+def sigmoid_backward(
+    dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None
+) -> np.ndarray:
     """Gradient of sigmoid w.r.t. x: dy * y * (1 - y).
 
     y, sigmoid's output, may be passed for reuse; then x is not read (it may be None).
@@ -64,7 +66,9 @@ def tanh(x: np.ndarray) -> np.ndarray:
     return _core.tanh_forward(x)
 
 
-def tanh_backward(dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None) -> np.ndarray:
+def tanh_backward(
+    dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None
+) -> np.ndarray:
     """Gradient of tanh w.r.t. x: dy * (1 - y**2).
 
     y, tanh's output, may be passed for reuse; then x is not read (it may be None).
@@ -861,9 +865,9 @@ def mse_loss_backward(
     grad_output: float | np.ndarray = 1.0,
     reduction: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n), n the
-    element count (after broadcasting) for "mean", else 1; for "none" grad_output may be an array
-    of the broadcast shape. A broadcast operand's gradient is summed back to its own shape."""
+    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n),
+    n the element count (after broadcasting) for "mean", else 1; for "none" grad_output may be an
+    array of the broadcast shape. A broadcast operand's gradient is summed back to its own shape."""
     a, b = _mse_operands(input, target)
     return _mse_loss_backward(a, b, grad_output, _xent_options.check_reduction(reduction))
 

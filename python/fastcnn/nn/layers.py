@@ -485,10 +485,12 @@ class AdaptiveAvgPool2d(Module):
 
 class _BatchNorm(Module):
     """Batch normalization per channel (dim 1), the body of BatchNorm1d and BatchNorm2d: they
-    differ only in the input ranks they take (`_ranks`, spelled `_layout`)."""
+    differ only in the input ranks they take (`_ranks`, described by `_expected` and spelled out
+    per channel count by `_channel_layout`)."""
 
     _ranks: tuple[int, ...] = ()
-    _layout = ""
+    _expected = ""
+    _channel_layout = ""
 
     def __init__(
         self,
@@ -521,11 +523,11 @@ class _BatchNorm(Module):
 
     def _check(self, x: np.ndarray) -> None:
         if np.ndim(x) not in self._ranks:
-            raise ValueError(f"x: expected an array {self._layout}, got shape {np.shape(x)}")
+            raise ValueError(f"x: expected {self._expected}, got shape {np.shape(x)}")
         if np.shape(x)[1] != self.num_features:
+            layout = self._channel_layout.format(C=self.num_features)
             raise ValueError(
-                f"x: expected {self.num_features} channels (dim 1 of {self._layout}), "
-                f"got shape {np.shape(x)}"
+                f"x: expected {self.num_features} channels {layout}, got shape {np.shape(x)}"
             )
 
     def _forward_args(self, x: np.ndarray) -> tuple:
@@ -610,7 +612,8 @@ class BatchNorm2d(_BatchNorm):
     num_batches_tracked (a 0-d int64), as in PyTorch. momentum=None gives the cumulative average."""
 
     _ranks = (4,)
-    _layout = "(N, C, H, W)"
+    _expected = "a 4-D array (N, C, H, W)"
+    _channel_layout = "(N, {C}, H, W)"
 
     def forward_max_pool(self, x: np.ndarray, pool: MaxPool2d, relu: ReLU | None) -> np.ndarray:
         """relu(pool(self(x))) (without relu when it is None) in one fused kernel, leaving each
@@ -668,7 +671,8 @@ class BatchNorm1d(_BatchNorm):
     are BatchNorm2d's, which view any input as (N, C, L) without a copy."""
 
     _ranks = (2, 3)
-    _layout = "(N, C) or (N, C, L)"
+    _expected = "a 2-D or 3-D array (N, C) or (N, C, L)"
+    _channel_layout = "(N, {C}) or (N, {C}, L)"
 
 
 class Dropout(Module):
