@@ -74,8 +74,10 @@ def test_list_operations():
     assert list(ml) == [b, d]
     ml.extend(nn.Sequential(a, c))
     assert list(ml) == [b, d, a, c]
+    assert ml.pop(1) is d and ml.pop() is c and list(ml) == [b, a]
+    assert list(ml._modules) == ["0", "1"]
     assert len(nn.ModuleList()) == 0
-    assert "(1): Identity()" in repr(ml)
+    assert "(1): ReLU()" in repr(ml)
 
 
 def test_no_forward_and_bad_entries():

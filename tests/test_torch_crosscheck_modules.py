@@ -144,6 +144,25 @@ def test_nll_loss_unbatched_and_non_finite_as_torch():
     np.testing.assert_allclose(y, want, rtol=1e-6)
 
 
+@pytest.mark.parametrize("variant", sorted(fastcnn._core._variants))
+def test_log_softmax_non_finite_rows_as_torch(variant):
+    core = fastcnn._core._variants[variant]
+    z = np.array(
+        [[1, -np.inf, 2], [-np.inf] * 3, [np.inf, 0, 1], [np.nan, 0, 1], [1e30, -1e30, 0]],
+        np.float32,
+    )
+    dy = np.linspace(-1, 1, z.size).reshape(z.shape).astype(np.float32)
+    zt = torch.from_numpy(z).requires_grad_()
+    yt = torch.log_softmax(zt, 1)
+    yt.backward(torch.from_numpy(dy))
+    y = core.log_softmax_forward(z, 1)
+    dx = core.log_softmax_backward(dy, y, 1)
+    for ours, theirs in ((y, yt.detach().numpy()), (dx, zt.grad.numpy())):
+        np.testing.assert_array_equal(np.isnan(ours), np.isnan(theirs))
+        np.testing.assert_array_equal(np.isneginf(ours), np.isneginf(theirs))
+        np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+
+
 # ---- BatchNorm1d ----------------------------------------------------------------------------
 
 

@@ -174,6 +174,11 @@ class ModuleList(Module):
             self.append(m)
         return self
 
+    def pop(self, index: int = -1) -> Module:
+        module = self[index]
+        del self[index]
+        return module
+
     def insert(self, index: int, module: Module) -> None:
         mods = list(self._modules.values())
         mods.insert(operator.index(index), _checked(module, "ModuleList.insert"))
