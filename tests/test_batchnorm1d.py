@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
-import gradcheck
 import reference as oracle
+from gradcheck import check_backward
 
 import fastcnn
 from fastcnn import nn
@@ -74,9 +74,7 @@ def test_oracle_backward_by_finite_differences(rng):
         def forward(x, w=w):
             return oracle.batch_norm(x, None, None, w, None, True, 0.1, 1e-5)[0]
 
-        gradcheck.check_backward(
-            forward, lambda g, x, w=w: oracle.batch_norm_backward(g, x, w, 1e-5)[0], [x]
-        )
+        check_backward(forward, lambda g, x, w=w: oracle.batch_norm_backward(g, x, w, 1e-5)[0], [x])
 
 
 def test_without_running_stats_uses_batch_stats_in_eval(rng):

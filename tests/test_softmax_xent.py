@@ -8,12 +8,14 @@ Layout key: softmax reduces over `dim` of any rank; cross_entropy takes logits (
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as oracle
+from gradcheck import check_backward
 
 import fastcnn
 from fastcnn import functional as F
@@ -518,10 +520,8 @@ def test_mse_loss_broadcasts_with_a_warning(rng, shapes, reduction):
 
 
 def test_mse_loss_broadcast_oracle_by_finite_differences(rng):
-    import gradcheck
-
     a, b = rng.standard_normal((3, 1, 5)), rng.standard_normal((2, 5))
-    gradcheck.check_backward(
+    check_backward(
         lambda a, b: np.asarray(oracle.mse_loss(a, b)),
         lambda g, a, b: oracle.mse_loss_backward(a, b, grad_output=float(g)),
         [a, b],
@@ -530,8 +530,6 @@ def test_mse_loss_broadcast_oracle_by_finite_differences(rng):
 
 
 def test_mse_loss_same_shape_does_not_warn(rng):
-    import warnings
-
     a = rng.standard_normal((3, 4)).astype(np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
