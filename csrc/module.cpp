@@ -13,11 +13,13 @@ namespace {
 
 void register_ops(py::module_& m, CpuVariant v) {
   fastcnn::bind::register_relu(m, v);
+  fastcnn::bind::register_sigmoid_tanh(m, v);
   fastcnn::bind::register_conv2d(m, v);
   fastcnn::bind::register_pool2d(m, v);
   fastcnn::bind::register_linear(m, v);
   fastcnn::bind::register_batchnorm(m, v);
   fastcnn::bind::register_softmax_xent(m, v);
+  fastcnn::bind::register_nll_loss(m, v);
   fastcnn::bind::register_dropout(m, v);
   fastcnn::bind::register_optim(m, v);
 }

@@ -35,9 +35,15 @@ __all__ = [
     "mse_loss_backward",
     "relu",
     "relu_backward",
+    "nll_loss",
+    "nll_loss_backward",
     "sgd_step",
+    "sigmoid",
+    "sigmoid_backward",
     "softmax",
     "softmax_backward",
+    "tanh",
+    "tanh_backward",
 ]
 
 
@@ -404,6 +410,29 @@ def leaky_relu_backward(dy, x, negative_slope=0.01) -> np.ndarray:
     return np.where(x > 0, dy, dy * negative_slope)
 
 
+def sigmoid(x) -> np.ndarray:
+    """y = 1 / (1 + exp(-x)), from exp(-|x|) so that nothing overflows."""
+    x = _f64(x)
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def sigmoid_backward(dy, x) -> np.ndarray:
+    """dx = dy * y * (1 - y)."""
+    y = sigmoid(x)
+    return _f64(dy) * y * (1.0 - y)
+
+
+def tanh(x) -> np.ndarray:
+    """y = tanh(x)."""
+    return np.tanh(_f64(x))
+
+
+def tanh_backward(dy, x) -> np.ndarray:
+    """dx = dy * (1 - tanh(x)**2)."""
+    return _f64(dy) * (1.0 - np.tanh(_f64(x)) ** 2)
+
+
 def linear(x, w, b=None) -> np.ndarray:
     """y = x @ w.T + b for x of shape (..., in) and w of shape (out, in)."""
     x, w = _f64(x), _f64(w)
@@ -572,21 +601,63 @@ def cross_entropy_backward(logits, labels, label_smoothing=0.0, grad_output=1.0)
     return np.moveaxis(dz.reshape(moved), -1, 1)
 
 
+def nll_loss(logp, labels, weight=None, ignore_index=-100, reduction="mean"):
+    """Per position -weight[t] * logp[n, t, ...] for class ids t (0 where t == ignore_index);
+    "mean" divides the sum by the summed weight[t] of the positions not ignored, "sum" sums,
+    "none" returns the (N, d...) array."""
+    z, t = _f64(logp), np.asarray(labels)
+    if z.ndim < 2 or t.shape != z.shape[:1] + z.shape[2:]:
+        raise ValueError(f"expected logp (N, C, ...) and labels (N, ...), got {z.shape}, {t.shape}")
+    w = np.ones(z.shape[1]) if weight is None else _f64(weight)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    picked = np.take_along_axis(z, np.expand_dims(safe, 1), axis=1)[:, 0]
+    losses = np.where(kept, -w[safe] * picked, 0.0)
+    if reduction == "none":
+        return losses
+    if reduction == "sum":
+        return float(losses.sum())
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return float(losses.sum() / np.where(kept, w[safe], 0.0).sum())
+
+
+def nll_loss_backward(logp, labels, weight=None, ignore_index=-100, reduction="mean", grad=1.0):
+    """dlogp: -weight[t] * g at each position's class t, 0 elsewhere; g is grad (a float, or an
+    (N, d...) array for "none"), divided by the summed weights for "mean"."""
+    z, t = _f64(logp), np.asarray(labels)
+    w = np.ones(z.shape[1]) if weight is None else _f64(weight)
+    kept = t != ignore_index
+    safe = np.where(kept, t, 0)
+    g = np.broadcast_to(_f64(grad), t.shape)
+    if reduction == "mean":
+        g = g / np.where(kept, w[safe], 0.0).sum()
+    dz = np.zeros_like(z)
+    np.put_along_axis(dz, np.expand_dims(safe, 1), np.expand_dims(-w[safe] * g * kept, 1), axis=1)
+    return dz
+
+
 def mse_loss(a, b) -> float:
-    """mean((a - b)**2) over all elements; shapes must match."""
+    """mean((a - b)**2) over all elements of the broadcast shape (torch broadcasts and warns)."""
     a, b = _f64(a), _f64(b)
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
     return float(((a - b) ** 2).mean())
 
 
+def _sum_to(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """g summed down to `shape` (undoing broadcasting)."""
+    while g.ndim > len(shape):
+        g = g.sum(axis=0)
+    for k, n in enumerate(shape):
+        if n == 1 and g.shape[k] != 1:
+            g = g.sum(axis=k, keepdims=True)
+    return g
+
+
 def mse_loss_backward(a, b, grad_output=1.0):
-    """Return (da, db) = (+-2*(a - b)/n * grad_output)."""
+    """Return (da, db) = (+-2*(a - b)/n * grad_output), n the broadcast element count, each summed
+    back to its operand's shape."""
     a, b = _f64(a), _f64(b)
-    if a.shape != b.shape:
-        raise ValueError(f"a and b must have the same shape, got {a.shape} and {b.shape}")
-    da = 2.0 * (a - b) * (grad_output / a.size)
-    return da, -da
+    d = 2.0 * (a - b) * (grad_output / (a - b).size)
+    return _sum_to(d, a.shape), -_sum_to(d, b.shape)
 
 
 def dropout_apply(x, mask, p) -> np.ndarray:

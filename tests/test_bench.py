@@ -93,6 +93,9 @@ def test_numpy_relu_linear_xent(rng) -> None:
     x, dy = _randn(rng, 3, 5, 7), _randn(rng, 3, 5, 7)
     _close(nops.relu(x), ref.relu(x))
     _close(nops.relu_backward(dy, x), ref.relu_backward(dy, x))
+    for op in ("sigmoid", "tanh"):
+        _close(getattr(nops, op)(x), getattr(ref, op)(x))
+        _close(getattr(nops, op + "_backward")(dy, x), getattr(ref, op + "_backward")(dy, x))
 
     x, w, b = _randn(rng, 5, 37), _randn(rng, 11, 37), _randn(rng, 11)
     _close(nops.linear(x, w, b), ref.linear(x, w, b))

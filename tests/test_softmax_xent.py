@@ -8,12 +8,14 @@ Layout key: softmax reduces over `dim` of any rank; cross_entropy takes logits (
 from __future__ import annotations
 
 import threading
+import warnings
 
 import numpy as np
 import pytest
 
 # tests/ has no __init__.py: pytest puts this directory on sys.path, so siblings import flat.
 import reference as oracle
+from gradcheck import check_backward
 
 import fastcnn
 from fastcnn import functional as F
@@ -481,3 +483,71 @@ def test_cross_entropy_class_probability_targets_match_torch(rng, reduction, wei
     np.testing.assert_allclose(
         module.backward(g), tz.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
     )
+
+
+# (input shape, target shape) pairs that broadcast, as torch's mse_loss accepts them with a warning
+MSE_BROADCASTS = [
+    ((3, 4), (4,)),
+    ((3, 4), (3, 1)),
+    ((1, 4), (3, 4)),
+    ((3, 1, 5), (2, 5)),
+    ((), (3,)),
+]
+
+
+@pytest.mark.parametrize("shapes", MSE_BROADCASTS)
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_mse_loss_broadcasts_with_a_warning(rng, shapes, reduction):
+    a = rng.standard_normal(shapes[0]).astype(np.float32)
+    b = rng.standard_normal(shapes[1]).astype(np.float32)
+    full = np.broadcast_shapes(a.shape, b.shape)
+    with pytest.warns(UserWarning, match="different to the input size"):
+        loss = F.mse_loss(a, b, reduction)
+    d = a.astype(np.float64) - b
+    want = {"none": d * d, "sum": (d * d).sum(), "mean": (d * d).mean()}[reduction]
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    g = rng.standard_normal(full).astype(np.float32) if reduction == "none" else 1.5
+    with pytest.warns(UserWarning, match="different to the input size"):
+        da, db = F.mse_loss_backward(a, b, g, reduction)
+    dd = 2.0 * d * g / (d.size if reduction == "mean" else 1.0)
+    want_da = oracle._sum_to(dd, a.shape)
+    want_db = -oracle._sum_to(dd, b.shape)
+    assert da.shape == a.shape and db.shape == b.shape and da.dtype == np.float32
+    np.testing.assert_allclose(da, want_da, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(db, want_db, rtol=1e-5, atol=1e-6)
+    module = fastcnn.nn.MSELoss(reduction)
+    with pytest.warns(UserWarning, match="different to the input size"):
+        np.testing.assert_array_equal(module(a, b), F._mse_loss(a, b, reduction))
+    np.testing.assert_array_equal(module.backward(g), da)
+
+
+def test_mse_loss_broadcast_oracle_by_finite_differences(rng):
+    a, b = rng.standard_normal((3, 1, 5)), rng.standard_normal((2, 5))
+    check_backward(
+        lambda a, b: np.asarray(oracle.mse_loss(a, b)),
+        lambda g, a, b: oracle.mse_loss_backward(a, b, grad_output=float(g)),
+        [a, b],
+        wrt=(0, 1),
+    )
+
+
+def test_mse_loss_same_shape_does_not_warn(rng):
+    a = rng.standard_normal((3, 4)).astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        F.mse_loss(a, a + 1)
+        fastcnn.nn.MSELoss()(a, a + 1)
+
+
+def test_mse_loss_shapes_that_do_not_broadcast():
+    z = np.zeros((3, 4), np.float32)
+    for bad in (np.zeros((4, 3)), np.zeros(3), np.zeros((2, 3, 4, 1, 2))):
+        with pytest.raises(ValueError, match=r"target: expected shape \(3, 4\) \(the input's\) or"):
+            F.mse_loss(z, bad)
+        with pytest.raises(ValueError, match="target: expected shape"):
+            fastcnn.nn.MSELoss()(z, bad)
+    with (
+        pytest.warns(UserWarning),
+        pytest.raises(ValueError, match=r"grad_output: expected shape \(3, 4\)"),
+    ):
+        F.mse_loss_backward(z, z[0], np.ones(4), "none")

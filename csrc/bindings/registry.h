@@ -8,11 +8,13 @@
 namespace fastcnn::bind {
 
 void register_relu(pybind11::module_& m, CpuVariant v);
+void register_sigmoid_tanh(pybind11::module_& m, CpuVariant v);
 void register_conv2d(pybind11::module_& m, CpuVariant v);
 void register_pool2d(pybind11::module_& m, CpuVariant v);
 void register_linear(pybind11::module_& m, CpuVariant v);
 void register_batchnorm(pybind11::module_& m, CpuVariant v);
 void register_softmax_xent(pybind11::module_& m, CpuVariant v);
+void register_nll_loss(pybind11::module_& m, CpuVariant v);
 void register_dropout(pybind11::module_& m, CpuVariant v);
 void register_optim(pybind11::module_& m, CpuVariant v);
 

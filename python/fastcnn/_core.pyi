@@ -271,6 +271,24 @@ def max_pool2d_forward(
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None]:
     """(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and their int64 flat h * W + w positions (None unless need_indices)."""
 
+def nll_loss_backward(
+    grad: npt.ArrayLike | None,
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+    grad_scale: float = ...,
+) -> npt.NDArray[np.float32]:
+    """dinput: zeros except -weight[t] * (grad[pos] or grad_scale) at each position's label t."""
+
+def nll_loss_forward(
+    input: npt.ArrayLike,
+    target: npt.ArrayLike,
+    weight: npt.ArrayLike | None = ...,
+    ignore_index: int = ...,
+) -> tuple[npt.NDArray[np.float32], float, float]:
+    """(losses, total_loss, total_weight) of log-probabilities input (N, C, d...)."""
+
 def relu_backward(dy: npt.ArrayLike, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy where x > 0, else 0."""
 
@@ -304,6 +322,12 @@ def sgd_step(
     step, sets to the decayed gradient; ignored without momentum). All float32 C-contiguous arrays
     of param's shape, the written ones writeable, none overlapping; never converted."""
 
+def sigmoid_backward(dy: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """dx = dy * y * (1 - y); y is sigmoid_forward's output."""
+
+def sigmoid_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """y = 1 / (1 + exp(-x)), any shape."""
+
 def softmax_backward(
     dy: npt.ArrayLike, y: npt.ArrayLike, dim: int = ...
 ) -> npt.NDArray[np.float32]:
@@ -327,3 +351,9 @@ def softmax_xent_forward(
     """Fused log-softmax + cross-entropy -> (loss, probabilities). logits (N, C) or (N, C, d...),
     labels (N,) or (N, d...) integer class ids in [0, C); loss is the mean over the N * d...
     positions (NaN when there are none), accumulated in double."""
+
+def tanh_backward(dy: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """dx = dy * (1 - y * y); y is tanh_forward's output."""
+
+def tanh_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+    """y = tanh(x), any shape."""

@@ -29,7 +29,17 @@ from fastcnn import numpy_ops as nops
 
 F = fastcnn.functional
 
-OPS = ("conv2d", "max_pool2d", "avg_pool2d", "relu", "batch_norm", "linear", "cross_entropy")
+OPS = (
+    "conv2d",
+    "max_pool2d",
+    "avg_pool2d",
+    "relu",
+    "sigmoid",
+    "tanh",
+    "batch_norm",
+    "linear",
+    "cross_entropy",
+)
 BLAS_ENV = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
 
 # float32 against float32, summed in different orders: relative to the largest reference value, so a
@@ -254,6 +264,52 @@ def _relu_cases(*shape: int) -> list[Case]:
     ]
 
 
+def _sigmoid_tanh_cases(op: str, *shape: int) -> list[Case]:
+    """Forward, and backward from the forward's output y (as the modules and torch run it)."""
+    n = int(np.prod(shape))
+    label = "x".join(map(str, shape))
+    numpy_forward, numpy_backward = getattr(nops, op), getattr(nops, op + "_backward")
+
+    def inputs(rng):
+        x = _randn(rng, *shape)
+        return {"x": x, "y": numpy_forward(x), "dy": _randn(rng, *shape)}
+
+    def torch_forward(d, torch):
+        t = _tensors(torch, d)
+        return lambda: getattr(torch, op)(t["x"])
+
+    def torch_backward(d, torch):
+        t = _tensors(torch, d)
+        return lambda: getattr(torch.ops.aten, op + "_backward")(t["dy"], t["y"])
+
+    return [
+        Case(
+            op,
+            "forward",
+            label,
+            (op,),
+            8.0 * n,
+            "GB/s",
+            inputs,
+            lambda d: lambda: numpy_forward(d["x"]),
+            lambda d: lambda: getattr(F, op)(d["x"]),
+            torch_forward,
+        ),
+        Case(
+            op,
+            "backward",
+            label,
+            (op + "_backward",),
+            12.0 * n,
+            "GB/s",
+            inputs,
+            lambda d: lambda: numpy_backward(d["dy"], None, y=d["y"]),
+            lambda d: lambda: getattr(F, op + "_backward")(d["dy"], None, y=d["y"]),
+            torch_backward,
+        ),
+    ]
+
+
 def _batch_norm_cases(N, C, H, W) -> list[Case]:
     n = N * C * H * W
     label = f"{N}x{C}x{H}x{W} train"
@@ -443,6 +499,8 @@ def cases(quick: bool = False) -> list[Case]:
             *_pool_cases("max_pool2d", 2, 3, 9, 9),
             *_pool_cases("avg_pool2d", 2, 3, 9, 9),
             *_relu_cases(2, 3, 9, 9),
+            *_sigmoid_tanh_cases("sigmoid", 2, 3, 9, 9),
+            *_sigmoid_tanh_cases("tanh", 2, 3, 9, 9),
             *_batch_norm_cases(2, 3, 9, 9),
             *_linear_cases(4, 20, 6),
             *_cross_entropy_cases(4, 5),
@@ -457,6 +515,8 @@ def cases(quick: bool = False) -> list[Case]:
         *_pool_cases("max_pool2d", 64, 32, 28, 28),
         *_pool_cases("avg_pool2d", 64, 32, 28, 28),
         *_relu_cases(64, 32, 28, 28),
+        *_sigmoid_tanh_cases("sigmoid", 64, 32, 28, 28),
+        *_sigmoid_tanh_cases("tanh", 64, 32, 28, 28),
         *_batch_norm_cases(64, 32, 28, 28),
         *_linear_cases(128, 3136, 128),
         *_cross_entropy_cases(128, 10),

@@ -14,6 +14,7 @@ maximum, so logits of magnitude 1e4 give finite results.
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,6 +43,37 @@ def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
     """Gradient of leaky_relu w.r.t. x."""
     return _core.leaky_relu_backward(dy, x, as_float(negative_slope, "negative_slope"))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)), elementwise; any shape. No exp overflows: sigmoid(-inf) = 0,
+    sigmoid(inf) = 1."""
+    return _core.sigmoid_forward(x)
+
+
+def sigmoid_backward(
+    dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None
+) -> np.ndarray:
+    """Gradient of sigmoid w.r.t. x: dy * y * (1 - y).
+
+    y, sigmoid's output, may be passed for reuse; then x is not read (it may be None).
+    """
+    return _core.sigmoid_backward(dy, _core.sigmoid_forward(x) if y is None else y)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """tanh(x), elementwise; any shape."""
+    return _core.tanh_forward(x)
+
+
+def tanh_backward(
+    dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None
+) -> np.ndarray:
+    """Gradient of tanh w.r.t. x: dy * (1 - y**2).
+
+    y, tanh's output, may be passed for reuse; then x is not read (it may be None).
+    """
+    return _core.tanh_backward(dy, _core.tanh_forward(x) if y is None else y)
 
 
 # --- pooling -------------------------------------------------------------------------------------
@@ -709,6 +741,64 @@ def cross_entropy_backward(
     )
 
 
+def nll_loss(
+    input: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> float | np.ndarray:
+    """Negative log-likelihood of log-probabilities (log_softmax's output), as PyTorch defines it.
+
+    input (N, C) or (N, C, d1, ...), or one unbatched (C,) row with a 0-d target; target (N,) or
+    (N, d1, ...) integer class ids in [0, C) or ignore_index (those positions count for nothing).
+    Each position's loss is -weight[t] * input[n, t, ...] (weight (C,) defaults to ones).
+    reduction "mean" (the default: the sum divided by the sum of weight[t] over the positions not
+    ignored, accumulated in double; NaN when there are none) and "sum" give a Python float,
+    "none" a float32 array shaped like target.
+    """
+    reduction = _xent_options.check_reduction(reduction)
+    input, target, single = _xent_batch(input, target)
+    losses, total, total_weight = _core.nll_loss_forward(
+        input, target, weight, as_int(ignore_index, "ignore_index")
+    )
+    if reduction == "none":
+        return losses.reshape(()) if single else losses
+    if reduction == "sum":
+        return total
+    with np.errstate(divide="ignore", invalid="ignore"):  # nothing counted: NaN, as in PyTorch
+        return float(np.float64(total) / total_weight)
+
+
+def nll_loss_backward(
+    input: np.ndarray,
+    target: np.ndarray,
+    grad_output: float | np.ndarray = 1.0,
+    weight: np.ndarray | None = None,
+    *,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+) -> np.ndarray:
+    """Gradient of nll_loss w.r.t. input: zeros except -weight[t] * grad_output (divided by the
+    total weight for "mean") at each position's class t. grad_output is a float, or for reduction
+    "none" an array shaped like target. Only input's shape is read."""
+    reduction = _xent_options.check_reduction(reduction)
+    ignore_index = as_int(ignore_index, "ignore_index")
+    input, target, single = _xent_batch(input, target)
+    grad, scale = None, 1.0
+    if reduction == "none" and np.ndim(grad_output):
+        grad = np.reshape(_real_f32(grad_output, "grad_output"), (1,)) if single else grad_output
+    else:
+        scale = as_float(grad_output, "grad_output")
+        if reduction == "mean":
+            total_weight = _core.nll_loss_forward(input, target, weight, ignore_index)[2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                scale = float(np.float64(scale) / total_weight)
+    dx = _core.nll_loss_backward(grad, input, target, weight, ignore_index, scale)
+    return dx[0] if single else dx
+
+
 def _real_f32(a: object, name: str) -> np.ndarray:
     arr = np.asarray(a)
     if arr.dtype.kind not in "biuf":
@@ -717,23 +807,54 @@ def _real_f32(a: object, name: str) -> np.ndarray:
 
 
 def _mse_operands(input: np.ndarray, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """input and target as float32 arrays; shapes that differ must broadcast, with PyTorch's
+    warning (it is rarely what the caller meant)."""
     a, b = _real_f32(input, "input"), _real_f32(target, "target")
     if a.shape != b.shape:
-        raise ValueError(f"target: expected shape {a.shape} (the input's), got shape {b.shape}")
+        try:
+            np.broadcast_shapes(a.shape, b.shape)
+        except ValueError:
+            raise ValueError(
+                f"target: expected shape {a.shape} (the input's) or one that broadcasts with "
+                f"it, got shape {b.shape}"
+            ) from None
+        warnings.warn(
+            f"Using a target size ({b.shape}) that is different to the input size ({a.shape}). "
+            "This will likely lead to incorrect results due to broadcasting. "
+            "Please ensure they have the same size.",
+            UserWarning,
+            stacklevel=3,
+        )
     return a, b
+
+
+def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """g summed over the dims broadcasting added to an array of `shape` (the gradient of a
+    broadcast operand)."""
+    if g.shape == shape:
+        return g
+    lead = g.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + k for k, n in enumerate(shape) if n == 1 and g.shape[lead + k] != 1
+    )
+    return g.sum(axis=axes, dtype=np.float32).reshape(shape)
 
 
 def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> float | np.ndarray:
     """(input - target)**2 reduced as PyTorch does: "mean" (the default; NaN when empty) and "sum"
-    accumulate in double and give a float, "none" gives the float32 array of squared errors."""
+    accumulate in double and give a float, "none" gives the float32 array of squared errors.
+    Shapes that differ broadcast against each other, with PyTorch's UserWarning."""
     a, b = _mse_operands(input, target)
-    reduction = _xent_options.check_reduction(reduction)
+    return _mse_loss(a, b, _xent_options.check_reduction(reduction))
+
+
+def _mse_loss(a: np.ndarray, b: np.ndarray, reduction: str) -> float | np.ndarray:
     if reduction == "none":
         d = a - b
         return d * d
-    if a.size == 0:
+    d = (a.astype(np.float64) - b).ravel()
+    if d.size == 0:
         return float("nan") if reduction == "mean" else 0.0
-    d = a.astype(np.float64).ravel() - b.ravel()
     total = float(np.dot(d, d))
     return total / d.size if reduction == "mean" else total
 
@@ -744,18 +865,27 @@ def mse_loss_backward(
     grad_output: float | np.ndarray = 1.0,
     reduction: str = "mean",
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n), n the
-    element count for "mean", else 1; for "none" grad_output may be an array of input's shape."""
+    """Gradients of mse_loss -> (dinput, dtarget) = (+-2 * (input - target) * grad_output / n),
+    n the element count (after broadcasting) for "mean", else 1; for "none" grad_output may be an
+    array of the broadcast shape. A broadcast operand's gradient is summed back to its own shape."""
     a, b = _mse_operands(input, target)
-    reduction = _xent_options.check_reduction(reduction)
+    return _mse_loss_backward(a, b, grad_output, _xent_options.check_reduction(reduction))
+
+
+def _mse_loss_backward(
+    a: np.ndarray, b: np.ndarray, grad_output: float | np.ndarray, reduction: str
+) -> tuple[np.ndarray, np.ndarray]:
     if reduction == "none" and np.ndim(grad_output):
         g = _real_f32(grad_output, "grad_output")
-        if g.shape != a.shape:
-            raise ValueError(f"grad_output: expected shape {a.shape} (the input's), got {g.shape}")
+        shape = np.broadcast_shapes(a.shape, b.shape)
+        if g.shape != shape:
+            raise ValueError(f"grad_output: expected shape {shape} (the loss's), got {g.shape}")
         da = (a - b) * (2 * g)
+    else:
+        scale = 2.0 * as_float(grad_output, "grad_output")
+        if reduction == "mean":
+            scale /= max(int(np.prod(np.broadcast_shapes(a.shape, b.shape))), 1)
+        da = (a - b) * np.float32(scale)
+    if a.shape == b.shape:
         return da, -da
-    scale = 2.0 * as_float(grad_output, "grad_output")
-    if reduction == "mean":
-        scale /= max(a.size, 1)
-    da = (a - b) * np.float32(scale)
-    return da, -da
+    return _sum_to_shape(da, a.shape), -_sum_to_shape(da, b.shape)

@@ -248,6 +248,29 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _f32(dy) * (_f32(x) > 0)
 
 
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) (NumPy warns of, and survives, the overflow of exp for x < -88)."""
+    with np.errstate(over="ignore"):
+        return np.float32(1) / (np.float32(1) + np.exp(-_f32(x)))
+
+
+def sigmoid_backward(dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None):
+    """dy * y * (1 - y), y = sigmoid(x) unless given."""
+    y = sigmoid(x) if y is None else _f32(y)
+    return _f32(dy) * y * (np.float32(1) - y)
+
+
+def tanh(x: np.ndarray) -> np.ndarray:
+    """np.tanh."""
+    return np.tanh(_f32(x))
+
+
+def tanh_backward(dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None = None):
+    """dy * (1 - y**2), y = tanh(x) unless given."""
+    y = tanh(x) if y is None else _f32(y)
+    return _f32(dy) * (np.float32(1) - y * y)
+
+
 # --- linear ----------------------------------------------------------------------------------------
 
 

@@ -399,6 +399,18 @@ def valid_arguments(name: str, params: list[str], g: Gen) -> dict:
         if g.chance(0.2) and N:
             labels[0] = int(g.pick([-1, -100, C, 2**40]))
         cand = {"logits": logits, "probabilities": np.abs(logits), "labels": labels}
+    elif "nll_loss" in name:
+        target = rng.integers(0, C, size=N)
+        if g.chance(0.3) and N:
+            target[0] = int(g.pick([-1, -100, C, 2**40]))
+        cand = {
+            "input": f32(N, C),
+            "target": target,
+            "weight": np.abs(f32(C)),
+            "grad": f32(N),
+            "grad_output": float(g.pick([1.0, 0.5])),
+            "ignore_index": int(g.pick([-100, 0, -1])),
+        }
     elif "dropout" in name:
         cand = {
             "x": f32(N, C, H),

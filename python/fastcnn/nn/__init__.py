@@ -1,10 +1,11 @@
 """Layers, containers and losses with PyTorch's names; explicit forward and backward."""
 
-from fastcnn.nn.containers import Residual, Sequential
+from fastcnn.nn.containers import ModuleList, Residual, Sequential
 from fastcnn.nn.fusion import fold_conv_bn, fuse_conv_bn
 from fastcnn.nn.layers import (
     AdaptiveAvgPool2d,
     AvgPool2d,
+    BatchNorm1d,
     BatchNorm2d,
     Conv2d,
     Dropout,
@@ -12,17 +13,21 @@ from fastcnn.nn.layers import (
     Identity,
     LeakyReLU,
     Linear,
+    LogSoftmax,
     MaxPool2d,
     ReLU,
+    Sigmoid,
     Softmax,
+    Tanh,
 )
-from fastcnn.nn.losses import CrossEntropyLoss, MSELoss
+from fastcnn.nn.losses import CrossEntropyLoss, MSELoss, NLLLoss
 from fastcnn.nn.module import Module
 from fastcnn.parameter import Parameter
 
 __all__ = [
     "AdaptiveAvgPool2d",
     "AvgPool2d",
+    "BatchNorm1d",
     "BatchNorm2d",
     "Conv2d",
     "CrossEntropyLoss",
@@ -31,14 +36,19 @@ __all__ = [
     "Identity",
     "LeakyReLU",
     "Linear",
+    "LogSoftmax",
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "ModuleList",
+    "NLLLoss",
     "Parameter",
     "ReLU",
     "Residual",
     "Sequential",
+    "Sigmoid",
     "Softmax",
+    "Tanh",
     "fold_conv_bn",
     "fuse_conv_bn",
 ]

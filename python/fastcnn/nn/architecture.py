@@ -14,16 +14,21 @@ _LAYER_CLASSES = {
         layers.Linear,
         layers.ReLU,
         layers.LeakyReLU,
+        layers.Sigmoid,
+        layers.Tanh,
         layers.MaxPool2d,
         layers.AvgPool2d,
         layers.AdaptiveAvgPool2d,
+        layers.BatchNorm1d,
         layers.BatchNorm2d,
         layers.Dropout,
         layers.Flatten,
         layers.Identity,
         layers.Softmax,
+        layers.LogSoftmax,
         losses.CrossEntropyLoss,
         losses.MSELoss,
+        losses.NLLLoss,
     )
 }
 

@@ -1,10 +1,12 @@
 """Containers: Sequential runs children in order and their backward in reverse; Residual adds a
-shortcut around a body, so ResNet-style blocks can be built."""
+shortcut around a body, so ResNet-style blocks can be built; ModuleList holds modules for a
+custom Module's own forward and backward."""
 
 from __future__ import annotations
 
+import operator
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import numpy as np
 
@@ -114,6 +116,84 @@ class Sequential(Module):
             dy = mods[i].backward(dy, input_grad=input_grad or i > 0)
             i -= 1
         return dy
+
+
+class ModuleList(Module):
+    """A list of modules, registered as children "0", "1", ... so that their parameters, buffers,
+    state_dict keys and train()/eval() are the parent's, as in torch.nn.ModuleList. It has no
+    forward or backward: the Module that holds it calls its entries in its own."""
+
+    def __init__(self, modules: Iterable[Module] | None = None) -> None:
+        super().__init__()
+        if modules is not None:
+            self.extend(modules)
+
+    def _index(self, index: int) -> int:
+        n = len(self._modules)
+        i = operator.index(index)
+        if not -n <= i < n:
+            raise IndexError(f"ModuleList: index {index} is out of range for {n} modules")
+        return i + n if i < 0 else i
+
+    def _renumber(self, mods: list[Module]) -> None:
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self._modules[str(i)] = m
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __iter__(self) -> Iterator[Module]:
+        return iter(list(self._modules.values()))
+
+    def __getitem__(self, index: int | slice) -> Module | ModuleList:
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            return ModuleList(mods[index])
+        return mods[self._index(index)]
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        self._modules[str(self._index(index))] = _checked(module, "ModuleList")
+
+    def __delitem__(self, index: int | slice) -> None:
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            del mods[index]
+        else:
+            del mods[self._index(index)]
+        self._renumber(mods)
+
+    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
+        return self.extend(modules)
+
+    def append(self, module: Module) -> ModuleList:
+        self._modules[str(len(self._modules))] = _checked(module, "ModuleList.append")
+        return self
+
+    def extend(self, modules: Iterable[Module]) -> ModuleList:
+        if not isinstance(modules, Iterable):
+            raise TypeError(
+                f"ModuleList.extend: expected an iterable of Modules, got {type(modules).__name__}"
+            )
+        for m in list(modules):
+            self.append(m)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        module = self[index]
+        del self[index]
+        return module
+
+    def insert(self, index: int, module: Module) -> None:
+        mods = list(self._modules.values())
+        mods.insert(operator.index(index), _checked(module, "ModuleList.insert"))
+        self._renumber(mods)
+
+
+def _checked(module: object, where: str) -> Module:
+    if not isinstance(module, Module):
+        raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
+    return module
 
 
 def _fusable(bn: BatchNorm2d, pool: Module) -> bool:

@@ -251,6 +251,42 @@ class LeakyReLU(Module):
         return dict(negative_slope=self.negative_slope)
 
 
+class Sigmoid(Module):
+    """1 / (1 + exp(-x)), elementwise; any shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = _core.sigmoid_forward(x)
+        self.__dict__["_y"] = y  # backward reads the output, as PyTorch's does
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._y is None:
+            raise _forgotten(self)
+        return _core.sigmoid_backward(dy, self._y) if input_grad else None
+
+
+class Tanh(Module):
+    """tanh(x), elementwise; any shape."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = _core.tanh_forward(x)
+        self.__dict__["_y"] = y  # backward reads the output, as PyTorch's does
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._y is None:
+            raise _forgotten(self)
+        return _core.tanh_backward(dy, self._y) if input_grad else None
+
+
 class MaxPool2d(Module):
     """Max over kH x kW windows. Input (N, C, H, W) -> (N, C, H_out, W_out); with return_indices,
     (output, int64 argmax indices) as torch.nn.MaxPool2d returns them."""
@@ -447,11 +483,14 @@ class AdaptiveAvgPool2d(Module):
         return _jsonable(dict(output_size=self.output_size))
 
 
-class BatchNorm2d(Module):
-    """Batch normalization over (N, H, W) per channel. Input and output (N, C, H, W).
+class _BatchNorm(Module):
+    """Batch normalization per channel (dim 1), the body of BatchNorm1d and BatchNorm2d: they
+    differ only in the input ranks they take (`_ranks`, described by `_expected` and spelled out
+    per channel count by `_channel_layout`)."""
 
-    Parameters weight (C,), bias (C,); buffers running_mean, running_var (C,) and
-    num_batches_tracked (a 0-d int64), as in PyTorch. momentum=None gives the cumulative average."""
+    _ranks: tuple[int, ...] = ()
+    _expected = ""
+    _channel_layout = ""
 
     def __init__(
         self,
@@ -483,19 +522,21 @@ class BatchNorm2d(Module):
         self._saved = None
 
     def _check(self, x: np.ndarray) -> None:
-        if np.ndim(x) != 4:
-            raise ValueError(f"x: expected a 4-D array (N, C, H, W), got shape {np.shape(x)}")
+        if np.ndim(x) not in self._ranks:
+            raise ValueError(f"x: expected {self._expected}, got shape {np.shape(x)}")
         if np.shape(x)[1] != self.num_features:
+            layout = self._channel_layout.format(C=self.num_features)
             raise ValueError(
-                f"x: expected {self.num_features} channels (N, {self.num_features}, "
-                f"H, W), got shape {np.shape(x)}"
+                f"x: expected {self.num_features} channels {layout}, got shape {np.shape(x)}"
             )
 
     def _forward_args(self, x: np.ndarray) -> tuple:
         """(use_batch_stats, weight, bias, running_mean, running_var, momentum) for a forward on
         x, counting the batch in num_batches_tracked when it updates the running stats. Raises
         when eval mode needs running stats that were set to None."""
-        if not (type(x) is np.ndarray and x.ndim == 4 and x.shape[1] == self.num_features):
+        if not (
+            type(x) is np.ndarray and x.ndim in self._ranks and x.shape[1] == self.num_features
+        ):
             self._check(x)  # raises unless x is an array-like of the right shape
         track = self.track_running_stats
         p, buffers = self._parameters, self._buffers
@@ -528,57 +569,8 @@ class BatchNorm2d(Module):
         self.__dict__["_saved"] = (x, True, mean, invstd)
         return y
 
-    def forward_max_pool(self, x: np.ndarray, pool: MaxPool2d, relu: ReLU | None) -> np.ndarray:
-        """relu(pool(self(x))) (without relu when it is None) in one fused kernel, leaving each
-        module ready for its backward as if it had run alone (what nn.Sequential runs for a
-        batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
-        batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
-        # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
-        y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
-            x,
-            weight,
-            bias,
-            running_mean,
-            running_var,
-            batch_stats,
-            relu is not None,
-            momentum,
-            self.eps,
-        )
-        self.__dict__["_saved"] = (x, batch_stats, mean, invstd)
-        # The pooling's backward reads only the shape of its input, which is never built here: a
-        # zero-strided stand-in, made once per shape (np.broadcast_to costs ~3.4 us, a third of
-        # this call at batch 1).
-        stand_in = self.__dict__.get("_pooled_input")
-        if stand_in is None or stand_in.shape != x.shape:
-            stand_in = np.broadcast_to(np.float32(0), x.shape)
-            self.__dict__["_pooled_input"] = stand_in
-        pool.__dict__["_saved"] = (stand_in, indices)
-        if relu is not None:
-            relu.__dict__["_x"] = y  # the ReLU's output: zero exactly where its input was <= 0
-        return y
-
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         return self._backward(F.batch_norm_backward, (dy,), input_grad)
-
-    def backward_through_max_pool(
-        self,
-        dy: np.ndarray,
-        pool: MaxPool2d,
-        input_grad: bool = True,
-        relu: ReLU | None = None,
-    ) -> np.ndarray | None:
-        """backward of this layer and the MaxPool2d that ran on its output (and the ReLU that ran
-        on the pooling's output, when given: dy is then the ReLU's output gradient), in one fused
-        kernel (what nn.Sequential runs for the pair or the three)."""
-        extra = {}
-        if relu is not None:
-            if relu._x is None:
-                raise _forgotten(relu)
-            extra["relu_output"] = relu._x  # its input or output: <= 0 at the same places
-        return self._backward(
-            F.batch_norm_max_pool2d_backward, (dy, pool.saved_indices()), input_grad, extra
-        )
 
     def _backward(self, grads, leading: tuple, input_grad: bool, extra=None) -> np.ndarray | None:
         """grads(*leading, x, weight, ..., **extra): batch_norm_backward or its fused pooling
@@ -611,6 +603,76 @@ class BatchNorm2d(Module):
             affine=self.affine,
             track_running_stats=self.track_running_stats,
         )
+
+
+class BatchNorm2d(_BatchNorm):
+    """Batch normalization over (N, H, W) per channel. Input and output (N, C, H, W).
+
+    Parameters weight (C,), bias (C,); buffers running_mean, running_var (C,) and
+    num_batches_tracked (a 0-d int64), as in PyTorch. momentum=None gives the cumulative average."""
+
+    _ranks = (4,)
+    _expected = "a 4-D array (N, C, H, W)"
+    _channel_layout = "(N, {C}, H, W)"
+
+    def forward_max_pool(self, x: np.ndarray, pool: MaxPool2d, relu: ReLU | None) -> np.ndarray:
+        """relu(pool(self(x))) (without relu when it is None) in one fused kernel, leaving each
+        module ready for its backward as if it had run alone (what nn.Sequential runs for a
+        batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
+        batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
+        # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
+        y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
+            x,
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            batch_stats,
+            relu is not None,
+            momentum,
+            self.eps,
+        )
+        self.__dict__["_saved"] = (x, batch_stats, mean, invstd)
+        # The pooling's backward reads only the shape of its input, which is never built here: a
+        # zero-strided stand-in, made once per shape (np.broadcast_to costs ~3.4 us, a third of
+        # this call at batch 1).
+        stand_in = self.__dict__.get("_pooled_input")
+        if stand_in is None or stand_in.shape != x.shape:
+            stand_in = np.broadcast_to(np.float32(0), x.shape)
+            self.__dict__["_pooled_input"] = stand_in
+        pool.__dict__["_saved"] = (stand_in, indices)
+        if relu is not None:
+            relu.__dict__["_x"] = y  # the ReLU's output: zero exactly where its input was <= 0
+        return y
+
+    def backward_through_max_pool(
+        self,
+        dy: np.ndarray,
+        pool: MaxPool2d,
+        input_grad: bool = True,
+        relu: ReLU | None = None,
+    ) -> np.ndarray | None:
+        """backward of this layer and the MaxPool2d that ran on its output (and the ReLU that ran
+        on the pooling's output, when given: dy is then the ReLU's output gradient), in one fused
+        kernel (what nn.Sequential runs for the pair or the three)."""
+        extra = {}
+        if relu is not None:
+            if relu._x is None:
+                raise _forgotten(relu)
+            extra["relu_output"] = relu._x  # its input or output: <= 0 at the same places
+        return self._backward(
+            F.batch_norm_max_pool2d_backward, (dy, pool.saved_indices()), input_grad, extra
+        )
+
+
+class BatchNorm1d(_BatchNorm):
+    """Batch normalization per channel over N (input (N, C)) or over (N, L) (input (N, C, L)); the
+    output has the input's shape. Parameters, buffers and arguments as BatchNorm2d's. The kernels
+    are BatchNorm2d's, which view any input as (N, C, L) without a copy."""
+
+    _ranks = (2, 3)
+    _expected = "a 2-D or 3-D array (N, C) or (N, C, L)"
+    _channel_layout = "(N, {C}) or (N, {C}, L)"
 
 
 class Dropout(Module):
@@ -722,6 +784,35 @@ class Softmax(Module):
         if not input_grad:
             return None
         return F.softmax_backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
+
+    def config(self) -> dict:
+        return dict(dim=self.dim)
+
+
+class LogSoftmax(Module):
+    """log(softmax(x)) along `dim`, computed stably (a -inf input gives -inf, as in PyTorch).
+    dim=None follows PyTorch's legacy rule: dim 0 for inputs of rank 0, 1 or 3, else dim 1."""
+
+    def __init__(self, dim: int | None = None) -> None:
+        super().__init__()
+        self.dim = None if dim is None else as_int(dim, "dim")
+        self._y = None
+
+    def _dim(self, ndim: int) -> int:
+        if self.dim is not None:
+            return self.dim
+        return 0 if ndim in (0, 1, 3) else 1
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._y = F.log_softmax(x, dim=self._dim(np.ndim(x)))
+        return self._y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._y is None:
+            raise _forgotten(self)
+        if not input_grad:
+            return None
+        return F.log_softmax_backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
 
     def config(self) -> dict:
         return dict(dim=self.dim)

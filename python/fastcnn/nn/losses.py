@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from fastcnn import _xent_options
+from fastcnn import _core, _xent_options
 from fastcnn import functional as F
-from fastcnn._args import as_int
+from fastcnn._args import as_float, as_int
 from fastcnn.nn.module import Module
 
 _reduction = _xent_options.check_reduction
@@ -107,9 +107,79 @@ class CrossEntropyLoss(Module):
         return out
 
 
+class NLLLoss(Module):
+    """Negative log-likelihood of log-probabilities (LogSoftmax's output) (N, C), (N, C, d1, ...)
+    or one unbatched (C,) row against integer labels, with PyTorch's options: class weights (C,),
+    ignore_index and reduction 'mean' (default: divided by the summed weights of the labels not
+    ignored), 'sum' or 'none' (an array shaped like the labels). LogSoftmax then NLLLoss is
+    CrossEntropyLoss."""
+
+    def __init__(
+        self,
+        weight: np.ndarray | None = None,
+        size_average: None = None,
+        ignore_index: int = -100,
+        reduce: None = None,
+        reduction: str = "mean",
+    ) -> None:
+        """torch.nn.NLLLoss's arguments, in its order; size_average and reduce, deprecated there,
+        must stay None."""
+        super().__init__()
+        if size_average is not None or reduce is not None:
+            raise ValueError(
+                "size_average, reduce: deprecated in PyTorch and not supported; use reduction="
+            )
+        self.reduction = _reduction(reduction)
+        self.weight = None if weight is None else np.array(weight, dtype=np.float32)
+        self.ignore_index = as_int(ignore_index, "ignore_index")
+        self._saved = None
+
+    def forward(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+        input, target, single = F._xent_batch(input, target)
+        losses, total, total_weight = _core.nll_loss_forward(
+            input, target, self.weight, self.ignore_index
+        )
+        self._saved = (input, target, total_weight, single)
+        if self.reduction == "none":
+            return losses.reshape(()) if single else losses
+        if self.reduction == "sum":
+            return total
+        with np.errstate(divide="ignore", invalid="ignore"):  # nothing counted: NaN, as in torch
+            return float(np.float64(total) / total_weight)
+
+    def __call__(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+        return self.forward(input, target)
+
+    def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
+        """dloss/dinput; grad_output is a float, or for reduction 'none' an array shaped like the
+        labels."""
+        if self._saved is None:
+            raise RuntimeError("NLLLoss.backward called before the loss was computed")
+        input, target, total_weight, single = self._saved
+        grad, scale = None, 1.0
+        if self.reduction == "none" and np.ndim(grad_output):
+            grad = np.reshape(grad_output, (1,)) if single else grad_output
+        else:
+            scale = as_float(grad_output, "grad_output")
+            if self.reduction == "mean":
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    scale = float(np.float64(scale) / total_weight)
+        dx = _core.nll_loss_backward(grad, input, target, self.weight, self.ignore_index, scale)
+        return dx[0] if single else dx
+
+    def config(self) -> dict:
+        out = dict(reduction=self.reduction)
+        if self.weight is not None:
+            out["weight"] = self.weight.tolist()
+        if self.ignore_index != -100:
+            out["ignore_index"] = self.ignore_index
+        return out
+
+
 class MSELoss(Module):
     """Squared error between two arrays of the same shape: reduction 'mean' (default; NaN when
-    empty, as in PyTorch), 'sum' or 'none' (the elementwise errors)."""
+    empty, as in PyTorch), 'sum' or 'none' (the elementwise errors). As in PyTorch, shapes that
+    differ broadcast against each other, with a UserWarning."""
 
     def __init__(self, reduction: str = "mean") -> None:
         super().__init__()
@@ -119,18 +189,18 @@ class MSELoss(Module):
     def forward(self, output: np.ndarray, target: np.ndarray) -> float | np.ndarray:
         output, target = F._mse_operands(output, target)
         self._saved = (output, target)
-        return F.mse_loss(output, target, reduction=self.reduction)
+        return F._mse_loss(output, target, self.reduction)
 
     def __call__(self, output: np.ndarray, target: np.ndarray) -> float | np.ndarray:
         return self.forward(output, target)
 
     def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
         """dloss/doutput; grad_output is a float, or for reduction 'none' an array shaped like the
-        output."""
+        loss (the broadcast shape of output and target)."""
         if self._saved is None:
             raise RuntimeError("MSELoss.backward called before the loss was computed")
         output, target = self._saved
-        return F.mse_loss_backward(output, target, grad_output, reduction=self.reduction)[0]
+        return F._mse_loss_backward(output, target, grad_output, self.reduction)[0]
 
     def config(self) -> dict:
         return dict(reduction=self.reduction)
