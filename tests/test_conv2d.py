@@ -887,10 +887,11 @@ def test_bad_input_core_backward(core) -> None:
 )
 def test_winograd_results_do_not_depend_on_the_thread_count(rng, shape) -> None:
     """Each Winograd output is computed by one task, and the weight gradient sums the batch in
-    runs fixed by the shape: 1, 2 and 3 threads give the same bits. One image is a single block
-    of tiles at 1 thread; with a panel of tiles per thread (14x14 at 2 threads, 22x22 at 2 and 3)
-    it is cut into a block per panel, else the threads share its point products. 13 channels:
-    the input gradient's filter points (transformed by the threads) end in a partial panel."""
+    runs fixed by the shape: 1, 2 and 3 threads give the same bits. One image fits one block of
+    tiles, cut into at least two blocks, one per thread, where it has the panels for them (14x14
+    at 1 and 2 threads, 22x22 at 1, 2 and 3); otherwise the threads share its point products.
+    13 channels: the input gradient's filter points (transformed by the threads) end in a
+    partial panel."""
     x, w, b = _inputs(rng, shape, (24, shape[1], 3, 3))
     dy = rng.standard_normal((shape[0], 24) + shape[2:]).astype(np.float32)
     before = fastcnn.get_num_threads()
