@@ -201,12 +201,15 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         std::optional<I64> indices;
         if (return_indices)
           indices = new_i64({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward indices");
-        F32 save_mean = new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_mean");
-        F32 save_invstd =
-            new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_invstd");
+        std::optional<F32> save_mean, save_invstd;  // training only
+        if (training) {
+          save_mean = new_f32({s.C}, "batchnorm2d_max_pool2d_forward save_mean");
+          save_invstd = new_f32({s.C}, "batchnorm2d_max_pool2d_forward save_invstd");
+        }
         const float *xp = x.data(), *wp = weight.data, *bp = bias.data;
-        float *yp = y.mutable_data(), *mp = save_mean.mutable_data(),
-              *isp = save_invstd.mutable_data();
+        float* yp = y.mutable_data();
+        float* mp = save_mean ? save_mean->mutable_data() : nullptr;
+        float* isp = save_invstd ? save_invstd->mutable_data() : nullptr;
         int64_t* ip = indices ? indices->mutable_data() : nullptr;
         {
           py::gil_scoped_release nogil;
@@ -215,7 +218,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         }
         py::object idx = indices ? py::object(*indices) : py::none();
         if (!training) return py::tuple(py::make_tuple(y, idx, py::none(), py::none()));
-        return py::tuple(py::make_tuple(y, idx, save_mean, save_invstd));
+        return py::tuple(py::make_tuple(y, idx, *save_mean, *save_invstd));
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("training"), py::arg("relu"), py::arg("momentum") = 0.1f,
