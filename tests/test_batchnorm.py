@@ -586,16 +586,25 @@ def _fused_composition(core, x, w, b, rm, rv, training, relu):
 @pytest.mark.parametrize("shape", FUSED_FORWARD_SHAPES)
 @pytest.mark.parametrize("training", [True, False])
 @pytest.mark.parametrize("relu", [True, False])
-def test_max_pool2d_forward_equals_the_composition(core, rng, shape, training, relu) -> None:
+@pytest.mark.parametrize("return_indices", [True, False])
+def test_max_pool2d_forward_equals_the_composition(
+    core, rng, shape, training, relu, return_indices
+) -> None:
+    """The fused forward equals its composition bit for bit; return_indices=False gives None
+    for the indices and the same values."""
     c = shape[1]
     x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
     x.flat[:: max(1, x.size // 7)] = np.nan  # NaN wins its window, and ReLU keeps it
     w, b = rng.standard_normal((2, c)).astype(np.float32)
     stats = rng.standard_normal(c).astype(np.float32), rng.uniform(0.5, 2, c).astype(np.float32)
     rm, rv = (s.copy() for s in stats)
-    got = core.batchnorm2d_max_pool2d_forward(x, w, b, rm, rv, training, relu, 0.1, 1e-5)
+    got = core.batchnorm2d_max_pool2d_forward(
+        x, w, b, rm, rv, training, relu, 0.1, 1e-5, return_indices
+    )
     rm_want, rv_want = (s.copy() for s in stats)
     want = _fused_composition(core, x, w, b, rm_want, rv_want, training, relu)
+    if not return_indices:
+        want = (want[0], None, *want[2:])
     for a, e in zip(got, want):
         if e is None:
             assert a is None

@@ -884,12 +884,16 @@ def test_bad_input_core_backward(core) -> None:
         F.conv2d_backward(dy, X, W, output_mask=(True, True))
 
 
-@pytest.mark.parametrize("shape", [(9, 16, 21, 19), (1, 32, 14, 14), (5, 13, 11, 9)])
+@pytest.mark.parametrize(
+    "shape", [(9, 16, 21, 19), (1, 32, 14, 14), (1, 16, 22, 22), (5, 13, 11, 9)]
+)
 def test_winograd_results_do_not_depend_on_the_thread_count(rng, shape) -> None:
     """Each Winograd output is computed by one task, and the weight gradient sums the batch in
-    runs fixed by the shape: 1, 2 and 3 threads give the same bits. One 14x14 image is a single
-    block of tiles, whose point products the threads share instead. 13 channels: the input
-    gradient's filter points (transformed by the threads) end in a partial panel."""
+    runs fixed by the shape: 1, 2 and 3 threads give the same bits. One image fits one block of
+    tiles, cut into at least two blocks, one per thread, where it has the panels for them (14x14
+    at 1 and 2 threads, 22x22 at 1, 2 and 3); otherwise the threads share its point products.
+    13 channels: the input gradient's filter points (transformed by the threads) end in a
+    partial panel."""
     x, w, b = _inputs(rng, shape, (24, shape[1], 3, 3))
     dy = rng.standard_normal((shape[0], 24) + shape[2:]).astype(np.float32)
     before = fastcnn.get_num_threads()

@@ -61,6 +61,9 @@ TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
 # The weight gradient packs dy^T once for all its column ranges (every case above with
 # out_features <= in_features), unless it is too large: here each range packs its own.
 TAIL_CASES += [((2100, 150), 128)]
+# A forward on one or two rows is dot products, eight outputs per pass over x, then the rest
+# one at a time.
+TAIL_CASES += [((1, 170), k) for k in (7, 8, 9, 15, 17)] + [((2, 33), 23)]
 
 
 @pytest.mark.parametrize(
@@ -169,6 +172,15 @@ def test_depth_sliced_forward_is_the_same_at_any_thread_count(rng) -> None:
     # The depth cut of a deep, narrow forward depends on the shape only: every output is summed
     # in the same order whatever the thread count, so the results are bitwise equal.
     x, w, b = _inputs(rng, (70, 2600), 90)
+    outs = _at_thread_counts(lambda: F.linear(x, w, b))
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
+
+
+def test_few_row_forward_is_the_same_at_any_thread_count(rng) -> None:
+    # One or two rows take dot products, whose outputs the threads split by ranges: each output
+    # is summed in the same order on any thread, so the results are bitwise equal.
+    x, w, b = _inputs(rng, (1, 3136), 131)
     outs = _at_thread_counts(lambda: F.linear(x, w, b))
     for y in outs[1:]:
         np.testing.assert_array_equal(y, outs[0])

@@ -365,6 +365,30 @@ def test_batchnorm_then_max_pool_fused_forward_across_batch_sizes(rng):
         np.testing.assert_allclose(fused.backward(dy), g, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("relu", [True, False])
+def test_eval_fused_forward_leaves_the_pooling_its_indices(relu, rng):
+    """An eval-mode BatchNorm2d -> MaxPool2d(2) (-> ReLU) forward skips the argmax indices; the
+    pooling's backward, run alone afterwards, makes them and equals the unfused modules'."""
+    x = (rng.standard_normal((2, 3, 8, 7)) * 2 + 1).astype(np.float32)
+
+    def build():
+        bn = nn.BatchNorm2d(3)
+        bn.weight.data[:] = [-1.5, 0.5, 2]  # a negative scale flips the maxima
+        bn.running_mean[:], bn.running_var[:] = [0.5, -1, 2], [0.5, 2, 1]
+        return nn.Sequential(bn, nn.MaxPool2d(2), *([nn.ReLU()] if relu else [])).eval()
+
+    fused, alone = build(), build()
+    y = fused(x)
+    h = x
+    for m in alone:
+        h = m(h)
+    np.testing.assert_array_equal(y, h)
+    assert not isinstance(fused[1]._saved[1], np.ndarray)  # not made in the forward
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(fused[1].backward(dy), alone[1].backward(dy))
+    np.testing.assert_array_equal(fused[1].saved_indices(), alone[1].saved_indices())
+
+
 def test_summary_sees_each_layer_of_a_fused_pair():
     """summary() records each layer's forward, so the fused batch norm + pooling runs unfused."""
     rows = models.fmnist_bn().summary((2, 1, 28, 28), print_fn=lambda *a: None)

@@ -3,6 +3,7 @@
 // documented exception to "caller arrays are never modified": forward_train updates them in place,
 // as PyTorch does, so they must be float32 C-contiguous writable arrays and are never converted.
 #include <cmath>
+#include <optional>
 #include <string>
 
 #include "bindings/arrays.h"
@@ -168,7 +169,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
   m.def(
       "batchnorm2d_max_pool2d_forward",
       [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
-            py::handle rv_obj, bool training, bool relu, float momentum, float eps) {
+            py::handle rv_obj, bool training, bool relu, float momentum, float eps,
+            bool return_indices) {
         F32 x = to_f32(x_obj, "x");
         require_ndim(x, 4, "x", "(N, C, H, W)");
         const BatchNormShape s = batchnorm_shape(x, "x");
@@ -196,27 +198,34 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         }
         const PooledShape ps{x.shape(2), x.shape(3), x.shape(2) / 2, x.shape(3) / 2};
         F32 y = new_f32({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward output");
-        I64 indices = new_i64({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward indices");
-        F32 save_mean = new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_mean");
-        F32 save_invstd =
-            new_f32({training ? s.C : 0}, "batchnorm2d_max_pool2d_forward save_invstd");
+        std::optional<I64> indices;
+        if (return_indices)
+          indices = new_i64({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward indices");
+        std::optional<F32> save_mean, save_invstd;  // training only
+        if (training) {
+          save_mean = new_f32({s.C}, "batchnorm2d_max_pool2d_forward save_mean");
+          save_invstd = new_f32({s.C}, "batchnorm2d_max_pool2d_forward save_invstd");
+        }
         const float *xp = x.data(), *wp = weight.data, *bp = bias.data;
-        float *yp = y.mutable_data(), *mp = save_mean.mutable_data(),
-              *isp = save_invstd.mutable_data();
-        int64_t* ip = indices.mutable_data();
+        float* yp = y.mutable_data();
+        float* mp = save_mean ? save_mean->mutable_data() : nullptr;
+        float* isp = save_invstd ? save_invstd->mutable_data() : nullptr;
+        int64_t* ip = indices ? indices->mutable_data() : nullptr;
         {
           py::gil_scoped_release nogil;
           ops.batchnorm2d_max_pool2d_forward(s, ps, training, relu, momentum, eps, xp, wp, bp, rm,
                                              rv, yp, ip, mp, isp);
         }
-        if (!training) return py::tuple(py::make_tuple(y, indices, py::none(), py::none()));
-        return py::tuple(py::make_tuple(y, indices, save_mean, save_invstd));
+        py::object idx = indices ? py::object(*indices) : py::none();
+        if (!training) return py::tuple(py::make_tuple(y, idx, py::none(), py::none()));
+        return py::tuple(py::make_tuple(y, idx, *save_mean, *save_invstd));
       },
       py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("training"), py::arg("relu"), py::arg("momentum") = 0.1f,
-      py::arg("eps") = 1e-5f,
+      py::arg("eps") = 1e-5f, py::arg("return_indices") = true,
       "max_pool2d(batch_norm(x), 2) (then relu when relu=True) without the full-size normalized\n"
-      "x -> (y, indices, save_mean, save_invstd), the save_* None in eval mode. Training: as\n"
+      "x -> (y, indices, save_mean, save_invstd), the save_* None in eval mode, indices None\n"
+      "when return_indices=False (inference: no int64 stores). Training: as\n"
       "batchnorm2d_forward_train (running stats may be None); eval: as batchnorm2d_forward_eval.\n"
       "Windows 2x2 stride 2, floor mode: an odd height or width leaves its last row or column out.");
 

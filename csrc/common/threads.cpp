@@ -64,10 +64,12 @@ struct Pool {
   std::mutex m;
   std::condition_variable wake, idle;
   std::atomic<bool> busy{false};
-  std::atomic<int64_t> next{0};
+  // The tasks not yet claimed, [front, back) after `first`: front in the low 32 bits, back in the
+  // high ones, so that both ends are claimed with one compare-and-swap.
+  std::atomic<uint64_t> unclaimed{0};
   TaskFn fn = nullptr;
   void* ctx = nullptr;
-  int64_t tasks = 0;
+  int64_t first = 0;
   std::atomic<uint64_t> generation{0};
   std::atomic<int> running{0};  // helpers in the current job; changed under m
   int open_slots = 0, next_slot = 1, helpers = 0;
@@ -80,8 +82,23 @@ Pool& pool() {
   return *p;
 }
 
-void claim_tasks(Pool& p, TaskFn fn, void* ctx, int64_t tasks, int slot) {
-  for (int64_t t = p.next.fetch_add(1); t < tasks; t = p.next.fetch_add(1)) fn(ctx, t, slot);
+// The caller claims tasks from the front, helpers from the back. A layer's consecutive calls then
+// give each thread about the same tasks, so each core's L2 keeps the same part of the data (at
+// batch 1 the 1.6 MB weight of a 3136 -> 128 linear layer stays split between the two L2s),
+// where claims from one counter dealt the tasks out anew on every call.
+void claim_tasks(Pool& p, TaskFn fn, void* ctx, int64_t first, int slot) {
+  const bool from_front = slot == 0;
+  uint64_t span = p.unclaimed.load(std::memory_order_relaxed);
+  for (;;) {
+    const uint64_t front = span & 0xffffffffu, back = span >> 32;
+    if (front >= back) return;
+    const uint64_t claimed = from_front ? front : back - 1;
+    const uint64_t rest = from_front ? span + 1 : span - (uint64_t{1} << 32);
+    if (p.unclaimed.compare_exchange_weak(span, rest, std::memory_order_relaxed)) {
+      fn(ctx, first + static_cast<int64_t>(claimed), slot);
+      span = p.unclaimed.load(std::memory_order_relaxed);
+    }
+  }
 }
 
 // Long enough to bridge the Python code between the kernels of consecutive layers; short enough
@@ -131,13 +148,42 @@ void helper_loop(Pool* p) {
     const int slot = p->next_slot++;
     TaskFn fn = p->fn;
     void* ctx = p->ctx;
-    const int64_t tasks = p->tasks;
+    const int64_t first = p->first;
     const int caller_cpu = p->caller_cpu;
     lock.unlock();
     step_off_cpu(caller_cpu, allowed);
-    claim_tasks(*p, fn, ctx, tasks, slot);
+    claim_tasks(*p, fn, ctx, first, slot);
     lock.lock();
     if (--p->running == 0) p->idle.notify_all();
+  }
+}
+
+// One job of run_tasks: tasks [first, first + tasks), tasks < 2^32.
+void run_job(Pool& p, int64_t first, int64_t tasks, int threads, TaskFn fn, void* ctx) {
+  {
+    std::lock_guard<std::mutex> lock(p.m);
+    try {
+      for (; p.helpers < threads - 1; ++p.helpers) std::thread(helper_loop, &p).detach();
+    } catch (const std::system_error&) {
+      // No more threads: the helpers there are (maybe none) share the work.
+    }
+    p.fn = fn, p.ctx = ctx, p.first = first;
+    p.caller_cpu = sched_getcpu();
+    p.unclaimed.store(static_cast<uint64_t>(tasks) << 32);
+    ++p.generation;
+    p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
+  }
+  p.wake.notify_all();
+  claim_tasks(p, fn, ctx, first, 0);
+  {
+    std::unique_lock<std::mutex> lock(p.m);
+    p.open_slots = 0;
+    if (p.running.load() > 0) {
+      lock.unlock();
+      watch([&] { return p.running.load(std::memory_order_acquire) == 0; });
+      lock.lock();
+      p.idle.wait(lock, [&] { return p.running.load() == 0; });
+    }
   }
 }
 
@@ -149,31 +195,9 @@ void run_tasks(int64_t tasks, int threads, TaskFn fn, void* ctx) {
     for (int64_t t = 0; t < tasks; ++t) fn(ctx, t, 0);
     return;
   }
-  {
-    std::lock_guard<std::mutex> lock(p.m);
-    try {
-      for (; p.helpers < threads - 1; ++p.helpers) std::thread(helper_loop, &p).detach();
-    } catch (const std::system_error&) {
-      // No more threads: the helpers there are (maybe none) share the work.
-    }
-    p.fn = fn, p.ctx = ctx, p.tasks = tasks;
-    p.caller_cpu = sched_getcpu();
-    p.next.store(0);
-    ++p.generation;
-    p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
-  }
-  p.wake.notify_all();
-  claim_tasks(p, fn, ctx, tasks, 0);
-  {
-    std::unique_lock<std::mutex> lock(p.m);
-    p.open_slots = 0;
-    if (p.running.load() > 0) {
-      lock.unlock();
-      watch([&] { return p.running.load(std::memory_order_acquire) == 0; });
-      lock.lock();
-      p.idle.wait(lock, [&] { return p.running.load() == 0; });
-    }
-  }
+  constexpr int64_t kMaxJob = int64_t{1} << 31;  // fits the 32-bit ends of Pool::unclaimed
+  for (int64_t first = 0; first < tasks; first += kMaxJob)
+    run_job(p, first, tasks - first < kMaxJob ? tasks - first : kMaxJob, threads, fn, ctx);
   p.busy.store(false);
 }
 

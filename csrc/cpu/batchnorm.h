@@ -43,8 +43,9 @@ struct PooledShape {
                                    const float* weight, const float* mean, const float* invstd,   \
                                    float* dx, float* dweight, float* dbias);                      \
   /* forward_train (training) or forward_eval, then max pooling over 2x2 stride-2 windows (2P <=  \
-     H, 2Q <= W, H * W < 2^31) into y and indices (N, C, P, Q), then ReLU when `relu`; the        \
-     normalized x is never stored. Running stats and save_* as forward_train's (training). */     \
+     H, 2Q <= W, H * W < 2^31) into y and indices (N, C, P, Q; none when null), then ReLU when    \
+     `relu`; the normalized x is never stored. Running stats and save_* as forward_train's        \
+     (training). */                                                                               \
   void batchnorm2d_max_pool2d_forward(const BatchNormShape& s, const PooledShape& ps,             \
                                       bool training, bool relu, float momentum, float eps,        \
                                       const float* x, const float* weight, const float* bias,     \

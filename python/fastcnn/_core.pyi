@@ -114,13 +114,15 @@ def batchnorm2d_max_pool2d_forward(
     relu: bool,
     momentum: float = ...,
     eps: float = ...,
+    return_indices: bool = ...,
 ) -> tuple[
     npt.NDArray[np.float32],
-    npt.NDArray[np.int64],
+    npt.NDArray[np.int64] | None,
     npt.NDArray[np.float32] | None,
     npt.NDArray[np.float32] | None,
 ]:
-    """max_pool2d(batch_norm(x), 2) (then relu) without the full-size normalized x."""
+    """max_pool2d(batch_norm(x), 2) (then relu) without the full-size normalized x; indices
+    None when return_indices=False."""
 
 def batchnorm2d_backward_eval(
     dy: npt.ArrayLike,

@@ -372,7 +372,11 @@ class MaxPool2d(Module):
         if self._saved is None:
             raise _forgotten(self)
         x, indices = self._saved
-        if indices is None:
+        if type(indices) is tuple:  # (batch norm, its input): BatchNorm2d.forward_max_pool
+            norm, norm_input = indices
+            indices = norm.max_pool_indices(norm_input)
+            self._saved = (x, indices)
+        elif indices is None:
             _, indices = _core.max_pool2d_forward(x, *(self._call_args or self._cached_args()))
             self._saved = (x, indices)
         return indices
@@ -621,6 +625,8 @@ class BatchNorm2d(_BatchNorm):
         batch norm followed by a 2x2 stride-2 max pooling; see MaxPool2d.fuses_after_batch_norm)."""
         batch_stats, weight, bias, running_mean, running_var, momentum = self._forward_args(x)
         # _core directly: F.batch_norm_max_pool2d's argument checks cost ~0.8 us at batch 1.
+        # Eval mode skips the argmax indices (~1.2 us at batch 1): the pooling is handed this
+        # layer and x instead, to make them should its backward run (MaxPool2d.saved_indices).
         y, indices, mean, invstd = _core.batchnorm2d_max_pool2d_forward(
             x,
             weight,
@@ -631,7 +637,10 @@ class BatchNorm2d(_BatchNorm):
             relu is not None,
             momentum,
             self.eps,
+            batch_stats,
         )
+        if indices is None:
+            indices = (self, x)
         self.__dict__["_saved"] = (x, batch_stats, mean, invstd)
         # The pooling's backward reads only the shape of its input, which is never built here: a
         # zero-strided stand-in, made once per shape (np.broadcast_to costs ~3.4 us, a third of
@@ -644,6 +653,25 @@ class BatchNorm2d(_BatchNorm):
         if relu is not None:
             relu.__dict__["_x"] = y  # the ReLU's output: zero exactly where its input was <= 0
         return y
+
+    def max_pool_indices(self, x: np.ndarray) -> np.ndarray:
+        """The argmax indices of the 2x2 stride-2 max pooling of this layer's eval-mode output
+        for x (what an eval-mode forward_max_pool skipped)."""
+        p = self._parameters
+        weight, bias = p.get("weight"), p.get("bias")
+        running_mean, running_var = self._buffers["running_mean"], self._buffers["running_var"]
+        F._require_running_stats(running_mean, running_var)
+        return _core.batchnorm2d_max_pool2d_forward(
+            x,
+            None if weight is None else weight.data,
+            None if bias is None else bias.data,
+            running_mean,
+            running_var,
+            False,
+            False,
+            0.0,
+            self.eps,
+        )[1]
 
     def backward_through_max_pool(
         self,
