@@ -497,6 +497,42 @@ def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
 
 
 @pytest.mark.parametrize(
+    ("xs", "mult"),
+    [
+        ((2, 3, 1, 5), 1),
+        ((1, 2, 2, 16), 2),
+        ((2, 2, 7, 17), 1),
+        ((1, 3, 5, 64), 1),
+        ((1, 2, 9, 65), 2),
+        ((1, 2, 6, 100), 1),
+        ((1, 2, 11, 150), 1),
+        ((1, 2, 70, 56), 1),  # rows split on threads
+    ],
+)
+def test_depthwise_3x3_same_size(core, rng, xs, mult) -> None:
+    """3x3 depthwise layers with padding 1 at stride 1 (on AVX-512 read where the planes lie, the
+    row ends through lane masks): forward and input gradient against the oracle, widths below,
+    at and across the vector and row-strip widths, few rows, channel multipliers, 1 and 2
+    threads."""
+    C = xs[1]
+    ws = (C * mult, 1, 3, 3)
+    kw = {"groups": C, "padding": 1}
+    x, w, b = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dx, _, _ = ref.conv2d_backward(dy, x, w, **kw)
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            _close(core.conv2d_forward(x, w, b, *args), want_y, 9)
+            _close(core.conv2d_backward_input(dy, w, xs, *args), want_dx, 9 * mult)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
         ((2, 3, 57, 31), (3, 1, 3, 3), {"groups": 3, "padding": 1}),  # row reuse, 3x3
