@@ -427,6 +427,38 @@ def test_lanes_weight_gradient_repeats_at_each_thread_count(rng, xs, ws, kw) -> 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
+        # 3 channels of one image: 2 or more threads also split dx into row ranges; 51 x 50
+        # output positions span two column tiles of the 7x7 layer
+        ((1, 3, 101, 99), (16, 3, 7, 7), {"stride": 2, "padding": 3}),
+        ((1, 3, 45, 47), (24, 3, 5, 5), {"stride": 3, "padding": 2, "dilation": (2, 1)}),
+        ((1, 2, 61, 33), (32, 2, 3, 3), {"stride": (2, 1), "padding": (0, 1)}),
+        ((2, 1, 40, 31), (16, 1, 3, 3), {"stride": 2}),
+    ],
+)
+def test_gemm_input_gradient_row_ranges(core, rng, xs, ws, kw) -> None:
+    """The GEMM input gradient of layers with few channels and images (first layers), which more
+    threads also split by dx rows: the oracle's dx at 1 to 4 threads, with the same bits at every
+    thread count (the column tiles stay on one grid)."""
+    x, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(x, w, None, **kw).shape).astype(np.float32)
+    want, _, _ = ref.conv2d_backward(dy, x, w, **kw)
+    before = fastcnn.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2, 3, 4):
+            fastcnn.set_num_threads(threads)
+            runs.append(core.conv2d_backward_input(dy, w, xs, *args))
+    finally:
+        fastcnn.set_num_threads(before)
+    _close(runs[0], want, ws[0] * ws[2] * ws[3])
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got, runs[0])
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
         ((2, 3, 9, 13), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((2, 3, 9, 21), (3, 1, 3, 3), {"groups": 3, "padding": 1}),
         ((2, 3, 9, 21), (6, 1, 3, 3), {"groups": 3, "padding": (0, 1)}),
@@ -464,6 +496,82 @@ def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
     for need_bias in (True, False):
         got_dw = core.conv2d_backward_weight(dy, xc, w.shape, *args, True, need_bias)[0]
         np.testing.assert_array_equal(np.isnan(got_dw), np.isnan(want_dw))
+
+
+@pytest.mark.parametrize(
+    ("xs", "mult"),
+    [
+        ((2, 3, 1, 5), 1),
+        ((1, 2, 2, 16), 2),
+        ((2, 2, 7, 17), 1),
+        ((1, 3, 5, 64), 1),
+        ((1, 2, 9, 65), 2),
+        ((1, 2, 6, 100), 1),
+        ((1, 2, 11, 150), 1),
+        ((1, 2, 70, 56), 1),  # rows split on threads
+    ],
+)
+def test_depthwise_3x3_same_size(core, rng, xs, mult) -> None:
+    """3x3 depthwise layers with padding 1 at stride 1 (on AVX-512 read where the planes lie, the
+    row ends through lane masks): forward and input gradient against the oracle, widths below,
+    at and across the vector and row-strip widths, few rows, channel multipliers, 1 and 2
+    threads."""
+    C = xs[1]
+    ws = (C * mult, 1, 3, 3)
+    kw = {"groups": C, "padding": 1}
+    x, w, b = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want_y = ref.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dx, _, _ = ref.conv2d_backward(dy, x, w, **kw)
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            _close(core.conv2d_forward(x, w, b, *args), want_y, 9)
+            _close(core.conv2d_backward_input(dy, w, xs, *args), want_dx, 9 * mult)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
+        ((2, 3, 57, 31), (3, 1, 3, 3), {"groups": 3, "padding": 1}),  # row reuse, 3x3
+        ((1, 2, 40, 19), (4, 1, 5, 5), {"groups": 2, "padding": 2}),  # row reuse, 5x5
+        ((2, 2, 23, 29), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
+        ((1, 3, 19, 33), (6, 1, 3, 3), {"groups": 3, "stride": 2, "dilation": 2, "padding": 2}),
+        ((1, 2, 13, 15), (6, 1, 5, 3), {"groups": 2, "stride": (2, 1), "padding": (2, 0)}),
+        ((1, 2, 200, 37), (2, 1, 3, 3), {"groups": 2, "padding": 1}),  # rows split on threads
+    ],
+)
+def test_depthwise_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
+    """An Inf or NaN tap on the direct kernels (row reuse, the general kernel, strides, dilation,
+    channel multipliers, row ranges at 1 and 2 threads) reaches the dx cells it reaches in ref,
+    which skips the taps that fall on dy's padding or between its cells at a stride; the other
+    cells match the oracle on the finite filter."""
+    _, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(np.zeros(xs, np.float32), w, **kw).shape)
+    dy = dy.astype(np.float32)
+    w[0, 0, 0, 0], w[-1, 0, -1, 1], w[1, 0, 1, -1] = np.inf, np.nan, -np.inf
+    want = fastcnn._core._variants["ref"].conv2d_backward_input(dy, w, xs, *args)
+    w_finite = np.where(np.isfinite(w), w, 0).astype(np.float32)
+    want_finite, _, _ = ref.conv2d_backward(dy, np.zeros(xs, np.float32), w_finite, **kw)
+    finite = np.isfinite(want)
+    assert not finite.all() and finite.any()
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            dx = core.conv2d_backward_input(dy, w, xs, *args)
+            np.testing.assert_array_equal(np.isnan(dx), np.isnan(want))
+            np.testing.assert_array_equal(
+                dx[~finite & ~np.isnan(want)], want[~finite & ~np.isnan(want)]
+            )
+            _close(dx[finite], want_finite[finite], ws[0] * ws[2] * ws[3])
+    finally:
+        fastcnn.set_num_threads(before)
 
 
 @pytest.mark.parametrize(
