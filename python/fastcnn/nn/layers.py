@@ -788,9 +788,10 @@ class Identity(Module):
         return dy if input_grad else None
 
 
-class Softmax(Module):
-    """Softmax along `dim` (probabilities that sum to 1). dim=None follows PyTorch's legacy rule:
-    dim 0 for inputs of rank 0, 1 or 3, else dim 1."""
+class _AlongDim(Module):
+    """The body of Softmax and LogSoftmax: `_forward(x, dim)` along `dim`, and its backward from
+    the output. dim=None follows PyTorch's legacy rule: dim 0 for inputs of rank 0, 1 or 3, else
+    dim 1."""
 
     def __init__(self, dim: int | None = None) -> None:
         super().__init__()
@@ -803,7 +804,7 @@ class Softmax(Module):
         return 0 if ndim in (0, 1, 3) else 1
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = F.softmax(x, dim=self._dim(np.ndim(x)))
+        self._y = self._forward(x, dim=self._dim(np.ndim(x)))
         return self._y
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -811,39 +812,25 @@ class Softmax(Module):
             raise _forgotten(self)
         if not input_grad:
             return None
-        return F.softmax_backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
+        return self._backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
 
     def config(self) -> dict:
         return dict(dim=self.dim)
 
 
-class LogSoftmax(Module):
-    """log(softmax(x)) along `dim`, computed stably (a -inf input gives -inf, as in PyTorch).
-    dim=None follows PyTorch's legacy rule: dim 0 for inputs of rank 0, 1 or 3, else dim 1."""
+class Softmax(_AlongDim):
+    """Softmax along `dim` (probabilities that sum to 1); dim=None: see _AlongDim."""
 
-    def __init__(self, dim: int | None = None) -> None:
-        super().__init__()
-        self.dim = None if dim is None else as_int(dim, "dim")
-        self._y = None
+    _forward = staticmethod(F.softmax)
+    _backward = staticmethod(F.softmax_backward)
 
-    def _dim(self, ndim: int) -> int:
-        if self.dim is not None:
-            return self.dim
-        return 0 if ndim in (0, 1, 3) else 1
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        self._y = F.log_softmax(x, dim=self._dim(np.ndim(x)))
-        return self._y
+class LogSoftmax(_AlongDim):
+    """log(softmax(x)) along `dim`, computed stably (a -inf input gives -inf, as in PyTorch);
+    dim=None: see _AlongDim."""
 
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._y is None:
-            raise _forgotten(self)
-        if not input_grad:
-            return None
-        return F.log_softmax_backward(dy, None, dim=self._dim(self._y.ndim), y=self._y)
-
-    def config(self) -> dict:
-        return dict(dim=self.dim)
+    _forward = staticmethod(F.log_softmax)
+    _backward = staticmethod(F.log_softmax_backward)
 
 
 def _jsonable(args: dict) -> dict:
