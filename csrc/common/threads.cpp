@@ -123,14 +123,22 @@ constexpr int64_t kWatchNs = 100'000;
 // time); a kernel that announces sections is about to run one, so a helper rarely waits it out.
 constexpr int64_t kExpectNs = 1'000'000;
 
+// A watch that sees the clock jump this far between two looks lost its CPU to another thread.
+constexpr int64_t kPreemptedNs = 50'000;
+
 // Spins until done() or `until` (steady_clock ns, re-read: an announcement may move it) passes.
+// Returns false, early, when the spinning thread was preempted: on a CPU shared with other
+// processes a spinner that used its share waits its turn, while a sleeper is run ahead of it when
+// woken, so sleeping is then the quicker way to the next job too.
 template <class Done, class Until>
-void watch(const Done& done, const Until& until) {
-  while (!done() && now_ns() < until()) {
+bool watch(const Done& done, const Until& until) {
+  for (int64_t last = now_ns(), t = last; !done() && t < until(); last = t, t = now_ns()) {
+    if (t - last > kPreemptedNs) return false;
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
+  return true;
 }
 
 // Moves the calling helper off `cpu` when it runs there (and other CPUs are allowed). The kernel
@@ -160,15 +168,16 @@ void helper_loop(Pool* p) {
   std::unique_lock<std::mutex> lock(p->m);
   for (;;) {
     lock.unlock();
-    watch(posted, until);
+    bool preempted = !watch(posted, until);
     lock.lock();
     // `sleeping` goes up before watch_until is read again, and expect_parallel moves watch_until
-    // before it reads `sleeping`: one of the two sees the other's write.
+    // before it reads `sleeping`: one of the two sees the other's write. A preempted helper
+    // sleeps until the next job or announcement.
     p->sleeping.fetch_add(1);
     bool slept = false;
-    while (!open() && now_ns() >= std::max(watched_until, p->watch_until.load())) {
+    while (!open() && (preempted || now_ns() >= std::max(watched_until, p->watch_until.load()))) {
       p->wake.wait(lock);
-      slept = true;
+      slept = true, preempted = false;
     }
     p->sleeping.fetch_sub(1);
     if (!open()) {
