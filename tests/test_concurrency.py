@@ -169,6 +169,26 @@ def test_threads_announcing_and_calling_after_gaps_get_the_serial_results(rng, r
                 np.testing.assert_array_equal(got, want)
 
 
+def test_calls_with_the_cpus_taken_by_other_processes_keep_results(rng, restore_threads):
+    # Spinning processes on the CPUs (up to 4) preempt the pool's watching helpers, which then sleep
+    # until the next job or announcement.
+    x, w, dy = _inputs(rng, 1)[0]
+    fastcnn.set_num_threads(2)
+    want = _workload(x, w, dy)
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(min(os.cpu_count() or 2, 4))]
+    try:
+        for gap in GAPS * 3:
+            _announce_only(x, w, dy)
+            time.sleep(gap)
+            for got, ref in zip(_workload(x, w, dy), want):
+                np.testing.assert_array_equal(got, ref)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
 def test_idle_pool_stops_using_the_cpu(rng, restore_threads):
     x, w, dy = _inputs(rng, 1)[0]
     fastcnn.set_num_threads(2)
