@@ -118,9 +118,9 @@ int64_t now_ns() {
 // Long enough to bridge the Python code between the kernels of consecutive layers; short enough
 // that an idle process stops using the core at once.
 constexpr int64_t kWatchNs = 100'000;
-// How long an announced section is waited for. It covers a kernel's serial work before its first
-// parallel section (packing w^T, a zero fill, a db pass: up to a few hundred us on the layers we
-// time); a kernel that announces sections is about to run one, so a helper rarely waits it out.
+// How long an announced section is waited for: a kernel's serial work before its first parallel
+// section (packing w^T, a zero fill, a db pass) with room to spare. A kernel that announces a
+// section is about to run one, so a helper rarely waits this out.
 constexpr int64_t kExpectNs = 1'000'000;
 
 // A watch that sees the clock jump this far between two looks lost its CPU to another thread.
