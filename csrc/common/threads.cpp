@@ -63,7 +63,8 @@ const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_chi
 // long again to wake from.
 // A kernel announces its parallel section when it sizes its team (expect_parallel), before any
 // serial work of its own: that moves `watch_until` on, so watching helpers keep watching through
-// the serial work, and wakes sleeping ones, so that their wake-up overlaps it.
+// the serial work, and wakes sleeping ones, so that their wake-up overlaps it. The next job ends
+// the announcement.
 struct Pool {
   std::mutex m;
   std::condition_variable wake, idle;
@@ -222,6 +223,9 @@ void run_job(Pool& p, int64_t first, int64_t tasks, int threads, TaskFn fn, void
     p.unclaimed.store(static_cast<uint64_t>(tasks) << 32);
     ++p.generation;
     p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
+    // The announced section has started: after it a helper watches kWatchNs, as after any job,
+    // instead of what is left of the announcement's millisecond.
+    p.watch_until.store(0, std::memory_order_relaxed);
   }
   p.wake.notify_all();
   claim_tasks(p, fn, ctx, first, 0);
