@@ -170,8 +170,8 @@ def test_threads_announcing_and_calling_after_gaps_get_the_serial_results(rng, r
 
 
 def test_calls_with_the_cpus_taken_by_other_processes_keep_results(rng, restore_threads):
-    # Spinning processes on the CPUs (up to 4) preempt the pool's watching helpers, which then sleep
-    # until the next job or announcement.
+    # Spinning processes on the CPUs (up to 4) preempt the pool's helpers while they watch, wake
+    # after an announcement or join a job.
     x, w, dy = _inputs(rng, 1)[0]
     fastcnn.set_num_threads(2)
     want = _workload(x, w, dy)

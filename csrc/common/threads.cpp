@@ -124,22 +124,14 @@ constexpr int64_t kWatchNs = 100'000;
 // section is about to run one, so a helper rarely waits this out.
 constexpr int64_t kExpectNs = 1'000'000;
 
-// A watch that sees the clock jump this far between two looks lost its CPU to another thread.
-constexpr int64_t kPreemptedNs = 50'000;
-
 // Spins until done() or `until` (steady_clock ns, re-read: an announcement may move it) passes.
-// Returns false, early, when the spinning thread was preempted: on a CPU shared with other
-// processes a spinner that used its share waits its turn, while a sleeper is run ahead of it when
-// woken, so sleeping is then the quicker way to the next job too.
 template <class Done, class Until>
-bool watch(const Done& done, const Until& until) {
-  for (int64_t last = now_ns(), t = last; !done() && t < until(); last = t, t = now_ns()) {
-    if (t - last > kPreemptedNs) return false;
+void watch(const Done& done, const Until& until) {
+  while (!done() && now_ns() < until()) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
   }
-  return true;
 }
 
 // Moves the calling helper off `cpu` when it runs there (and other CPUs are allowed). The kernel
@@ -169,16 +161,15 @@ void helper_loop(Pool* p) {
   std::unique_lock<std::mutex> lock(p->m);
   for (;;) {
     lock.unlock();
-    bool preempted = !watch(posted, until);
+    watch(posted, until);
     lock.lock();
     // `sleeping` goes up before watch_until is read again, and expect_parallel moves watch_until
-    // before it reads `sleeping`: one of the two sees the other's write. A preempted helper
-    // sleeps until the next job or announcement.
+    // before it reads `sleeping`: one of the two sees the other's write.
     p->sleeping.fetch_add(1);
     bool slept = false;
-    while (!open() && (preempted || now_ns() >= std::max(watched_until, p->watch_until.load()))) {
+    while (!open() && now_ns() >= std::max(watched_until, p->watch_until.load())) {
       p->wake.wait(lock);
-      slept = true, preempted = false;
+      slept = true;
     }
     p->sleeping.fetch_sub(1);
     if (!open()) {
