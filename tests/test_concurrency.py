@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 import fastcnn
+from fastcnn import _core
 from fastcnn import functional as F
 
 # Big enough that a conv2d forward uses 2 threads (threads_for: 250k multiply-adds per thread).
@@ -124,6 +125,84 @@ def test_thread_count_between_calls_keeps_results(rng, restore_threads):
             np.testing.assert_allclose(got, ref, rtol=THREADS_RTOL, atol=THREADS_ATOL)
 
 
+def _announce_only(x, w, dy):
+    # Sizes a weight-gradient call's team, which wakes the pool's helpers for a parallel section
+    # (expect_parallel), but needs neither output: the announced section never starts.
+    _core.conv2d_backward_weight(dy, x, w.shape, 1, 1, 1, 1, False, False)
+
+
+# Gaps around the pool's watch windows: a helper's 100 us after a job, 1 ms after an announcement.
+GAPS = (0.0, 50e-6, 300e-6, 2e-3, 20e-3)
+
+
+def test_calls_after_idle_gaps_and_unused_announcements_keep_results(rng, restore_threads):
+    x, w, dy = _inputs(rng, 1)[0]
+    fastcnn.set_num_threads(2)
+    want = _workload(x, w, dy)
+    for gap in GAPS:
+        for announce in (False, True):
+            if announce:
+                _announce_only(x, w, dy)
+            time.sleep(gap)
+            for got, ref in zip(_workload(x, w, dy), want):
+                np.testing.assert_array_equal(got, ref)
+
+
+def test_threads_announcing_and_calling_after_gaps_get_the_serial_results(rng, restore_threads):
+    fastcnn.set_num_threads(3)
+    inputs = _inputs(rng, 4)
+    serial = [_workload(*args) for args in inputs]
+    results = [[] for _ in inputs]
+
+    def work(i):
+        for rep, gap in enumerate(GAPS):
+            if (i + rep) % 2:
+                _announce_only(*inputs[i])
+            time.sleep(gap)
+            results[i].append(_workload(*inputs[i]))
+
+    _run_threads(work, len(inputs))
+    for i, reps in enumerate(results):
+        assert len(reps) == len(GAPS)
+        for rep in reps:
+            for got, want in zip(rep, serial[i]):
+                np.testing.assert_array_equal(got, want)
+
+
+def test_calls_with_the_cpus_taken_by_other_processes_keep_results(rng, restore_threads):
+    # Spinning processes on the CPUs (up to 4) preempt the pool's helpers while they watch, wake
+    # after an announcement or join a job.
+    x, w, dy = _inputs(rng, 1)[0]
+    fastcnn.set_num_threads(2)
+    want = _workload(x, w, dy)
+    spin = [sys.executable, "-c", "while True: pass"]
+    hogs = [subprocess.Popen(spin) for _ in range(min(os.cpu_count() or 2, 4))]
+    try:
+        for gap in GAPS * 3:
+            _announce_only(x, w, dy)
+            time.sleep(gap)
+            for got, ref in zip(_workload(x, w, dy), want):
+                np.testing.assert_array_equal(got, ref)
+    finally:
+        for h in hogs:
+            h.kill()
+            h.wait()
+
+
+def test_idle_pool_stops_using_the_cpu(rng, restore_threads):
+    x, w, dy = _inputs(rng, 1)[0]
+    fastcnn.set_num_threads(2)
+    for _ in range(3):
+        _workload(x, w, dy)
+    _announce_only(x, w, dy)
+    # Helpers watch for at most a millisecond after their last job or announcement, then sleep:
+    # a helper that kept spinning would use the whole of the second interval.
+    time.sleep(0.05)
+    cpu = time.process_time()
+    time.sleep(0.25)
+    assert time.process_time() - cpu < 0.1
+
+
 FORK_SCRIPT = textwrap.dedent(
     f"""
     import multiprocessing as mp
@@ -142,6 +221,8 @@ FORK_SCRIPT = textwrap.dedent(
     if __name__ == "__main__":
         fastcnn.set_num_threads(2)
         y = F.conv2d(x, w, padding=1)  # starts the helper pool (fast variants) in the parent
+        # Announces a section that never starts: the helper is watching when the child forks.
+        fastcnn._core.conv2d_backward_weight(y, x, w.shape, 1, 1, 1, 1, False, False)
         ctx = mp.get_context("fork")
         q = ctx.Queue()
         p = ctx.Process(target=child, args=(q,))

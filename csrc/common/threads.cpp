@@ -4,6 +4,7 @@
 #include <pthread.h>
 #include <sched.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -60,6 +61,10 @@ const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_chi
 // 2-core machines), while a watching one joins within 5 us. The caller likewise watches
 // `running` for the helpers still at work before it sleeps on `idle`, which would cost it as
 // long again to wake from.
+// A kernel announces its parallel section when it sizes its team (expect_parallel), before any
+// serial work of its own: that moves `watch_until` on, so watching helpers keep watching through
+// the serial work, and wakes sleeping ones, so that their wake-up overlaps it. The next job ends
+// the announcement.
 struct Pool {
   std::mutex m;
   std::condition_variable wake, idle;
@@ -74,6 +79,10 @@ struct Pool {
   std::atomic<int> running{0};  // helpers in the current job; changed under m
   int open_slots = 0, next_slot = 1, helpers = 0;
   int caller_cpu = -1;  // where the current job's caller runs (sched_getcpu), or -1
+  // Written by every announcement, read by watching helpers: a line of its own.
+  alignas(64) std::atomic<int64_t> watch_until{0};  // steady_clock nanoseconds
+  std::atomic<int> sleeping{0};    // helpers waiting on `wake`; changed under m
+  std::atomic<int> expect_cpu{-1};  // where the last announcement that woke helpers ran
 };
 
 // Never destroyed: helper threads may still wait on it while the process exits.
@@ -101,15 +110,24 @@ void claim_tasks(Pool& p, TaskFn fn, void* ctx, int64_t first, int slot) {
   }
 }
 
+int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 // Long enough to bridge the Python code between the kernels of consecutive layers; short enough
 // that an idle process stops using the core at once.
-constexpr auto kWatch = std::chrono::microseconds(100);
+constexpr int64_t kWatchNs = 100'000;
+// How long an announced section is waited for: a kernel's serial work before its first parallel
+// section (packing w^T, a zero fill, a db pass) with room to spare. A kernel that announces a
+// section is about to run one, so a helper rarely waits this out.
+constexpr int64_t kExpectNs = 1'000'000;
 
-// Spins until done() or kWatch has passed.
-template <class Done>
-void watch(const Done& done) {
-  const auto until = std::chrono::steady_clock::now() + kWatch;
-  while (!done() && std::chrono::steady_clock::now() < until) {
+// Spins until done() or `until` (steady_clock ns, re-read: an announcement may move it) passes.
+template <class Done, class Until>
+void watch(const Done& done, const Until& until) {
+  while (!done() && now_ns() < until()) {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_ia32_pause();
 #endif
@@ -133,15 +151,38 @@ void step_off_cpu(int cpu, const cpu_set_t& allowed) {
 void helper_loop(Pool* p) {
   cpu_set_t allowed;
   if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0) CPU_ZERO(&allowed);
-  uint64_t seen = 0;
+  uint64_t seen = 0;          // the last job this helper joined or found closed
+  int64_t watched_until = 0;  // the end of its own watch after its last job
+  const auto posted = [&] { return p->generation.load(std::memory_order_acquire) != seen; };
+  const auto until = [&] {
+    return std::max(watched_until, p->watch_until.load(std::memory_order_relaxed));
+  };
+  const auto open = [&] { return p->generation.load() != seen && p->open_slots > 0; };
   std::unique_lock<std::mutex> lock(p->m);
   for (;;) {
-    if (seen != 0) {
-      lock.unlock();
-      watch([&] { return p->generation.load(std::memory_order_acquire) != seen; });
-      lock.lock();
+    lock.unlock();
+    watch(posted, until);
+    lock.lock();
+    // `sleeping` goes up before watch_until is read again, and expect_parallel moves watch_until
+    // before it reads `sleeping`: one of the two sees the other's write.
+    p->sleeping.fetch_add(1);
+    bool slept = false;
+    while (!open() && now_ns() >= std::max(watched_until, p->watch_until.load())) {
+      p->wake.wait(lock);
+      slept = true;
     }
-    p->wake.wait(lock, [&] { return p->generation.load() != seen && p->open_slots > 0; });
+    p->sleeping.fetch_sub(1);
+    if (!open()) {
+      // A job that closed before this helper came (it watches for the next one), or an
+      // announcement: woken by one, it watches on a CPU other than its announcer's.
+      seen = p->generation.load();
+      if (slept) {
+        lock.unlock();
+        step_off_cpu(p->expect_cpu.load(std::memory_order_relaxed), allowed);
+        lock.lock();
+      }
+      continue;
+    }
     seen = p->generation.load();
     --p->open_slots;
     ++p->running;
@@ -153,6 +194,7 @@ void helper_loop(Pool* p) {
     lock.unlock();
     step_off_cpu(caller_cpu, allowed);
     claim_tasks(*p, fn, ctx, first, slot);
+    watched_until = now_ns() + kWatchNs;
     lock.lock();
     if (--p->running == 0) p->idle.notify_all();
   }
@@ -172,6 +214,9 @@ void run_job(Pool& p, int64_t first, int64_t tasks, int threads, TaskFn fn, void
     p.unclaimed.store(static_cast<uint64_t>(tasks) << 32);
     ++p.generation;
     p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
+    // The announced section has started: after it a helper watches kWatchNs, as after any job,
+    // instead of what is left of the announcement's millisecond.
+    p.watch_until.store(0, std::memory_order_relaxed);
   }
   p.wake.notify_all();
   claim_tasks(p, fn, ctx, first, 0);
@@ -180,7 +225,9 @@ void run_job(Pool& p, int64_t first, int64_t tasks, int threads, TaskFn fn, void
     p.open_slots = 0;
     if (p.running.load() > 0) {
       lock.unlock();
-      watch([&] { return p.running.load(std::memory_order_acquire) == 0; });
+      const int64_t until = now_ns() + kWatchNs;
+      watch([&] { return p.running.load(std::memory_order_acquire) == 0; },
+            [&] { return until; });
       lock.lock();
       p.idle.wait(lock, [&] { return p.running.load() == 0; });
     }
@@ -199,6 +246,17 @@ void run_tasks(int64_t tasks, int threads, TaskFn fn, void* ctx) {
   for (int64_t first = 0; first < tasks; first += kMaxJob)
     run_job(p, first, tasks - first < kMaxJob ? tasks - first : kMaxJob, threads, fn, ctx);
   p.busy.store(false);
+}
+
+void expect_parallel(int threads) {
+  if (threads <= 1) return;
+  Pool& p = pool();
+  p.watch_until.store(now_ns() + kExpectNs);
+  if (p.sleeping.load() == 0) return;
+  p.expect_cpu.store(sched_getcpu(), std::memory_order_relaxed);
+  // Taking the mutex orders this wake after a helper's last look at watch_until before it sleeps.
+  { std::lock_guard<std::mutex> lock(p.m); }
+  p.wake.notify_all();
 }
 
 int kernel_threads() { return thread_setting().load(std::memory_order_relaxed); }
@@ -227,6 +285,7 @@ int threads_for(double work) {
   const int threads = useful < n ? static_cast<int>(useful) : n;
   if (threads > 1 && !pool_started.load(std::memory_order_relaxed))
     pool_started.store(true, std::memory_order_relaxed);
+  expect_parallel(threads);
   return threads;
 }
 

@@ -12,8 +12,16 @@ int kernel_threads();
 // 1, because the OpenMP thread pool is not inherited across fork().
 void set_kernel_threads(int n);
 // Threads for a problem of `work` inner-loop iterations: small problems stay on one thread because
-// waking a team costs more than it saves.
+// waking a team costs more than it saves. A result above 1 is announced (expect_parallel): kernels
+// size their team on entry, so their serial work before the first parallel section (packing, a
+// zero fill) overlaps the helpers' wake-up.
 int threads_for(double work);
+// Announces a parallel section on `threads` threads that the caller will start within about a
+// millisecond: sleeping pool helpers wake now and watch for it instead of waking when it starts
+// (20-50 us later on an idle machine, far more on a busy one), and watching ones watch on. A
+// kernel with serial work between two parallel sections calls it before that work. Cheap when
+// the helpers are awake; does nothing for threads <= 1.
+void expect_parallel(int threads);
 
 // Runs fn(ctx, task, slot) for every task in [0, tasks) on at most `threads` threads: the calling
 // thread (slot 0) and pool helpers (slots 1 .. threads - 1) claim tasks one at a time. The caller
