@@ -251,40 +251,37 @@ class LeakyReLU(Module):
         return dict(negative_slope=self.negative_slope)
 
 
-class Sigmoid(Module):
+class _FromOutput(Module):
+    """The body of Sigmoid and Tanh: an elementwise kernel whose backward reads the forward's
+    output, as PyTorch's does."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._y = None
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = self._forward(x)
+        self.__dict__["_y"] = y
+        return y
+
+    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        if self._y is None:
+            raise _forgotten(self)
+        return self._backward(dy, self._y) if input_grad else None
+
+
+class Sigmoid(_FromOutput):
     """1 / (1 + exp(-x)), elementwise; any shape."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._y = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y = _core.sigmoid_forward(x)
-        self.__dict__["_y"] = y  # backward reads the output, as PyTorch's does
-        return y
-
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._y is None:
-            raise _forgotten(self)
-        return _core.sigmoid_backward(dy, self._y) if input_grad else None
+    _forward = staticmethod(_core.sigmoid_forward)
+    _backward = staticmethod(_core.sigmoid_backward)
 
 
-class Tanh(Module):
+class Tanh(_FromOutput):
     """tanh(x), elementwise; any shape."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._y = None
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        y = _core.tanh_forward(x)
-        self.__dict__["_y"] = y  # backward reads the output, as PyTorch's does
-        return y
-
-    def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        if self._y is None:
-            raise _forgotten(self)
-        return _core.tanh_backward(dy, self._y) if input_grad else None
+    _forward = staticmethod(_core.tanh_forward)
+    _backward = staticmethod(_core.tanh_backward)
 
 
 class MaxPool2d(Module):
