@@ -760,9 +760,13 @@ def nll_loss(
     """
     reduction = _xent_options.check_reduction(reduction)
     input, target, single = _xent_batch(input, target)
-    losses, total, total_weight = _core.nll_loss_forward(
-        input, target, weight, as_int(ignore_index, "ignore_index")
-    )
+    forward = _core.nll_loss_forward(input, target, weight, as_int(ignore_index, "ignore_index"))
+    return _nll_reduce(forward, reduction, single)
+
+
+def _nll_reduce(forward: tuple, reduction: str, single: bool) -> float | np.ndarray:
+    """nll_loss_forward's (losses, total, total_weight) reduced as `reduction` asks."""
+    losses, total, total_weight = forward
     if reduction == "none":
         return losses.reshape(()) if single else losses
     if reduction == "sum":
@@ -786,13 +790,29 @@ def nll_loss_backward(
     reduction = _xent_options.check_reduction(reduction)
     ignore_index = as_int(ignore_index, "ignore_index")
     input, target, single = _xent_batch(input, target)
+    return _nll_backward(input, target, weight, ignore_index, grad_output, reduction, single)
+
+
+def _nll_backward(
+    input: np.ndarray,
+    target: np.ndarray,
+    weight: np.ndarray | None,
+    ignore_index: int,
+    grad_output: float | np.ndarray,
+    reduction: str,
+    single: bool,
+    total_weight: float | None = None,
+) -> np.ndarray:
+    """nll_loss_backward on checked arguments (input and target as _xent_batch gives them);
+    total_weight, the forward's, is recomputed for "mean" when not given."""
     grad, scale = None, 1.0
     if reduction == "none" and np.ndim(grad_output):
         grad = np.reshape(_real_f32(grad_output, "grad_output"), (1,)) if single else grad_output
     else:
         scale = as_float(grad_output, "grad_output")
         if reduction == "mean":
-            total_weight = _core.nll_loss_forward(input, target, weight, ignore_index)[2]
+            if total_weight is None:
+                total_weight = _core.nll_loss_forward(input, target, weight, ignore_index)[2]
             with np.errstate(divide="ignore", invalid="ignore"):
                 scale = float(np.float64(scale) / total_weight)
     dx = _core.nll_loss_backward(grad, input, target, weight, ignore_index, scale)

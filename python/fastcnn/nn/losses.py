@@ -7,7 +7,7 @@ import numpy as np
 
 from fastcnn import _core, _xent_options
 from fastcnn import functional as F
-from fastcnn._args import as_float, as_int
+from fastcnn._args import as_int
 from fastcnn.nn.module import Module
 
 _reduction = _xent_options.check_reduction
@@ -136,16 +136,9 @@ class NLLLoss(Module):
 
     def forward(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
         input, target, single = F._xent_batch(input, target)
-        losses, total, total_weight = _core.nll_loss_forward(
-            input, target, self.weight, self.ignore_index
-        )
-        self._saved = (input, target, total_weight, single)
-        if self.reduction == "none":
-            return losses.reshape(()) if single else losses
-        if self.reduction == "sum":
-            return total
-        with np.errstate(divide="ignore", invalid="ignore"):  # nothing counted: NaN, as in torch
-            return float(np.float64(total) / total_weight)
+        forward = _core.nll_loss_forward(input, target, self.weight, self.ignore_index)
+        self._saved = (input, target, forward[2], single)
+        return F._nll_reduce(forward, self.reduction, single)
 
     def __call__(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
         return self.forward(input, target)
@@ -156,16 +149,16 @@ class NLLLoss(Module):
         if self._saved is None:
             raise RuntimeError("NLLLoss.backward called before the loss was computed")
         input, target, total_weight, single = self._saved
-        grad, scale = None, 1.0
-        if self.reduction == "none" and np.ndim(grad_output):
-            grad = np.reshape(grad_output, (1,)) if single else grad_output
-        else:
-            scale = as_float(grad_output, "grad_output")
-            if self.reduction == "mean":
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    scale = float(np.float64(scale) / total_weight)
-        dx = _core.nll_loss_backward(grad, input, target, self.weight, self.ignore_index, scale)
-        return dx[0] if single else dx
+        return F._nll_backward(
+            input,
+            target,
+            self.weight,
+            self.ignore_index,
+            grad_output,
+            self.reduction,
+            single,
+            total_weight,
+        )
 
     def config(self) -> dict:
         out = dict(reduction=self.reduction)
