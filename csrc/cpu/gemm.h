@@ -14,6 +14,12 @@ struct Workspace {
   int threads;
 };
 
+// p rounded up to its 64-byte boundary, where kernels start their workspace regions (the
+// *_workspace_floats sizes leave room for the step).
+inline float* align64(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);
+}
+
 // Packs lines [line0, line0 + lines) and depth [k0, k0 + depth) of an operand (A: lines are rows;
 // B: lines are columns) into consecutive panels `width` lines wide. A panel stores its depth rows
 // one after another, each `width` floats; lines past `lines` in the last panel are written as 0.
