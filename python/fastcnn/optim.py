@@ -160,11 +160,12 @@ class Optimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter from its `.grad`; returns `closure()` if given. A
         parameter whose gradient torch would hold as None (grad_is_none, and nothing written into
-        it in place since) is skipped, its state untouched: no weight decay, momentum or step."""
+        it in place since) is skipped, its state untouched: no weight decay, momentum or step. So
+        is a frozen one (requires_grad False), whatever its gradient holds."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad_is_none and not p.grad.any():
+                if not p.requires_grad or (p.grad_is_none and not p.grad.any()):
                     continue
                 self._update(p, group, self.state.setdefault(p, {}))
         return loss
