@@ -90,14 +90,22 @@ OPTIMIZER_CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
     ("SGD", {"lr": 0.1, "weight_decay": 0.05}),
     ("SGD", {"lr": 0.02, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "maximize": True}),  # the () shape too
     ("Adam", {}),
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.01, "amsgrad": True}),
     ("Adam", {"lr": 0.02, "amsgrad": True, "weight_decay": 0.05, "betas": (0.5, 0.9)}),
+    ("Adam", {"lr": 0.01, "maximize": True}),
     ("AdamW", {}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
     ("AdamW", {"lr": 0.01, "amsgrad": True, "eps": 1e-3}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.005, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.05}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.005, "centered": True}),
+    ("RMSprop", {"lr": 0.002, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.9, "maximize": True}),
 ]
 
 
@@ -120,6 +128,10 @@ LARGE_CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
     ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.05}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    # (no weight decay: RMSprop divides g by about |g|, so where g + weight_decay * w cancels to
+    # near zero in one of these 400k elements, torch's FMA and the kernels' two roundings give
+    # steps that differ by 1e-5; test_optimizer_matches_torch covers weight decay)
+    ("RMSprop", {"lr": 0.005, "centered": True, "momentum": 0.9}),
 ]
 
 
@@ -162,7 +174,7 @@ def test_steps_do_not_depend_on_the_thread_count(rng, name, kwargs):
         np.testing.assert_array_equal(one, two)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
 def test_step_refuses_a_gradient_it_would_have_to_convert(name):
     p = Parameter(np.ones(3))
     p.grad = np.ones(3)  # float64
@@ -182,7 +194,7 @@ def test_step_refuses_a_gradient_it_would_have_to_convert(name):
 def test_defaults_match_torch():
     p = [Parameter(np.ones(2))]
     t = [torch.nn.Parameter(torch.ones(2))]
-    for name in ("SGD", "Adam", "AdamW"):
+    for name in ("SGD", "Adam", "AdamW", "RMSprop"):
         ours = getattr(optim, name)(p).param_groups[0]
         theirs = getattr(torch.optim, name)(t).param_groups[0]
         for key, value in ours.items():
@@ -266,6 +278,7 @@ def json_round_trip(state: object) -> object:
         ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
         ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.01}),
         ("AdamW", {"lr": 0.01}),
+        ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True}),
     ],
 )
 def test_state_dict_round_trip_continues_identically(rng, name, kwargs):
@@ -365,6 +378,34 @@ def test_load_state_dict_checks_and_changes_nothing_on_error(rng):
         )
 
 
+def test_rmsprop_state_matches_torch(rng):
+    params, tensors = make_pair(rng, [(2, 3)])
+    kwargs = {"lr": 0.01, "momentum": 0.9, "centered": True}
+    opt, ref = optim.RMSprop(params, **kwargs), torch.optim.RMSprop(tensors, **kwargs)
+    for _ in range(3):
+        set_grads(rng, params, tensors)
+        opt.step()
+        ref.step()
+    ours, theirs = opt.state_dict(), ref.state_dict()
+    assert set(ours["state"][0]) == set(theirs["state"][0])
+    assert ours["state"][0]["step"] == int(theirs["state"][0]["step"]) == 3
+    for name in ("square_avg", "momentum_buffer", "grad_avg"):
+        np.testing.assert_allclose(
+            ours["state"][0][name], theirs["state"][0][name].numpy(), rtol=1e-5, atol=1e-7
+        )
+    for key, value in theirs["param_groups"][0].items():
+        if key in ours["param_groups"][0]:
+            assert ours["param_groups"][0][key] == value, key
+    plain = optim.RMSprop(params)
+    params[0].grad[...] = 1.0
+    plain.step()
+    assert sorted(plain.state_dict()["state"][0]) == ["square_avg", "step"]
+    saved = opt.state_dict()
+    del saved["state"][0]["grad_avg"]
+    with pytest.raises(ValueError, match="grad_avg"):  # a centered state needs its average
+        optim.RMSprop(params).load_state_dict(saved)
+
+
 def test_load_state_dict_needs_every_adam_entry(rng):
     params, _ = make_pair(rng, [(3,)])
     opt = optim.Adam(params, amsgrad=True)
@@ -405,6 +446,14 @@ def test_load_state_dict_needs_every_adam_entry(rng):
         (lambda ps: optim.Adam(ps, betas=(0.9, -0.1)), ValueError, "betas"),
         (lambda ps: optim.Adam(ps, betas=0.9), TypeError, "betas"),
         (lambda ps: optim.AdamW(ps, weight_decay=-0.01), ValueError, "weight_decay"),
+        (lambda ps: optim.RMSprop(ps, lr=-0.01), ValueError, "lr"),
+        (lambda ps: optim.RMSprop(ps, alpha=-0.5), ValueError, "alpha"),
+        (lambda ps: optim.RMSprop(ps, alpha="0.9"), TypeError, "alpha"),
+        (lambda ps: optim.RMSprop(ps, eps=-1e-8), ValueError, "eps"),
+        (lambda ps: optim.RMSprop(ps, momentum=-0.9), ValueError, "momentum"),
+        (lambda ps: optim.RMSprop(ps, weight_decay=-1.0), ValueError, "weight_decay"),
+        (lambda ps: optim.RMSprop(ps, centered=1), TypeError, "centered"),
+        (lambda ps: optim.RMSprop(ps, maximize="no"), TypeError, "maximize"),
         (lambda ps: optim.SGD([{"params": ps, "lr": -2.0}]), ValueError, "lr"),
         (lambda ps: optim.SGD([]), ValueError, "params"),
         (lambda ps: optim.SGD(ps[0]), TypeError, "params"),

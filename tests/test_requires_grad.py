@@ -219,7 +219,7 @@ def test_a_frozen_residual_body_is_skipped(rng):
 
 @pytest.mark.parametrize(
     ("name", "kwargs"),
-    [("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}), ("Adam", {})],
+    [("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}), ("Adam", {}), ("RMSprop", {})],
 )
 def test_optimizers_leave_a_frozen_parameter_alone(name, kwargs):
     p, q = Parameter(np.ones(3)), Parameter(np.ones(3))

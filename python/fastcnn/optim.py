@@ -1,11 +1,12 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedulers (StepLR, CosineAnnealingLR,
+"""Optimizers (SGD, Adam, AdamW, RMSprop) and learning-rate schedulers (StepLR, CosineAnnealingLR,
 OneCycleLR).
 
 Arguments, defaults and update rules are those of torch.optim (single-tensor CPU path), so a run
 configured the same way follows the same trajectory up to float32 rounding. Each step updates every
 `Parameter.data` and its state buffers in place, in one fused pass of a compiled kernel per
-parameter (`_core.sgd_step`, `_core.adam_step`), threaded for large parameters; the kernels round
-like the step-by-step float32 NumPy arithmetic they replaced, on every CPU variant and thread count.
+parameter (`_core.sgd_step`, `_core.adam_step`, `_core.rmsprop_step`), threaded for large
+parameters; the kernels round like step-by-step float32 NumPy arithmetic (the SGD and Adam ones
+replaced such NumPy passes), the same bits on every CPU variant and thread count.
 `state_dict()` holds only NumPy arrays and plain Python scalars, lists and dicts, so a checkpoint
 needs no pickle.
 """
@@ -33,6 +34,7 @@ __all__ = [
     "LRScheduler",
     "OneCycleLR",
     "Optimizer",
+    "RMSprop",
     "StepLR",
 ]
 
@@ -351,8 +353,11 @@ class SGD(Optimizer):
 
 def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
     """The gradient a step descends along: negated for maximize (torch negates it first, before
-    weight decay; negation is exact, so the kernels need no flag)."""
-    return np.negative(p.grad) if group["maximize"] else p.grad
+    weight decay; negation is exact, so the kernels need no flag). Written into a new array: for a
+    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse."""
+    if not group["maximize"]:
+        return p.grad
+    return np.negative(p.grad, out=np.empty_like(p.grad))
 
 
 class Adam(Optimizer):
@@ -468,6 +473,79 @@ class AdamW(Adam):
             maximize=maximize,
             decoupled_weight_decay=True,
         )
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), with optional momentum, weight decay and the centered variant.
+
+    Per parameter, with g its gradient (negated with maximize): g += weight_decay * w;
+    v = alpha v + (1 - alpha) g^2; centered: m = alpha m + (1 - alpha) g and the denominator is
+    sqrt(v - m^2) + eps, else sqrt(v) + eps; with momentum, b = momentum b + g / denominator and
+    w -= lr * b, else w -= lr * g / denominator. The same as torch.optim.RMSprop, state
+    ("step", "square_avg", "momentum_buffer" with momentum, "grad_avg" when centered) included.
+    """
+
+    _scalar_state = ("step",)
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "alpha": alpha,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "centered": centered,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+        options["alpha"] = _real(options["alpha"], "alpha", minimum=0.0)
+        options["eps"] = _real(options["eps"], "eps", minimum=0.0)
+        options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
+        options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
+        options["centered"] = _flag(options["centered"], "centered")
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        return options
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        names = ("step", "square_avg")
+        names += ("momentum_buffer",) if group["momentum"] > 0 else ()
+        return names + ("grad_avg",) if group["centered"] else names
+
+    def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+        # created when first needed: a group's momentum or centered may be switched on later
+        for name in self._required_state(group):
+            if name not in state:
+                state[name] = np.zeros_like(p.data)
+        _core.rmsprop_step(
+            p.data,
+            _ascent(p, group),
+            state["square_avg"],
+            state.get("grad_avg") if group["centered"] else None,
+            state.get("momentum_buffer"),
+            group["lr"],
+            group["alpha"],
+            group["eps"],
+            group["weight_decay"],
+            group["momentum"],
+        )
+        state["step"] += 1  # after the kernel, which checks the arrays before it changes any
 
 
 # --- learning-rate schedulers --------------------------------------------------------------------
