@@ -482,6 +482,12 @@ SCHEDULER_CASES = [
                             "anneal_strategy": "linear", "base_momentum": [0.8, 0.7],
                             "max_momentum": 0.9}),
     ("SGD", "OneCycleLR", {"max_lr": 0.3, "total_steps": 37, "cycle_momentum": False}),
+    ("SGD", "MultiStepLR", {"milestones": [3, 7, 7, 20], "gamma": 0.5}),
+    ("Adam", "MultiStepLR", {"milestones": (30, 5)}),
+    ("SGD", "ExponentialLR", {"gamma": 0.9}),
+    ("Adam", "ExponentialLR", {"gamma": 0.97}),
+    ("SGD", "LinearLR", {}),
+    ("Adam", "LinearLR", {"start_factor": 0.1, "end_factor": 0.5, "total_iters": 12}),
 ]  # fmt: skip
 
 
@@ -589,6 +595,28 @@ def test_scheduler_state_dict_checks(rng):
         ),
         (lambda o: optim.OneCycleLR(o, [1.0, 2.0], total_steps=9), ValueError, "max_lr"),
         (lambda o: optim.StepLR("sgd", 2), TypeError, "optimizer"),
+        (lambda o: optim.MultiStepLR(o, milestones=3), TypeError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, milestones=[2, 1.5]), TypeError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, milestones=[0, 4]), ValueError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, [2], gamma="half"), TypeError, "gamma"),
+        (lambda o: optim.ExponentialLR(o, gamma=float("nan")), ValueError, "gamma"),
+        (lambda o: optim.LinearLR(o, start_factor=0.0), ValueError, "start_factor"),
+        (lambda o: optim.LinearLR(o, start_factor=1.5), ValueError, "start_factor"),
+        (lambda o: optim.LinearLR(o, end_factor=-0.1), ValueError, "end_factor"),
+        (lambda o: optim.LinearLR(o, total_iters=0), ValueError, "total_iters"),
+        (lambda o: optim.ReduceLROnPlateau("sgd"), TypeError, "optimizer"),
+        (lambda o: optim.ReduceLROnPlateau(o, mode="minimum"), ValueError, "mode"),
+        (lambda o: optim.ReduceLROnPlateau(o, factor=1.0), ValueError, "factor"),
+        (lambda o: optim.ReduceLROnPlateau(o, factor=-0.5), ValueError, "factor"),
+        (lambda o: optim.ReduceLROnPlateau(o, patience=-1), ValueError, "patience"),
+        (lambda o: optim.ReduceLROnPlateau(o, patience=2.5), TypeError, "patience"),
+        (lambda o: optim.ReduceLROnPlateau(o, threshold=-1e-4), ValueError, "threshold"),
+        (lambda o: optim.ReduceLROnPlateau(o, threshold_mode="pct"), ValueError, "threshold_mode"),
+        (lambda o: optim.ReduceLROnPlateau(o, cooldown=-2), ValueError, "cooldown"),
+        (lambda o: optim.ReduceLROnPlateau(o, min_lr=[0.1, 0.2]), ValueError, "min_lr"),
+        (lambda o: optim.ReduceLROnPlateau(o, min_lr=-1.0), ValueError, "min_lr"),
+        (lambda o: optim.ReduceLROnPlateau(o, eps=float("inf")), ValueError, "eps"),
+        (lambda o: optim.ReduceLROnPlateau(o).step("low"), TypeError, "metrics"),
     ],
 )
 def test_bad_scheduler_arguments(make, error, match):
@@ -608,3 +636,124 @@ def test_scheduler_load_failure_changes_nothing():
     with pytest.raises(ValueError, match="total_steps"):
         sched.load_state_dict(dict(before, last_epoch=30))
     assert sched.state_dict() == before and opt.param_groups[0]["lr"] == lr
+
+
+# --- ReduceLROnPlateau ---------------------------------------------------------------------------
+
+PLATEAU_CASES = [
+    {},
+    {"patience": 2, "factor": 0.5},
+    {"patience": 1, "cooldown": 2, "min_lr": [0.02, 0.004], "threshold": 0.05},
+    {"mode": "max", "patience": 0, "threshold_mode": "abs", "threshold": 0.01},
+    {"mode": "min", "patience": 3, "threshold_mode": "abs", "factor": 0.9, "eps": 1e-3},
+]
+
+
+def plateau_metrics(rng, mode: str) -> list[float]:
+    """A loss that falls, then wanders on a plateau (an accuracy: the same, negated)."""
+    values = np.r_[np.linspace(1.0, 0.5, 8), 0.5 + 0.02 * rng.standard_normal(40)]
+    return list(values if mode == "min" else 1.0 - values)
+
+
+@pytest.mark.parametrize("kwargs", PLATEAU_CASES)
+def test_reduce_lr_on_plateau_matches_torch(rng, kwargs):
+    params, tensors = make_pair(rng, [(3, 2), (5,)])
+
+    def groups(ps):
+        return [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.05}]
+
+    opt = optim.SGD(groups(params), lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD(groups(tensors), lr=0.1, momentum=0.9)
+    sched = optim.ReduceLROnPlateau(opt, **kwargs)
+    ref_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(ref, **kwargs)
+    for metric in plateau_metrics(rng, kwargs.get("mode", "min")):
+        set_grads(rng, params, tensors)
+        opt.step()
+        ref.step()
+        sched.step(np.float32(metric) if metric > 0.7 else metric)  # a NumPy scalar too
+        ref_sched.step(metric)
+        assert sched.get_last_lr() == ref_sched.get_last_lr()
+        for name in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch"):
+            assert getattr(sched, name) == pytest.approx(getattr(ref_sched, name)), name
+    assert sched.get_last_lr() != [0.1, 0.05]  # the plateau cut the lr
+    assert_params_close(params, tensors)
+
+
+def test_reduce_lr_on_plateau_state_dict_round_trip(rng):
+    opt = optim.SGD([Parameter(np.ones(2)), Parameter(np.ones(3))], lr=0.1)
+    sched = optim.ReduceLROnPlateau(opt, patience=1, cooldown=1)
+    metrics = plateau_metrics(rng, "min")
+    for m in metrics[:12]:
+        sched.step(m)
+    saved = json_round_trip(sched.state_dict())
+    opt2 = optim.SGD([Parameter(np.ones(2)), Parameter(np.ones(3))], lr=0.1)
+    opt2.load_state_dict(json_round_trip(opt.state_dict()))
+    sched2 = optim.ReduceLROnPlateau(opt2)
+    sched2.load_state_dict(saved)
+    assert sched2.state_dict() == sched.state_dict()
+    for m in metrics[12:]:
+        sched.step(m)
+        sched2.step(m)
+        assert sched2.get_last_lr() == sched.get_last_lr()
+    # torch's state_dict has the same entries (and a few more)
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    ref_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(ref, mode="max", patience=4)
+    ref_sched.step(0.3)
+    one = optim.ReduceLROnPlateau(optim.SGD([Parameter(np.ones(2))], lr=0.1))
+    one.load_state_dict(ref_sched.state_dict())
+    assert (one.mode, one.patience, one.best, one.last_epoch) == ("max", 4, 0.3, 1)
+
+
+def test_reduce_lr_on_plateau_load_failure_changes_nothing():
+    opt = optim.SGD([Parameter(np.ones(2))], lr=0.1)
+    sched = optim.ReduceLROnPlateau(opt, patience=3)
+    sched.step(1.0)
+    before = sched.state_dict()
+    for bad, match in [
+        (dict(before, patience=-1), "patience"),
+        (dict(before, min_lrs=[0.0, 0.0]), "min_lr"),
+        (dict(before, num_bad_epochs=1.5), "num_bad_epochs"),
+        ({"mode": "min"}, "entries"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=match):
+            sched.load_state_dict(bad)
+        assert sched.state_dict() == before
+
+
+def test_fit_steps_reduce_lr_on_plateau_on_the_validation_loss(rng, monkeypatch):
+    seen = []
+
+    class Recording(optim.ReduceLROnPlateau):
+        def step(self, metrics):
+            seen.append(metrics)
+            super().step(metrics)
+
+    fastcnn.manual_seed(0)
+    net = fastcnn.nn.Sequential(fastcnn.nn.Flatten(), fastcnn.nn.Linear(4, 3))
+    x = rng.standard_normal((12, 1, 2, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    train = fastcnn.data.DataLoader((x, y), batch_size=4)
+    val = fastcnn.data.DataLoader((x[:6], y[:6]), batch_size=6)
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    sched = Recording(opt)
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 3, val, sched, progress=False
+    )
+    assert seen == [h["val_loss"] for h in history]
+    seen.clear()
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, None, sched, progress=False
+    )
+    assert seen == [h["loss"] for h in history]
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        fastcnn.fit(
+            net,
+            train,
+            fastcnn.nn.CrossEntropyLoss(),
+            opt,
+            1,
+            None,
+            sched,
+            progress=False,
+            scheduler_interval="batch",
+        )
