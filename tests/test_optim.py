@@ -6,6 +6,7 @@ The update kernels themselves are tested against the float64 oracle in test_opti
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -757,3 +758,23 @@ def test_fit_steps_reduce_lr_on_plateau_on_the_validation_loss(rng, monkeypatch)
             progress=False,
             scheduler_interval="batch",
         )
+
+
+def test_rmsprop_and_plateau_state_go_through_a_checkpoint(tmp_path):
+    net = fastcnn.nn.Sequential(fastcnn.nn.Linear(3, 2))
+    opt = optim.RMSprop(net.parameters(), lr=0.01, momentum=0.9, centered=True)
+    sched = optim.ReduceLROnPlateau(opt)  # best is still inf: JSON's Infinity
+    for p in net.parameters():
+        p.grad[...] = 1.0
+    opt.step()
+    fastcnn.save(net, tmp_path / "c.npz", optimizer=opt, scheduler=sched, epoch=1)
+    saved = fastcnn.load_checkpoint(tmp_path / "c.npz")
+    opt2 = optim.RMSprop(net.parameters())
+    opt2.load_state_dict(saved.optimizer)
+    sched2 = optim.ReduceLROnPlateau(opt2)
+    sched2.load_state_dict(saved.scheduler)
+    assert sched2.state_dict() == sched.state_dict() and sched2.best == math.inf
+    assert opt2.param_groups[0]["centered"] and opt2.param_groups[0]["momentum"] == 0.9
+    for p in net.parameters():
+        for name, value in opt.state[p].items():
+            np.testing.assert_array_equal(opt2.state[p][name], value)
