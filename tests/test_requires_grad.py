@@ -5,6 +5,8 @@ flag; fine-tuning a head on a frozen feature extractor follows torch.
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -69,6 +71,20 @@ def test_state_dict_and_save_ignore_the_flag(tmp_path):
     for key, value in loaded.state_dict().items():
         np.testing.assert_array_equal(value, frozen[key])
     assert all(p.requires_grad for p in loaded.parameters())  # as torch.load of a state_dict
+
+
+def test_copies_and_fusion_keep_the_flag():
+    net = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Conv2d(2, 2, 1, bias=False))
+    net.append(nn.BatchNorm2d(2))
+    net[0].requires_grad_(False)
+    net[2].requires_grad_(False)
+    assert [p.requires_grad for p in copy.deepcopy(net).parameters()] == [
+        False, False, True, True, False, True, True
+    ]  # fmt: skip
+    fused = nn.fuse_conv_bn(net)
+    assert [p.requires_grad for p in fused.parameters()] == [False, False, False, False]
+    net[2].weight.requires_grad = True
+    assert all(p.requires_grad for p in nn.fuse_conv_bn(net)[2].parameters())
 
 
 # --- layers --------------------------------------------------------------------------------------
