@@ -714,6 +714,7 @@ def test_reduce_lr_on_plateau_load_failure_changes_nothing():
         (dict(before, patience=-1), "patience"),
         (dict(before, min_lrs=[0.0, 0.0]), "min_lr"),
         (dict(before, num_bad_epochs=1.5), "num_bad_epochs"),
+        (dict(before, _last_lr=0.1), "_last_lr"),
         ({"mode": "min"}, "entries"),
     ]:
         with pytest.raises((TypeError, ValueError), match=match):

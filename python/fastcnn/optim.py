@@ -1150,6 +1150,10 @@ class ReduceLROnPlateau:
             raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
         counters = {n: _nonnegative_int(state_dict[n], f"state_dict: {n}") for n in self._counters}
         best = as_float(state_dict["best"], "state_dict: best")
+        last_lrs = state_dict.get("_last_lr", self._last_lr)
+        if not isinstance(last_lrs, (list, tuple)):
+            raise TypeError(f"state_dict: _last_lr: expected a list, got {type(last_lrs).__name__}")
+        last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
         previous = {name: getattr(self, name) for name in self._config}
         try:
             self._set_config({name: state_dict[name] for name in self._config})
@@ -1159,4 +1163,4 @@ class ReduceLROnPlateau:
         for name, value in counters.items():
             setattr(self, name, value)
         self.best = best
-        self._last_lr = list(state_dict.get("_last_lr", self._last_lr))
+        self._last_lr = last_lrs
