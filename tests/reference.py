@@ -37,6 +37,7 @@ __all__ = [
     "relu_backward",
     "nll_loss",
     "nll_loss_backward",
+    "rmsprop_step",
     "sgd_step",
     "sigmoid",
     "sigmoid_backward",
@@ -729,3 +730,35 @@ def adam_step(
     bias_correction2 = 1 - beta2**step
     p = p - lr / bias_correction1 * m / (np.sqrt(v_used) / np.sqrt(bias_correction2) + eps)
     return p, m, v, v_max
+
+
+def rmsprop_step(
+    param,
+    grad,
+    square_avg,
+    grad_avg,
+    momentum_buffer,
+    lr,
+    alpha=0.99,
+    eps=1e-8,
+    weight_decay=0.0,
+    momentum=0.0,
+):
+    """One torch.optim.RMSprop step: (param, square_avg, grad_avg, momentum_buffer) after it;
+    grad_avg is None unless centered (given), momentum_buffer None without momentum."""
+    p, g = _f64(param), _f64(grad)
+    g = g + weight_decay * p
+    v = alpha * _f64(square_avg) + (1 - alpha) * g * g
+    m = None
+    if grad_avg is None:
+        denom = np.sqrt(v) + eps
+    else:
+        m = alpha * _f64(grad_avg) + (1 - alpha) * g
+        denom = np.sqrt(v - m * m) + eps
+    buf = None
+    if momentum > 0:
+        buf = momentum * _f64(momentum_buffer) + g / denom
+        p = p - lr * buf
+    else:
+        p = p - lr * g / denom
+    return p, v, m, buf

@@ -211,7 +211,13 @@ def test_summary_lists_layers(rng):
     assert rows[0][2] == (1, 32, 28, 28)
     assert rows[-1][2] == (1, 10)
     assert sum(r[3] for r in rows) == sum(p.data.size for p in models.fmnist_bn().parameters())
-    assert "total parameters" in lines[-1]
+    assert "total parameters" in lines[-1] and "frozen" not in lines[-1]
+    net = models.fmnist_bn()
+    net[-1].requires_grad_(False)
+    net.summary((1, 1, 28, 28), print_fn=lines.append)
+    head = net[-1].weight.size + net[-1].bias.size
+    total = sum(p.data.size for p in net.parameters())
+    assert lines[-1] == f"total parameters: {total:,} ({total - head:,} trainable, {head:,} frozen)"
 
 
 def test_backward_before_forward_is_a_clear_error():

@@ -6,6 +6,7 @@ The update kernels themselves are tested against the float64 oracle in test_opti
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -90,14 +91,22 @@ OPTIMIZER_CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
     ("SGD", {"lr": 0.1, "weight_decay": 0.05}),
     ("SGD", {"lr": 0.02, "momentum": 0.5, "dampening": 0.1, "weight_decay": 0.1}),
+    ("SGD", {"lr": 0.05, "momentum": 0.9, "maximize": True}),  # the () shape too
     ("Adam", {}),
     ("Adam", {"lr": 0.01, "betas": (0.8, 0.99), "eps": 1e-6}),
     ("Adam", {"lr": 0.01, "weight_decay": 0.1}),
     ("Adam", {"lr": 0.01, "amsgrad": True}),
     ("Adam", {"lr": 0.02, "amsgrad": True, "weight_decay": 0.05, "betas": (0.5, 0.9)}),
+    ("Adam", {"lr": 0.01, "maximize": True}),
     ("AdamW", {}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
     ("AdamW", {"lr": 0.01, "amsgrad": True, "eps": 1e-3}),
+    ("RMSprop", {}),
+    ("RMSprop", {"lr": 0.005, "alpha": 0.9, "eps": 1e-6, "weight_decay": 0.05}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.9}),
+    ("RMSprop", {"lr": 0.005, "centered": True}),
+    ("RMSprop", {"lr": 0.002, "centered": True, "momentum": 0.5, "weight_decay": 0.1}),
+    ("RMSprop", {"lr": 0.005, "momentum": 0.9, "maximize": True}),
 ]
 
 
@@ -120,6 +129,10 @@ LARGE_CASES = [
     ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-2}),
     ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.05}),
     ("AdamW", {"lr": 0.01, "weight_decay": 0.1}),
+    # (no weight decay: RMSprop divides g by about |g|, so where g + weight_decay * w cancels to
+    # near zero in one of these 400k elements, torch's FMA and the kernels' two roundings give
+    # steps that differ by 1e-5; test_optimizer_matches_torch covers weight decay)
+    ("RMSprop", {"lr": 0.005, "centered": True, "momentum": 0.9}),
 ]
 
 
@@ -162,7 +175,7 @@ def test_steps_do_not_depend_on_the_thread_count(rng, name, kwargs):
         np.testing.assert_array_equal(one, two)
 
 
-@pytest.mark.parametrize("name", ["SGD", "Adam"])
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
 def test_step_refuses_a_gradient_it_would_have_to_convert(name):
     p = Parameter(np.ones(3))
     p.grad = np.ones(3)  # float64
@@ -182,7 +195,7 @@ def test_step_refuses_a_gradient_it_would_have_to_convert(name):
 def test_defaults_match_torch():
     p = [Parameter(np.ones(2))]
     t = [torch.nn.Parameter(torch.ones(2))]
-    for name in ("SGD", "Adam", "AdamW"):
+    for name in ("SGD", "Adam", "AdamW", "RMSprop"):
         ours = getattr(optim, name)(p).param_groups[0]
         theirs = getattr(torch.optim, name)(t).param_groups[0]
         for key, value in ours.items():
@@ -266,6 +279,7 @@ def json_round_trip(state: object) -> object:
         ("SGD", {"lr": 0.05, "momentum": 0.9, "nesterov": True}),
         ("Adam", {"lr": 0.01, "amsgrad": True, "weight_decay": 0.01}),
         ("AdamW", {"lr": 0.01}),
+        ("RMSprop", {"lr": 0.01, "momentum": 0.9, "centered": True}),
     ],
 )
 def test_state_dict_round_trip_continues_identically(rng, name, kwargs):
@@ -365,6 +379,34 @@ def test_load_state_dict_checks_and_changes_nothing_on_error(rng):
         )
 
 
+def test_rmsprop_state_matches_torch(rng):
+    params, tensors = make_pair(rng, [(2, 3)])
+    kwargs = {"lr": 0.01, "momentum": 0.9, "centered": True}
+    opt, ref = optim.RMSprop(params, **kwargs), torch.optim.RMSprop(tensors, **kwargs)
+    for _ in range(3):
+        set_grads(rng, params, tensors)
+        opt.step()
+        ref.step()
+    ours, theirs = opt.state_dict(), ref.state_dict()
+    assert set(ours["state"][0]) == set(theirs["state"][0])
+    assert ours["state"][0]["step"] == int(theirs["state"][0]["step"]) == 3
+    for name in ("square_avg", "momentum_buffer", "grad_avg"):
+        np.testing.assert_allclose(
+            ours["state"][0][name], theirs["state"][0][name].numpy(), rtol=1e-5, atol=1e-7
+        )
+    for key, value in theirs["param_groups"][0].items():
+        if key in ours["param_groups"][0]:
+            assert ours["param_groups"][0][key] == value, key
+    plain = optim.RMSprop(params)
+    params[0].grad[...] = 1.0
+    plain.step()
+    assert sorted(plain.state_dict()["state"][0]) == ["square_avg", "step"]
+    saved = opt.state_dict()
+    del saved["state"][0]["grad_avg"]
+    with pytest.raises(ValueError, match="grad_avg"):  # a centered state needs its average
+        optim.RMSprop(params).load_state_dict(saved)
+
+
 def test_load_state_dict_needs_every_adam_entry(rng):
     params, _ = make_pair(rng, [(3,)])
     opt = optim.Adam(params, amsgrad=True)
@@ -405,6 +447,14 @@ def test_load_state_dict_needs_every_adam_entry(rng):
         (lambda ps: optim.Adam(ps, betas=(0.9, -0.1)), ValueError, "betas"),
         (lambda ps: optim.Adam(ps, betas=0.9), TypeError, "betas"),
         (lambda ps: optim.AdamW(ps, weight_decay=-0.01), ValueError, "weight_decay"),
+        (lambda ps: optim.RMSprop(ps, lr=-0.01), ValueError, "lr"),
+        (lambda ps: optim.RMSprop(ps, alpha=-0.5), ValueError, "alpha"),
+        (lambda ps: optim.RMSprop(ps, alpha="0.9"), TypeError, "alpha"),
+        (lambda ps: optim.RMSprop(ps, eps=-1e-8), ValueError, "eps"),
+        (lambda ps: optim.RMSprop(ps, momentum=-0.9), ValueError, "momentum"),
+        (lambda ps: optim.RMSprop(ps, weight_decay=-1.0), ValueError, "weight_decay"),
+        (lambda ps: optim.RMSprop(ps, centered=1), TypeError, "centered"),
+        (lambda ps: optim.RMSprop(ps, maximize="no"), TypeError, "maximize"),
         (lambda ps: optim.SGD([{"params": ps, "lr": -2.0}]), ValueError, "lr"),
         (lambda ps: optim.SGD([]), ValueError, "params"),
         (lambda ps: optim.SGD(ps[0]), TypeError, "params"),
@@ -433,6 +483,12 @@ SCHEDULER_CASES = [
                             "anneal_strategy": "linear", "base_momentum": [0.8, 0.7],
                             "max_momentum": 0.9}),
     ("SGD", "OneCycleLR", {"max_lr": 0.3, "total_steps": 37, "cycle_momentum": False}),
+    ("SGD", "MultiStepLR", {"milestones": [3, 7, 7, 20], "gamma": 0.5}),
+    ("Adam", "MultiStepLR", {"milestones": (30, 5)}),
+    ("SGD", "ExponentialLR", {"gamma": 0.9}),
+    ("Adam", "ExponentialLR", {"gamma": 0.97}),
+    ("SGD", "LinearLR", {}),
+    ("Adam", "LinearLR", {"start_factor": 0.1, "end_factor": 0.5, "total_iters": 12}),
 ]  # fmt: skip
 
 
@@ -540,6 +596,28 @@ def test_scheduler_state_dict_checks(rng):
         ),
         (lambda o: optim.OneCycleLR(o, [1.0, 2.0], total_steps=9), ValueError, "max_lr"),
         (lambda o: optim.StepLR("sgd", 2), TypeError, "optimizer"),
+        (lambda o: optim.MultiStepLR(o, milestones=3), TypeError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, milestones=[2, 1.5]), TypeError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, milestones=[0, 4]), ValueError, "milestones"),
+        (lambda o: optim.MultiStepLR(o, [2], gamma="half"), TypeError, "gamma"),
+        (lambda o: optim.ExponentialLR(o, gamma=float("nan")), ValueError, "gamma"),
+        (lambda o: optim.LinearLR(o, start_factor=0.0), ValueError, "start_factor"),
+        (lambda o: optim.LinearLR(o, start_factor=1.5), ValueError, "start_factor"),
+        (lambda o: optim.LinearLR(o, end_factor=-0.1), ValueError, "end_factor"),
+        (lambda o: optim.LinearLR(o, total_iters=0), ValueError, "total_iters"),
+        (lambda o: optim.ReduceLROnPlateau("sgd"), TypeError, "optimizer"),
+        (lambda o: optim.ReduceLROnPlateau(o, mode="minimum"), ValueError, "mode"),
+        (lambda o: optim.ReduceLROnPlateau(o, factor=1.0), ValueError, "factor"),
+        (lambda o: optim.ReduceLROnPlateau(o, factor=-0.5), ValueError, "factor"),
+        (lambda o: optim.ReduceLROnPlateau(o, patience=-1), ValueError, "patience"),
+        (lambda o: optim.ReduceLROnPlateau(o, patience=2.5), TypeError, "patience"),
+        (lambda o: optim.ReduceLROnPlateau(o, threshold=-1e-4), ValueError, "threshold"),
+        (lambda o: optim.ReduceLROnPlateau(o, threshold_mode="pct"), ValueError, "threshold_mode"),
+        (lambda o: optim.ReduceLROnPlateau(o, cooldown=-2), ValueError, "cooldown"),
+        (lambda o: optim.ReduceLROnPlateau(o, min_lr=[0.1, 0.2]), ValueError, "min_lr"),
+        (lambda o: optim.ReduceLROnPlateau(o, min_lr=-1.0), ValueError, "min_lr"),
+        (lambda o: optim.ReduceLROnPlateau(o, eps=float("inf")), ValueError, "eps"),
+        (lambda o: optim.ReduceLROnPlateau(o).step("low"), TypeError, "metrics"),
     ],
 )
 def test_bad_scheduler_arguments(make, error, match):
@@ -559,3 +637,145 @@ def test_scheduler_load_failure_changes_nothing():
     with pytest.raises(ValueError, match="total_steps"):
         sched.load_state_dict(dict(before, last_epoch=30))
     assert sched.state_dict() == before and opt.param_groups[0]["lr"] == lr
+
+
+# --- ReduceLROnPlateau ---------------------------------------------------------------------------
+
+PLATEAU_CASES = [
+    {},
+    {"patience": 2, "factor": 0.5},
+    {"patience": 1, "cooldown": 2, "min_lr": [0.02, 0.004], "threshold": 0.05},
+    {"mode": "max", "patience": 0, "threshold_mode": "abs", "threshold": 0.01},
+    {"mode": "min", "patience": 3, "threshold_mode": "abs", "factor": 0.9, "eps": 1e-3},
+]
+
+
+def plateau_metrics(rng, mode: str) -> list[float]:
+    """A loss that falls, then wanders on a plateau (an accuracy: the same, negated)."""
+    values = np.r_[np.linspace(1.0, 0.5, 8), 0.5 + 0.02 * rng.standard_normal(40)]
+    return list(values if mode == "min" else 1.0 - values)
+
+
+@pytest.mark.parametrize("kwargs", PLATEAU_CASES)
+def test_reduce_lr_on_plateau_matches_torch(rng, kwargs):
+    params, tensors = make_pair(rng, [(3, 2), (5,)])
+
+    def groups(ps):
+        return [{"params": ps[:1]}, {"params": ps[1:], "lr": 0.05}]
+
+    opt = optim.SGD(groups(params), lr=0.1, momentum=0.9)
+    ref = torch.optim.SGD(groups(tensors), lr=0.1, momentum=0.9)
+    sched = optim.ReduceLROnPlateau(opt, **kwargs)
+    ref_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(ref, **kwargs)
+    for metric in plateau_metrics(rng, kwargs.get("mode", "min")):
+        set_grads(rng, params, tensors)
+        opt.step()
+        ref.step()
+        sched.step(np.float32(metric) if metric > 0.7 else metric)  # a NumPy scalar too
+        ref_sched.step(metric)
+        assert sched.get_last_lr() == ref_sched.get_last_lr()
+        for name in ("best", "num_bad_epochs", "cooldown_counter", "last_epoch"):
+            assert getattr(sched, name) == pytest.approx(getattr(ref_sched, name)), name
+    assert sched.get_last_lr() != [0.1, 0.05]  # the plateau cut the lr
+    assert_params_close(params, tensors)
+
+
+def test_reduce_lr_on_plateau_state_dict_round_trip(rng):
+    opt = optim.SGD([Parameter(np.ones(2)), Parameter(np.ones(3))], lr=0.1)
+    sched = optim.ReduceLROnPlateau(opt, patience=1, cooldown=1)
+    metrics = plateau_metrics(rng, "min")
+    for m in metrics[:12]:
+        sched.step(m)
+    saved = json_round_trip(sched.state_dict())
+    opt2 = optim.SGD([Parameter(np.ones(2)), Parameter(np.ones(3))], lr=0.1)
+    opt2.load_state_dict(json_round_trip(opt.state_dict()))
+    sched2 = optim.ReduceLROnPlateau(opt2)
+    sched2.load_state_dict(saved)
+    assert sched2.state_dict() == sched.state_dict()
+    for m in metrics[12:]:
+        sched.step(m)
+        sched2.step(m)
+        assert sched2.get_last_lr() == sched.get_last_lr()
+    # torch's state_dict has the same entries (and a few more)
+    ref = torch.optim.SGD([torch.nn.Parameter(torch.ones(2))], lr=0.1)
+    ref_sched = torch.optim.lr_scheduler.ReduceLROnPlateau(ref, mode="max", patience=4)
+    ref_sched.step(0.3)
+    one = optim.ReduceLROnPlateau(optim.SGD([Parameter(np.ones(2))], lr=0.1))
+    one.load_state_dict(ref_sched.state_dict())
+    assert (one.mode, one.patience, one.best, one.last_epoch) == ("max", 4, 0.3, 1)
+
+
+def test_reduce_lr_on_plateau_load_failure_changes_nothing():
+    opt = optim.SGD([Parameter(np.ones(2))], lr=0.1)
+    sched = optim.ReduceLROnPlateau(opt, patience=3)
+    sched.step(1.0)
+    before = sched.state_dict()
+    for bad, match in [
+        (dict(before, patience=-1), "patience"),
+        (dict(before, min_lrs=[0.0, 0.0]), "min_lr"),
+        (dict(before, num_bad_epochs=1.5), "num_bad_epochs"),
+        (dict(before, _last_lr=0.1), "_last_lr"),
+        ({"mode": "min"}, "entries"),
+    ]:
+        with pytest.raises((TypeError, ValueError), match=match):
+            sched.load_state_dict(bad)
+        assert sched.state_dict() == before
+
+
+def test_fit_steps_reduce_lr_on_plateau_on_the_validation_loss(rng, monkeypatch):
+    seen = []
+
+    class Recording(optim.ReduceLROnPlateau):
+        def step(self, metrics):
+            seen.append(metrics)
+            super().step(metrics)
+
+    fastcnn.manual_seed(0)
+    net = fastcnn.nn.Sequential(fastcnn.nn.Flatten(), fastcnn.nn.Linear(4, 3))
+    x = rng.standard_normal((12, 1, 2, 2)).astype(np.float32)
+    y = rng.integers(0, 3, 12)
+    train = fastcnn.data.DataLoader((x, y), batch_size=4)
+    val = fastcnn.data.DataLoader((x[:6], y[:6]), batch_size=6)
+    opt = optim.SGD(net.parameters(), lr=0.1)
+    sched = Recording(opt)
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 3, val, sched, progress=False
+    )
+    assert seen == [h["val_loss"] for h in history]
+    seen.clear()
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, None, sched, progress=False
+    )
+    assert seen == [h["loss"] for h in history]
+    with pytest.raises(ValueError, match="scheduler_interval"):
+        fastcnn.fit(
+            net,
+            train,
+            fastcnn.nn.CrossEntropyLoss(),
+            opt,
+            1,
+            None,
+            sched,
+            progress=False,
+            scheduler_interval="batch",
+        )
+
+
+def test_rmsprop_and_plateau_state_go_through_a_checkpoint(tmp_path):
+    net = fastcnn.nn.Sequential(fastcnn.nn.Linear(3, 2))
+    opt = optim.RMSprop(net.parameters(), lr=0.01, momentum=0.9, centered=True)
+    sched = optim.ReduceLROnPlateau(opt)  # best is still inf: JSON's Infinity
+    for p in net.parameters():
+        p.grad[...] = 1.0
+    opt.step()
+    fastcnn.save(net, tmp_path / "c.npz", optimizer=opt, scheduler=sched, epoch=1)
+    saved = fastcnn.load_checkpoint(tmp_path / "c.npz")
+    opt2 = optim.RMSprop(net.parameters())
+    opt2.load_state_dict(saved.optimizer)
+    sched2 = optim.ReduceLROnPlateau(opt2)
+    sched2.load_state_dict(saved.scheduler)
+    assert sched2.state_dict() == sched.state_dict() and sched2.best == math.inf
+    assert opt2.param_groups[0]["centered"] and opt2.param_groups[0]["momentum"] == 0.9
+    for p in net.parameters():
+        for name, value in opt.state[p].items():
+            np.testing.assert_array_equal(opt2.state[p][name], value)

@@ -1,6 +1,6 @@
-"""Tests of the optimizer update kernels (_core.sgd_step, _core.adam_step): every compiled variant
-against the float64 oracle over several steps and option combinations, the variants bit for bit
-against ref at 1 and 2 threads, the oracle against torch.optim, and bad input.
+"""Tests of the optimizer update kernels (_core.sgd_step, _core.adam_step, _core.rmsprop_step):
+every compiled variant against the float64 oracle over several steps and option combinations, the
+variants bit for bit against ref at 1 and 2 threads, the oracle against torch.optim, and bad input.
 """
 
 from __future__ import annotations
@@ -36,6 +36,14 @@ ADAM_OPTIONS = [
     {"lr": 0.1, "beta1": 0.5, "beta2": 0.9, "eps": 0.1},  # eps big enough for its place to show
     {"lr": 0.1, "beta1": 0.9, "beta2": 0.99, "eps": 1e-3, "weight_decay": 0.3},
     {"lr": 0.1, "beta1": 0.8, "beta2": 0.95, "eps": 1e-3, "weight_decay": 0.3, "decoupled": True},
+]
+
+RMSPROP_OPTIONS = [
+    {"lr": 0.01, "alpha": 0.99, "eps": 1e-8},
+    {"lr": 0.05, "alpha": 0.9, "eps": 0.1},  # eps big enough for its place to show
+    {"lr": 0.01, "alpha": 0.9, "eps": 1e-3, "weight_decay": 0.3},
+    {"lr": 0.01, "alpha": 0.8, "eps": 1e-3, "momentum": 0.9},
+    {"lr": 0.01, "alpha": 0.95, "eps": 1e-2, "weight_decay": 0.2, "momentum": 0.5},
 ]
 
 
@@ -96,6 +104,30 @@ def test_adam_step_matches_oracle(core, rng, shape, options, amsgrad):
             assert_close(v_max, want[3], f"max_exp_avg_sq, step {step}")
 
 
+def rmsprop_kwargs(options: dict) -> dict:
+    return {"weight_decay": 0.0, "momentum": 0.0, **options}
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("options", RMSPROP_OPTIONS)
+@pytest.mark.parametrize("shape", SHAPES)
+def test_rmsprop_step_matches_oracle(core, rng, shape, options, centered):
+    kw = rmsprop_kwargs(options)
+    param = nonzero(rng, shape)
+    v = np.zeros(shape, np.float32)
+    # centered: the gradient average starts at zero, as torch's does (and v >= ga^2 stays true)
+    ga = np.zeros(shape, np.float32) if centered else None
+    buf = np.zeros(shape, np.float32) if kw["momentum"] else None
+    for step in range(STEPS):
+        grad = nonzero(rng, shape)
+        want = ref.rmsprop_step(param, grad, v, ga, buf, **kw)
+        core.rmsprop_step(param, grad, v, ga, buf, **kw)
+        for name, got, expected in zip(["param", "square_avg", "grad_avg", "momentum_buffer"],
+                                       [param, v, ga, buf], want):  # fmt: skip
+            if got is not None:
+                assert_close(got, expected, f"{name}, step {step}")
+
+
 def run_sgd(core, param, grads, options):
     param, buf = param.copy(), np.zeros_like(param)
     for i, grad in enumerate(grads):
@@ -109,6 +141,16 @@ def run_adam(core, param, grads, options):
     for t, grad in enumerate(grads, 1):
         core.adam_step(param, grad, *state, t, **adam_kwargs(options))
     return param, *state
+
+
+def run_rmsprop(core, param, grads, options, centered):
+    param = param.copy()
+    state = [np.zeros_like(param) for _ in range(3)]
+    if not centered:
+        state[1] = None
+    for grad in grads:
+        core.rmsprop_step(param, grad, *state, **rmsprop_kwargs(options))
+    return [param] + [a for a in state if a is not None]
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -133,6 +175,13 @@ def test_variants_match_ref_bit_for_bit(rng, variant, threads):
                     run_adam(fast, param, grads, options), run_adam(slow, param, grads, options)
                 ):
                     np.testing.assert_array_equal(got, want, err_msg=str(options))
+            for options in RMSPROP_OPTIONS:
+                for centered in (False, True):
+                    for got, want in zip(
+                        run_rmsprop(fast, param, grads, options, centered),
+                        run_rmsprop(slow, param, grads, options, centered),
+                    ):
+                        np.testing.assert_array_equal(got, want, err_msg=str(options))
     finally:
         fastcnn.set_num_threads(before)
 
@@ -170,6 +219,7 @@ def test_empty_parameter(core):
     param = np.zeros(0, np.float32)
     core.sgd_step(param, param.copy(), param.copy(), lr=0.1, momentum=0.9)
     core.adam_step(param, *(param.copy() for _ in range(3)), None, 1, 0.1, 0.9, 0.999, 1e-8)
+    core.rmsprop_step(param, *(param.copy() for _ in range(4)), 0.1, 0.9, 1e-8, momentum=0.9)
 
 
 # --- the oracle against torch.optim ---------------------------------------------------------------
@@ -211,6 +261,25 @@ def test_adam_oracle_matches_torch(rng, options, amsgrad):
     for step in range(1, STEPS + 1):
         grad = nonzero(rng, (5, 7)).astype(np.float64)
         param, m, v, v_max = ref.adam_step(param, grad, m, v, v_max, step, **kw)
+        t.grad = torch.from_numpy(grad)
+        opt.step()
+        np.testing.assert_allclose(param, t.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("centered", [False, True])
+@pytest.mark.parametrize("options", RMSPROP_OPTIONS)
+def test_rmsprop_oracle_matches_torch(rng, options, centered):
+    torch = pytest.importorskip("torch")
+    kw = rmsprop_kwargs(options)
+    param = nonzero(rng, (5, 7)).astype(np.float64)
+    v = np.zeros_like(param)
+    ga = np.zeros_like(param) if centered else None
+    buf = np.zeros_like(param) if kw["momentum"] else None
+    t = torch.nn.Parameter(torch.from_numpy(param.copy()))
+    opt = torch.optim.RMSprop([t], centered=centered, **kw)
+    for _ in range(STEPS):
+        grad = nonzero(rng, (5, 7)).astype(np.float64)
+        param, v, ga, buf = ref.rmsprop_step(param, grad, v, ga, buf, **kw)
         t.grad = torch.from_numpy(grad)
         opt.step()
         np.testing.assert_allclose(param, t.detach().numpy(), rtol=1e-12, atol=1e-12)
@@ -277,6 +346,28 @@ def test_adam_step_refuses_bad_param_or_grad(core, position, bad, error, match):
         core.adam_step(*arrays, 1, 0.1, 0.9, 0.999, 1e-8)
 
 
+def rmsprop_arrays(n: int = 10):
+    return [np.ones(n, np.float32) for _ in range(5)]
+
+
+@pytest.mark.parametrize("position", [2, 3, 4])
+@pytest.mark.parametrize("_, bad, error, match", [b for b in BAD_ARRAYS if b[0] == 2])
+def test_rmsprop_step_refuses_bad_state(core, position, _, bad, error, match):
+    arrays = rmsprop_arrays()
+    arrays[position] = bad
+    name = ["square_avg", "grad_avg", "momentum_buffer"][position - 2]
+    with pytest.raises(error, match=f"{name}: {match}"):
+        core.rmsprop_step(*arrays, 0.01, 0.99, 1e-8, momentum=0.9)
+
+
+@pytest.mark.parametrize("position, bad, error, match", [b for b in BAD_ARRAYS if b[0] < 2])
+def test_rmsprop_step_refuses_bad_param_or_grad(core, position, bad, error, match):
+    arrays = rmsprop_arrays()
+    arrays[position] = bad
+    with pytest.raises(error, match=match):
+        core.rmsprop_step(*arrays, 0.01, 0.99, 1e-8)
+
+
 def test_refuses_overlapping_arrays(core):
     # an update in place through a shifted view would read values it has already written
     base = np.ones(11, np.float32)
@@ -290,6 +381,10 @@ def test_refuses_overlapping_arrays(core):
         core.adam_step(param, buf, m, m, None, 1, 0.1, 0.9, 0.999, 1e-8)
     with pytest.raises(ValueError, match="max_exp_avg_sq: shares memory with param"):
         core.adam_step(param, buf, m, v, param, 1, 0.1, 0.9, 0.999, 1e-8)
+    with pytest.raises(ValueError, match="grad_avg: shares memory with square_avg"):
+        core.rmsprop_step(param, buf, m, m, None, 0.01, 0.99, 1e-8)
+    with pytest.raises(ValueError, match="momentum_buffer: shares memory with grad"):
+        core.rmsprop_step(param, buf, m, v, buf, 0.01, 0.99, 1e-8, momentum=0.9)
     np.testing.assert_array_equal(base, 1.0)  # nothing was written
 
 
@@ -299,6 +394,15 @@ def test_sgd_momentum_needs_a_buffer(core):
         core.sgd_step(param, grad, None, lr=0.1, momentum=0.9)
     core.sgd_step(param, grad, None, lr=0.1)  # no buffer without momentum
     np.testing.assert_array_equal(param, np.float32(0.9))
+
+
+def test_rmsprop_momentum_needs_a_buffer(core):
+    param, grad, v, _, _ = rmsprop_arrays()
+    with pytest.raises(ValueError, match=r"momentum_buffer: expected an array .*\(10,\).*None"):
+        core.rmsprop_step(param, grad, v, None, None, 0.01, 0.99, 1e-8, momentum=0.9)
+    np.testing.assert_array_equal(param, 1.0)
+    core.rmsprop_step(param, grad, v, None, None, 0.01, 0.99, 1e-8)  # no buffer without momentum
+    assert (param < 1.0).all()
 
 
 def test_adam_step_count_starts_at_one(core):
@@ -311,3 +415,5 @@ def test_bad_scalars_raise_type_error(core):
         core.sgd_step(*sgd_arrays(), lr="0.1")
     with pytest.raises(TypeError):
         core.adam_step(*adam_arrays(), 1.5, 0.1, 0.9, 0.999, 1e-8)
+    with pytest.raises(TypeError):
+        core.rmsprop_step(*rmsprop_arrays(), "0.01", 0.99, 1e-8)

@@ -1211,3 +1211,59 @@ def test_sequential_slice_keeps_names_as_torch(tmp_path):
         ]
     fastcnn.save(net[2:], tmp_path / "head.npz")
     assert list(fastcnn.load(tmp_path / "head.npz").state_dict()) == ["3.weight", "3.bias"]
+
+
+@pytest.mark.parametrize("case", range(16))
+def test_rmsprop_steps_random(case):
+    """RMSprop with random options (centered, momentum, weight decay, maximize), one or two
+    parameter groups and a chainable scheduler or none, stepped next to torch.optim.RMSprop on the
+    same gradients: parameters and learning rates agree."""
+    rng = np.random.default_rng(9000 + case)
+    kw = {"lr": float(rng.choice([1e-3, 0.01])), "alpha": float(rng.choice([0.9, 0.99]))}
+    if rng.random() < 0.5:
+        kw["momentum"] = float(rng.choice([0.5, 0.9]))
+    if rng.random() < 0.5:
+        kw["centered"] = True
+    if rng.random() < 0.4:
+        kw["eps"] = float(rng.choice([1e-6, 1e-3]))
+    if rng.random() < 0.4:
+        kw["weight_decay"] = float(rng.choice([1e-4, 0.01]))
+    kw["maximize"] = bool(rng.random() < 0.3)
+    shapes = [(3, 2), (5,), (int(rng.integers(100, 3000)),)]
+    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    params = [fastcnn.Parameter(a.copy()) for a in start]
+    tparams = [torch.tensor(a, requires_grad=True) for a in start]
+    if case % 2:  # a second group with its own lr and alpha
+        extra = {"lr": kw["lr"] / 2, "alpha": 0.95}
+        groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
+        tgroups = [{"params": tparams[:1], **extra}, {"params": tparams[1:]}]
+    else:
+        groups, tgroups = params, tparams
+    opt = fastcnn.optim.RMSprop(groups, **kw)
+    topt = torch.optim.RMSprop(tgroups, **kw)
+    name, skw = [
+        ("MultiStepLR", {"milestones": [2, 5, 5]}),
+        ("ExponentialLR", {"gamma": 0.8}),
+        ("LinearLR", {"start_factor": 0.25, "total_iters": 4}),
+        (None, {}),
+    ][case % 4]
+    schedulers = None
+    if name is not None:
+        schedulers = (
+            getattr(fastcnn.optim, name)(opt, **skw),
+            getattr(torch.optim.lr_scheduler, name)(topt, **skw),
+        )
+    for _ in range(10):
+        for p, tp in zip(params, tparams):
+            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
+            tp.grad = torch.from_numpy(p.grad.copy())
+        opt.step()
+        topt.step()
+        for p, tp in zip(params, tparams):
+            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        if schedulers is not None:
+            for s in schedulers:
+                s.step()
+            np.testing.assert_allclose(
+                schedulers[0].get_last_lr(), schedulers[1].get_last_lr(), rtol=1e-12
+            )

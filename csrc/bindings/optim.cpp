@@ -1,8 +1,8 @@
-// Bindings for the optimizer updates. They are the one other documented exception (besides batch
-// norm's running statistics) to "caller arrays are never modified": param and the state buffers
-// are the caller's own float32 arrays, updated in place, never converted. The hyperparameters
-// arrive as Python floats; the float32 coefficients are derived here in double precision, the way
-// fastcnn.optim computed them for its NumPy passes.
+// Bindings for the optimizer updates (SGD, Adam/AdamW, RMSprop). They are the one other documented
+// exception (besides batch norm's running statistics) to "caller arrays are never modified": param
+// and the state buffers are the caller's own float32 arrays, updated in place, never converted.
+// The hyperparameters arrive as Python floats; the float32 coefficients are derived here in double
+// precision, the way fastcnn.optim computed them for its NumPy passes.
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -136,6 +136,53 @@ void register_optim(py::module_& m, CpuVariant v) {
         "(1 - beta2) * grad^2; max_exp_avg_sq (amsgrad; None otherwise) = max(max_exp_avg_sq, "
         "exp_avg_sq) replaces exp_avg_sq below; param -= lr / (1 - beta1^step) * exp_avg / "
         "(sqrt(exp_avg_sq) / sqrt(1 - beta2^step) + eps).");
+
+  m.def("rmsprop_step",
+        [ops](py::handle param_obj, py::handle grad_obj, py::handle v_obj, py::handle ga_obj,
+              py::handle buf_obj, double lr, double alpha, double eps, double weight_decay,
+              double momentum) {
+          std::vector<int64_t> shape;
+          int64_t n = 0;
+          float* param = param_inout(param_obj, shape, n);
+          const float* grad = exact_f32(grad_obj, shape, "grad", false);
+          float* square_avg = exact_f32(v_obj, shape, "square_avg", true);
+          float* grad_avg = ga_obj.is_none() ? nullptr : exact_f32(ga_obj, shape, "grad_avg", true);
+          float* buf = nullptr;
+          if (momentum != 0.0) {
+            if (buf_obj.is_none())
+              throw py::value_error("momentum_buffer: expected an array of param's shape " +
+                                    shape_string(shape) + " when momentum != 0, got None");
+            buf = exact_f32(buf_obj, shape, "momentum_buffer", true);
+          }
+          std::vector<Operand> operands{
+              {"param", param}, {"grad", grad}, {"square_avg", square_avg}};
+          if (grad_avg) operands.push_back({"grad_avg", grad_avg});
+          if (buf) operands.push_back({"momentum_buffer", buf});
+          require_disjoint(operands, n);
+          RmspropStep s;
+          s.alpha = static_cast<float>(alpha);
+          s.one_minus_alpha = static_cast<float>(1.0 - alpha);
+          s.eps = static_cast<float>(eps);
+          s.weight_decay = static_cast<float>(weight_decay);
+          s.momentum = static_cast<float>(momentum);
+          s.neg_lr = static_cast<float>(-lr);
+          s.decay = weight_decay != 0.0;
+          s.centered = grad_avg != nullptr;
+          s.with_momentum = buf != nullptr;
+          {
+            py::gil_scoped_release nogil;
+            ops.rmsprop_step(n, s, grad, param, square_avg, grad_avg, buf);
+          }
+        },
+        py::arg("param"), py::arg("grad"), py::arg("square_avg"), py::arg("grad_avg"),
+        py::arg("momentum_buffer"), py::arg("lr"), py::arg("alpha"), py::arg("eps"),
+        py::arg("weight_decay") = 0.0, py::arg("momentum") = 0.0,
+        "One torch.optim.RMSprop step, in place: g = grad + weight_decay * param; square_avg = "
+        "alpha * square_avg + (1 - alpha) * g^2; centered (grad_avg given; None otherwise): "
+        "grad_avg += (1 - alpha) * (g - grad_avg) and avg = sqrt(square_avg - grad_avg^2) + eps, "
+        "else avg = sqrt(square_avg) + eps; with momentum, momentum_buffer = momentum * "
+        "momentum_buffer + g / avg and param -= lr * momentum_buffer, else param -= lr * g / avg. "
+        "momentum_buffer is ignored (may be None) when momentum == 0.");
 }
 
 }  // namespace fastcnn::bind

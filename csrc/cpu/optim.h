@@ -1,6 +1,6 @@
-// Optimizer updates (SGD, Adam/AdamW): every variant's declarations, the coefficient structs and
-// the per-variant op table. Each update is one fused pass over flat float32 arrays of length n:
-// grad is read, param and the optimizer state buffers are updated in place.
+// Optimizer updates (SGD, Adam/AdamW, RMSprop): every variant's declarations, the coefficient
+// structs and the per-variant op table. Each update is one fused pass over flat float32 arrays of
+// length n: grad is read, param and the optimizer state buffers are updated in place.
 // Every variant rounds each operation to float32 in the order documented below, the order of the
 // NumPy passes these kernels replaced, and the build turns FMA contraction off for these files:
 // the variants then agree bit for bit, with each other and whatever the thread count.
@@ -38,12 +38,28 @@ struct AdamStep {
   bool decay;
 };
 
-// momentum_buffer may be null without momentum; max_exp_avg_sq is null unless amsgrad.
+// One RMSprop step's coefficients. Per element:
+//   if decay: g = param * weight_decay + g
+//   v = v * alpha + (g * one_minus_alpha) * g                 (square_avg)
+//   if centered: ga = ga + (g - ga) * one_minus_alpha;  avg = sqrt(v - ga * ga) + eps
+//   else: avg = sqrt(v) + eps
+//   if with_momentum: buf = buf * momentum + g / avg;  param = param + buf * neg_lr
+//   else: param = param + (g * neg_lr) / avg
+// with neg_lr = -lr; the order of torch.optim.RMSprop's tensor operations.
+struct RmspropStep {
+  float alpha, one_minus_alpha, eps, weight_decay, momentum, neg_lr;
+  bool decay, centered, with_momentum;
+};
+
+// momentum_buffer may be null without momentum; max_exp_avg_sq is null unless amsgrad; grad_avg
+// is null unless centered.
 // No two arrays may overlap (the fast variants promise the compiler they do not).
 #define FASTCNN_OPTIM_DECLARATIONS                                                             \
   void sgd_step(int64_t n, SgdStep s, const float* grad, float* param, float* momentum_buffer); \
   void adam_step(int64_t n, AdamStep s, const float* grad, float* param, float* exp_avg,        \
-                 float* exp_avg_sq, float* max_exp_avg_sq);
+                 float* exp_avg_sq, float* max_exp_avg_sq);                                     \
+  void rmsprop_step(int64_t n, RmspropStep s, const float* grad, float* param,                 \
+                    float* square_avg, float* grad_avg, float* momentum_buffer);
 
 namespace ref { FASTCNN_OPTIM_DECLARATIONS }
 namespace avx2 { FASTCNN_OPTIM_DECLARATIONS }
@@ -53,13 +69,14 @@ namespace avx512 { FASTCNN_OPTIM_DECLARATIONS }
 struct OptimOps {
   void (*sgd_step)(int64_t, SgdStep, const float*, float*, float*);
   void (*adam_step)(int64_t, AdamStep, const float*, float*, float*, float*, float*);
+  void (*rmsprop_step)(int64_t, RmspropStep, const float*, float*, float*, float*, float*);
 };
 
 inline OptimOps optim_ops(CpuVariant v) {
   switch (v) {
-    case CpuVariant::avx2: return {avx2::sgd_step, avx2::adam_step};
-    case CpuVariant::avx512: return {avx512::sgd_step, avx512::adam_step};
-    default: return {ref::sgd_step, ref::adam_step};
+    case CpuVariant::avx2: return {avx2::sgd_step, avx2::adam_step, avx2::rmsprop_step};
+    case CpuVariant::avx512: return {avx512::sgd_step, avx512::adam_step, avx512::rmsprop_step};
+    default: return {ref::sgd_step, ref::adam_step, ref::rmsprop_step};
   }
 }
 

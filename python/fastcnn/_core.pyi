@@ -297,6 +297,22 @@ def relu_backward(dy: npt.ArrayLike, x: npt.ArrayLike) -> npt.NDArray[np.float32
 def relu_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """y = max(x, 0), any shape."""
 
+def rmsprop_step(
+    param: npt.NDArray[np.float32],
+    grad: npt.NDArray[np.float32],
+    square_avg: npt.NDArray[np.float32],
+    grad_avg: npt.NDArray[np.float32] | None,
+    momentum_buffer: npt.NDArray[np.float32] | None,
+    lr: float,
+    alpha: float,
+    eps: float,
+    weight_decay: float = ...,
+    momentum: float = ...,
+) -> None:
+    """One torch.optim.RMSprop step, in place on param and the state: centered when grad_avg is
+    given; momentum_buffer is ignored (may be None) without momentum. All float32 C-contiguous
+    arrays of param's shape, the written ones writeable, none overlapping; never converted."""
+
 def set_num_threads(n: int) -> None:
     """Sets the threads parallel kernels may use (n >= 1)."""
 

@@ -1,17 +1,19 @@
-"""Optimizers (SGD, Adam, AdamW) and learning-rate schedulers (StepLR, CosineAnnealingLR,
-OneCycleLR).
+"""Optimizers (SGD, Adam, AdamW, RMSprop) and learning-rate schedulers (StepLR, MultiStepLR,
+ExponentialLR, LinearLR, CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau).
 
 Arguments, defaults and update rules are those of torch.optim (single-tensor CPU path), so a run
 configured the same way follows the same trajectory up to float32 rounding. Each step updates every
 `Parameter.data` and its state buffers in place, in one fused pass of a compiled kernel per
-parameter (`_core.sgd_step`, `_core.adam_step`), threaded for large parameters; the kernels round
-like the step-by-step float32 NumPy arithmetic they replaced, on every CPU variant and thread count.
+parameter (`_core.sgd_step`, `_core.adam_step`, `_core.rmsprop_step`), threaded for large
+parameters; the kernels round like step-by-step float32 NumPy arithmetic (the SGD and Adam ones
+replaced such NumPy passes), the same bits on every CPU variant and thread count.
 `state_dict()` holds only NumPy arrays and plain Python scalars, lists and dicts, so a checkpoint
 needs no pickle.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import numbers
 from collections.abc import Iterable, Sequence
@@ -20,7 +22,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from fastcnn import _core
-from fastcnn._args import as_int
+from fastcnn._args import as_float, as_int
 from fastcnn.parameter import Parameter
 
 ParamsArg = Union[Iterable[Parameter], Iterable[tuple[str, Parameter]], Iterable[dict]]
@@ -30,9 +32,14 @@ __all__ = [
     "Adam",
     "AdamW",
     "CosineAnnealingLR",
+    "ExponentialLR",
     "LRScheduler",
+    "LinearLR",
+    "MultiStepLR",
     "OneCycleLR",
     "Optimizer",
+    "RMSprop",
+    "ReduceLROnPlateau",
     "StepLR",
 ]
 
@@ -64,6 +71,28 @@ def _positive_int(value: object, name: str) -> int:
     if result < 1:
         raise ValueError(f"{name}: expected an int >= 1, got {result}")
     return result
+
+
+def _per_group(value: object, name: str, n: int) -> list[float]:
+    """One real per parameter group: a list or tuple of n, or one value for all."""
+    if isinstance(value, (list, tuple)):
+        if len(value) != n:
+            raise ValueError(f"{name}: expected {n} values (one per group), got {len(value)}")
+        return [_real(v, name) for v in value]
+    return [_real(value, name)] * n
+
+
+def _nonnegative_int(value: object, name: str) -> int:
+    result = as_int(value, name)
+    if result < 0:
+        raise ValueError(f"{name}: expected an int >= 0, got {result}")
+    return result
+
+
+def _choice(value: object, name: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
+    return value
 
 
 # --- optimizers ----------------------------------------------------------------------------------
@@ -160,11 +189,12 @@ class Optimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter from its `.grad`; returns `closure()` if given. A
         parameter whose gradient torch would hold as None (grad_is_none, and nothing written into
-        it in place since) is skipped, its state untouched: no weight decay, momentum or step."""
+        it in place since) is skipped, its state untouched: no weight decay, momentum or step. So
+        is a frozen one (requires_grad False), whatever its gradient holds."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
-                if p.grad_is_none and not p.grad.any():
+                if not p.requires_grad or (p.grad_is_none and not p.grad.any()):
                     continue
                 self._update(p, group, self.state.setdefault(p, {}))
         return loss
@@ -350,8 +380,11 @@ class SGD(Optimizer):
 
 def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
     """The gradient a step descends along: negated for maximize (torch negates it first, before
-    weight decay; negation is exact, so the kernels need no flag)."""
-    return np.negative(p.grad) if group["maximize"] else p.grad
+    weight decay; negation is exact, so the kernels need no flag). Written into a new array: for a
+    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse."""
+    if not group["maximize"]:
+        return p.grad
+    return np.negative(p.grad, out=np.empty_like(p.grad))
 
 
 class Adam(Optimizer):
@@ -469,6 +502,79 @@ class AdamW(Adam):
         )
 
 
+class RMSprop(Optimizer):
+    """RMSprop (Hinton), with optional momentum, weight decay and the centered variant.
+
+    Per parameter, with g its gradient (negated with maximize): g += weight_decay * w;
+    v = alpha v + (1 - alpha) g^2; centered: m = alpha m + (1 - alpha) g and the denominator is
+    sqrt(v - m^2) + eps, else sqrt(v) + eps; with momentum, b = momentum b + g / denominator and
+    w -= lr * b, else w -= lr * g / denominator. The same as torch.optim.RMSprop, state
+    ("step", "square_avg", "momentum_buffer" with momentum, "grad_avg" when centered) included.
+    """
+
+    _scalar_state = ("step",)
+
+    def __init__(
+        self,
+        params: ParamsArg,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        maximize: bool = False,
+    ) -> None:
+        defaults = {
+            "lr": lr,
+            "alpha": alpha,
+            "eps": eps,
+            "weight_decay": weight_decay,
+            "momentum": momentum,
+            "centered": centered,
+            "maximize": maximize,
+        }
+        super().__init__(params, defaults)
+
+    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+        options["alpha"] = _real(options["alpha"], "alpha", minimum=0.0)
+        options["eps"] = _real(options["eps"], "eps", minimum=0.0)
+        options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
+        options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
+        options["centered"] = _flag(options["centered"], "centered")
+        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        return options
+
+    def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
+        names = ("step", "square_avg")
+        names += ("momentum_buffer",) if group["momentum"] > 0 else ()
+        return names + ("grad_avg",) if group["centered"] else names
+
+    def _update(self, p: Parameter, group: dict[str, Any], state: dict[str, Any]) -> None:
+        if not state:
+            state["step"] = 0
+            state["square_avg"] = np.zeros_like(p.data)
+        # created when first needed: a group's momentum or centered may be switched on later
+        for name in self._required_state(group):
+            if name not in state:
+                state[name] = np.zeros_like(p.data)
+        _core.rmsprop_step(
+            p.data,
+            _ascent(p, group),
+            state["square_avg"],
+            state.get("grad_avg") if group["centered"] else None,
+            state.get("momentum_buffer"),
+            group["lr"],
+            group["alpha"],
+            group["eps"],
+            group["weight_decay"],
+            group["momentum"],
+        )
+        state["step"] += 1  # after the kernel, which checks the arrays before it changes any
+
+
 # --- learning-rate schedulers --------------------------------------------------------------------
 
 
@@ -478,9 +584,10 @@ class LRScheduler:
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
     loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
     the groups' lrs). Call `step()` once per epoch (or per batch, for OneCycleLR) after
-    `optimizer.step()`. A chainable scheduler (StepLR, CosineAnnealingLR) steps each group's
-    current lr, as torch's do, so an lr changed between steps carries on; the others (and
-    load_state_dict) set the closed form in `last_epoch`.
+    `optimizer.step()`. A chainable scheduler (StepLR, MultiStepLR, ExponentialLR,
+    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
+    steps carries on; the others (LinearLR, OneCycleLR, and load_state_dict) set the closed form
+    in `last_epoch`. ReduceLROnPlateau, stepped with a metric, is a class of its own.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
@@ -625,6 +732,101 @@ class StepLR(LRScheduler):
         return lr * self.gamma if step % self.step_size == 0 else lr
 
 
+class MultiStepLR(LRScheduler):
+    """lr = base_lr * gamma ** (milestones reached by step): decays by gamma at each milestone step
+    (twice for a milestone listed twice), multiplying the current lr, as torch does."""
+
+    _config = ("milestones", "gamma")
+    _chainable = True
+    _chains_at_start = True
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        milestones: Iterable[int],
+        gamma: float = 0.1,
+        last_epoch: int = -1,
+    ) -> None:
+        self._set_config({"milestones": milestones, "gamma": gamma})
+        super().__init__(optimizer, last_epoch)
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        milestones = config["milestones"]
+        if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
+            raise TypeError(
+                f"milestones: expected an iterable of steps, got {type(milestones).__name__}"
+            )
+        steps = sorted(as_int(m, "milestones") for m in milestones)
+        if steps and steps[0] < 1:
+            # (torch would cut the lr at construction for a milestone 0)
+            raise ValueError(f"milestones: expected steps >= 1, got {steps[0]}")
+        self.milestones = steps
+        self.gamma = _real(config["gamma"], "gamma")
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        return base_lr * self.gamma ** bisect.bisect_right(self.milestones, step)
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        count = self.milestones.count(step)
+        return lr * self.gamma**count if count else lr
+
+
+class ExponentialLR(LRScheduler):
+    """lr = base_lr * gamma ** step: multiplies the current lr by gamma at every step, as torch
+    does."""
+
+    _config = ("gamma",)
+    _chainable = True
+
+    def __init__(self, optimizer: Optimizer, gamma: float, last_epoch: int = -1) -> None:
+        self._set_config({"gamma": gamma})
+        super().__init__(optimizer, last_epoch)
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        self.gamma = _real(config["gamma"], "gamma")
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        return base_lr * self.gamma**step
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        return lr * self.gamma
+
+
+class LinearLR(LRScheduler):
+    """lr = base_lr * factor, the factor going linearly from start_factor at step 0 to end_factor
+    at step total_iters and staying there: a warmup with the defaults. torch's schedule, set in
+    closed form (torch multiplies the current lr; the two agree to float rounding)."""
+
+    _config = ("start_factor", "end_factor", "total_iters")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        start_factor: float = 1.0 / 3,
+        end_factor: float = 1.0,
+        total_iters: int = 5,
+        last_epoch: int = -1,
+    ) -> None:
+        self._set_config(
+            {"start_factor": start_factor, "end_factor": end_factor, "total_iters": total_iters}
+        )
+        super().__init__(optimizer, last_epoch)
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        start = _real(config["start_factor"], "start_factor")
+        if not 0.0 < start <= 1.0:
+            raise ValueError(f"start_factor: expected a value in (0, 1], got {start}")
+        end = _real(config["end_factor"], "end_factor")
+        if not 0.0 <= end <= 1.0:
+            raise ValueError(f"end_factor: expected a value in [0, 1], got {end}")
+        self.start_factor, self.end_factor = start, end
+        self.total_iters = _positive_int(config["total_iters"], "total_iters")
+
+    def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
+        progress = min(self.total_iters, step) / self.total_iters
+        return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+
 class CosineAnnealingLR(LRScheduler):
     """lr = eta_min + (base_lr - eta_min) * (1 + cos(pi * step / T_max)) / 2.
 
@@ -712,15 +914,15 @@ class OneCycleLR(LRScheduler):
         self._set_config(
             {
                 "total_steps": total_steps,
-                "max_lrs": self._per_group(max_lr, "max_lr", n),
+                "max_lrs": _per_group(max_lr, "max_lr", n),
                 "pct_start": pct_start,
                 "anneal_strategy": anneal_strategy,
                 "div_factor": div_factor,
                 "final_div_factor": final_div_factor,
                 "three_phase": three_phase,
                 "cycle_momentum": cycle_momentum,
-                "base_momentums": self._per_group(base_momentum, "base_momentum", n),
-                "max_momentums": self._per_group(max_momentum, "max_momentum", n),
+                "base_momentums": _per_group(base_momentum, "base_momentum", n),
+                "max_momentums": _per_group(max_momentum, "max_momentum", n),
             }
         )
         if self.cycle_momentum and not {"momentum", "betas"} & optimizer.defaults.keys():
@@ -732,14 +934,6 @@ class OneCycleLR(LRScheduler):
             for group, max_lr_value in zip(optimizer.param_groups, self.max_lrs):
                 group["initial_lr"] = max_lr_value / self.div_factor
         super().__init__(optimizer, last_epoch)
-
-    @staticmethod
-    def _per_group(value: object, name: str, n: int) -> list[float]:
-        if isinstance(value, (list, tuple)):
-            if len(value) != n:
-                raise ValueError(f"{name}: expected {n} values (one per group), got {len(value)}")
-            return [_real(v, name) for v in value]
-        return [_real(value, name)] * n
 
     def _set_config(self, config: dict[str, Any]) -> None:
         n = len(config["max_lrs"])
@@ -812,3 +1006,161 @@ class OneCycleLR(LRScheduler):
                     group["betas"] = (momentum, *group["betas"][1:])
                 else:
                     group["momentum"] = momentum
+
+
+class ReduceLROnPlateau:
+    """Cuts each group's lr to lr * factor (not below its min_lr) when the metric given to
+    `step(metric)` has not improved for more than `patience` steps, then ignores `cooldown` steps.
+
+    mode "min" watches a value that should fall (a loss), "max" one that should rise (an
+    accuracy). A value improves on the best so far when it beats it by more than threshold,
+    relative to it (threshold_mode "rel") or absolute ("abs"). A cut smaller than eps is skipped.
+    min_lr may be one value or one per group. Arguments, defaults, rule and state_dict keys are
+    torch's; `fastcnn.training.fit` steps it once per epoch on the validation loss (the training
+    loss without a validation set).
+    """
+
+    _config = (
+        "mode",
+        "factor",
+        "patience",
+        "threshold",
+        "threshold_mode",
+        "cooldown",
+        "min_lrs",
+        "eps",
+    )
+    _counters = ("last_epoch", "num_bad_epochs", "cooldown_counter")
+
+    def __init__(
+        self,
+        optimizer: Optimizer,
+        mode: str = "min",
+        factor: float = 0.1,
+        patience: int = 10,
+        threshold: float = 1e-4,
+        threshold_mode: str = "rel",
+        cooldown: int = 0,
+        min_lr: float | Sequence[float] = 0.0,
+        eps: float = 1e-8,
+    ) -> None:
+        if not isinstance(optimizer, Optimizer):
+            raise TypeError(f"optimizer: expected an Optimizer, got {type(optimizer).__name__}")
+        self.optimizer = optimizer
+        self._set_config(
+            {
+                "mode": mode,
+                "factor": factor,
+                "patience": patience,
+                "threshold": threshold,
+                "threshold_mode": threshold_mode,
+                "cooldown": cooldown,
+                "min_lrs": _per_group(min_lr, "min_lr", len(optimizer.param_groups)),
+                "eps": eps,
+            }
+        )
+        self.last_epoch = 0
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.num_bad_epochs = 0
+        self.cooldown_counter = 0
+        self._last_lr = [group["lr"] for group in optimizer.param_groups]
+
+    def _set_config(self, config: dict[str, Any]) -> None:
+        mode = _choice(config["mode"], "mode", ("min", "max"))
+        factor = _real(config["factor"], "factor")
+        if not 0.0 <= factor < 1.0:
+            raise ValueError(f"factor: expected a value in [0, 1), got {factor}")
+        patience = _nonnegative_int(config["patience"], "patience")
+        threshold = _real(config["threshold"], "threshold", minimum=0.0)
+        threshold_mode = _choice(config["threshold_mode"], "threshold_mode", ("rel", "abs"))
+        cooldown = _nonnegative_int(config["cooldown"], "cooldown")
+        min_lrs = config["min_lrs"]
+        if not isinstance(min_lrs, (list, tuple)):
+            raise TypeError(f"min_lrs: expected a list, got {type(min_lrs).__name__}")
+        if len(min_lrs) != len(self.optimizer.param_groups):
+            raise ValueError(
+                f"min_lr: expected {len(self.optimizer.param_groups)} values (one per group), "
+                f"got {len(min_lrs)}"
+            )
+        min_lrs = [_real(v, "min_lr", minimum=0.0) for v in min_lrs]
+        eps = _real(config["eps"], "eps", minimum=0.0)
+        self.mode = mode
+        self.factor = factor
+        self.patience = patience
+        self.threshold = threshold
+        self.threshold_mode = threshold_mode
+        self.cooldown = cooldown
+        self.min_lrs = min_lrs
+        self.eps = eps
+
+    def _is_better(self, value: float) -> bool:
+        best, threshold = self.best, self.threshold
+        if self.mode == "min":
+            return value < (
+                best * (1.0 - threshold) if self.threshold_mode == "rel" else best - threshold
+            )
+        return value > (
+            best * (threshold + 1.0) if self.threshold_mode == "rel" else best + threshold
+        )
+
+    def step(self, metrics: float) -> None:
+        """Counts one step with the watched value `metrics` (a float, or a 0-d array)."""
+        value = as_float(metrics, "metrics")
+        groups = self.optimizer.param_groups
+        if len(groups) != len(self.min_lrs):
+            raise ValueError(
+                f"min_lr: has {len(self.min_lrs)} values, but the optimizer now has "
+                f"{len(groups)} parameter groups"
+            )
+        self.last_epoch += 1
+        if self._is_better(value):
+            self.best = value
+            self.num_bad_epochs = 0
+        else:
+            self.num_bad_epochs += 1
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
+            self.num_bad_epochs = 0  # bad steps during the cooldown do not count
+        if self.num_bad_epochs > self.patience:
+            for group, min_lr in zip(groups, self.min_lrs):
+                old = float(group["lr"])
+                new = max(old * self.factor, min_lr)
+                if old - new > self.eps:
+                    group["lr"] = new
+            self.cooldown_counter = self.cooldown
+            self.num_bad_epochs = 0
+        self._last_lr = [group["lr"] for group in groups]
+
+    def get_last_lr(self) -> list[float]:
+        """The lr of each group after the last `step()`."""
+        return list(self._last_lr)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The options, the counters, `best` and `_last_lr`, under torch's names: plain Python
+        scalars and lists."""
+        saved = {name: getattr(self, name) for name in self._config + self._counters}
+        saved["min_lrs"] = list(self.min_lrs)
+        return {**saved, "best": self.best, "_last_lr": list(self._last_lr)}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restores a `state_dict()` (torch's has the same entries, and more that are ignored);
+        everything is checked before anything changes. The optimizer's lrs are its own state."""
+        names = self._config + self._counters + ("best",)
+        if not isinstance(state_dict, dict) or not set(names) <= state_dict.keys():
+            raise ValueError(f"state_dict: expected a dict with entries {list(names)}")
+        counters = {n: _nonnegative_int(state_dict[n], f"state_dict: {n}") for n in self._counters}
+        best = as_float(state_dict["best"], "state_dict: best")
+        last_lrs = state_dict.get("_last_lr", self._last_lr)
+        if not isinstance(last_lrs, (list, tuple)):
+            raise TypeError(f"state_dict: _last_lr: expected a list, got {type(last_lrs).__name__}")
+        last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
+        previous = {name: getattr(self, name) for name in self._config}
+        try:
+            self._set_config({name: state_dict[name] for name in self._config})
+        except (TypeError, ValueError):
+            self._set_config(previous)
+            raise
+        for name, value in counters.items():
+            setattr(self, name, value)
+        self.best = best
+        self._last_lr = last_lrs

@@ -21,17 +21,37 @@ class Parameter:
     no backward has reached since), `grad` is zeros and `grad_is_none` is True; optimizers then
     leave the parameter and its state alone, as torch's skip a None gradient. Any assignment to
     `grad`, such as a backward's `p.grad += dw`, clears the flag; `p.grad = None` sets it.
+
+    `requires_grad=False` freezes the parameter, as in torch: layers then compute no gradient for
+    it (its `grad` stays as it was, normally torch's None) and optimizers never change it. It is a
+    training setting, not state: `state_dict()` and `fastcnn.save` leave it out, as torch does.
     """
 
-    __slots__ = ("_grad", "data", "grad_is_none")
+    __slots__ = ("_grad", "_requires_grad", "data", "grad_is_none")
 
-    def __init__(self, data: ArrayLike) -> None:
+    def __init__(self, data: ArrayLike, requires_grad: bool = True) -> None:
         source = np.asarray(data)
         if source.dtype.kind not in "iuf":
             raise TypeError(f"data: expected a real numeric array, got dtype {source.dtype}")
         self.data: np.ndarray = np.array(source, dtype=np.float32, order="C", copy=True)
         self._grad: np.ndarray = np.zeros_like(self.data)
         self.grad_is_none = True
+        self.requires_grad = requires_grad
+
+    @property
+    def requires_grad(self) -> bool:
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value: bool) -> None:
+        if not isinstance(value, (bool, np.bool_)):
+            raise TypeError(f"requires_grad: expected a bool, got {type(value).__name__} {value!r}")
+        self._requires_grad = bool(value)
+
+    def requires_grad_(self, requires_grad: bool = True) -> Parameter:
+        """Sets `requires_grad` in place and returns the parameter, as torch's Tensor method."""
+        self.requires_grad = requires_grad
+        return self
 
     @property
     def grad(self) -> np.ndarray:
@@ -66,4 +86,5 @@ class Parameter:
         self.grad_is_none = bool(set_to_none)
 
     def __repr__(self) -> str:
-        return f"Parameter(shape={self.data.shape})"
+        frozen = "" if self._requires_grad else ", requires_grad=False"
+        return f"Parameter(shape={self.data.shape}{frozen})"

@@ -41,6 +41,16 @@ class _Progress:
             print(f"{self._desc}: {text}", file=sys.stderr, flush=True)
 
 
+def _steps_on_a_metric(scheduler) -> bool:
+    """Whether scheduler is a ReduceLROnPlateau (imported here: `import fastcnn` leaves
+    fastcnn.optim unloaded until it is used)."""
+    if scheduler is None:
+        return False
+    from fastcnn.optim import ReduceLROnPlateau
+
+    return isinstance(scheduler, ReduceLROnPlateau)
+
+
 def _steps_per_batch(scheduler, interval: str | None) -> bool:
     if scheduler is None:
         return False
@@ -48,6 +58,11 @@ def _steps_per_batch(scheduler, interval: str | None) -> bool:
         return type(scheduler).__name__ == "OneCycleLR"
     if interval not in ("epoch", "batch"):
         raise ValueError(f"scheduler_interval: expected 'epoch' or 'batch', got {interval!r}")
+    if interval == "batch" and _steps_on_a_metric(scheduler):
+        raise ValueError(
+            "scheduler_interval: ReduceLROnPlateau steps once per epoch, on the epoch's loss; "
+            "got 'batch'"
+        )
     return interval == "batch"
 
 
@@ -150,12 +165,14 @@ def fit(
     scheduler_interval: str | None = None,
 ) -> list[dict]:
     """Train for epochs start_epoch..epochs-1. The scheduler steps once per epoch, or per batch
-    for OneCycleLR (or as `scheduler_interval` says). Each callback may define
+    for OneCycleLR (or as `scheduler_interval` says); ReduceLROnPlateau steps once per epoch on
+    val_loss (on the training loss without val_loader). Each callback may define
     on_batch_end(epoch, step, logs) and on_epoch_end(epoch, logs); logs of each epoch are returned
     as a list of dicts (loss, accuracy, images_per_s, seconds, lr, val_loss, val_accuracy)."""
     if int(epochs) != epochs or epochs < 0:
         raise ValueError(f"epochs: expected a non-negative int, got {epochs!r}")
     per_batch = _steps_per_batch(scheduler, scheduler_interval)
+    on_metric = _steps_on_a_metric(scheduler)
     callbacks = list(callbacks)
     history = []
     for epoch in range(start_epoch, int(epochs)):
@@ -171,11 +188,13 @@ def fit(
         )
         logs["epoch"] = epoch + 1
         logs["lr"] = float(optimizer.param_groups[0]["lr"])
-        if scheduler is not None and not per_batch:
-            scheduler.step()
         if val_loader is not None:
             val = evaluate(model, val_loader)
             logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
+        if on_metric:
+            scheduler.step(logs.get("val_loss", logs["loss"]))
+        elif scheduler is not None and not per_batch:
+            scheduler.step()
         shown = {"loss": logs["loss"], "acc": logs["accuracy"], "img/s": logs["images_per_s"]}
         if val_loader is not None:
             shown["val_acc"] = logs["val_accuracy"]

@@ -40,4 +40,29 @@ void adam_step(int64_t n, AdamStep s, const float* grad, float* param, float* ex
   }
 }
 
+void rmsprop_step(int64_t n, RmspropStep s, const float* grad, float* param, float* square_avg,
+                  float* grad_avg, float* momentum_buffer) {
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = s.decay ? param[i] * s.weight_decay + grad[i] : grad[i];
+    const float v = square_avg[i] * s.alpha + (g * s.one_minus_alpha) * g;
+    square_avg[i] = v;
+    float avg;
+    if (s.centered) {
+      // v - ga^2: the variance of the gradient, as the running averages estimate it
+      const float ga = grad_avg[i] + (g - grad_avg[i]) * s.one_minus_alpha;
+      grad_avg[i] = ga;
+      avg = std::sqrt(v - ga * ga) + s.eps;
+    } else {
+      avg = std::sqrt(v) + s.eps;
+    }
+    if (s.with_momentum) {
+      const float buf = momentum_buffer[i] * s.momentum + g / avg;
+      momentum_buffer[i] = buf;
+      param[i] = param[i] + buf * s.neg_lr;
+    } else {
+      param[i] = param[i] + (g * s.neg_lr) / avg;
+    }
+  }
+}
+
 }  // namespace fastcnn::ref

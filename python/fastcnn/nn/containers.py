@@ -94,28 +94,31 @@ class Sequential(Module):
                 "Sequential.backward: a module appears more than once; it keeps only its last "
                 "call's input for backward, so shared (tied) modules cannot be trained here"
             )
+        # Without input_grad, nothing below the lowest module with a trainable parameter runs, as
+        # torch's autograd stops there: a frozen feature extractor costs no backward at all.
+        low = 0 if input_grad else _lowest_trainable(mods)
         i = len(mods) - 1
-        while i >= 0:
+        while i >= low:
             if (
-                i > 1
+                i - 2 >= low
                 and type(mods[i]) is ReLU
                 and type(mods[i - 1]) is MaxPool2d
                 and type(mods[i - 2]) is BatchNorm2d
             ):
                 dy = mods[i - 2].backward_through_max_pool(
-                    dy, mods[i - 1], input_grad=input_grad or i > 2, relu=mods[i]
+                    dy, mods[i - 1], input_grad=i - 2 > low or input_grad, relu=mods[i]
                 )
                 i -= 3
                 continue
-            if i > 0 and type(mods[i]) is MaxPool2d and type(mods[i - 1]) is BatchNorm2d:
+            if i - 1 >= low and type(mods[i]) is MaxPool2d and type(mods[i - 1]) is BatchNorm2d:
                 dy = mods[i - 1].backward_through_max_pool(
-                    dy, mods[i], input_grad=input_grad or i > 1
+                    dy, mods[i], input_grad=i - 1 > low or input_grad
                 )
                 i -= 2
                 continue
-            dy = mods[i].backward(dy, input_grad=input_grad or i > 0)
+            dy = mods[i].backward(dy, input_grad=i > low or input_grad)
             i -= 1
-        return dy
+        return dy if input_grad else None
 
 
 class ModuleList(Module):
@@ -194,6 +197,15 @@ def _checked(module: object, where: str) -> Module:
     if not isinstance(module, Module):
         raise TypeError(f"{where}: expected a Module, got {type(module).__name__}")
     return module
+
+
+def _lowest_trainable(mods: list[Module]) -> int:
+    """The index of the first module holding a parameter with requires_grad, else len(mods)."""
+    for i, m in enumerate(mods):
+        params = m.parameters() if m._modules else m._parameters.values()
+        if any(p is not None and p.requires_grad for p in params):
+            return i
+    return len(mods)
 
 
 def _fusable(bn: BatchNorm2d, pool: Module) -> bool:

@@ -77,8 +77,11 @@ def _fuse_children(module: Module) -> int:
             conv, bn = module._modules[first], module._modules[second]
             if type(conv) is Conv2d and _foldable(bn):
                 w, b = fold_conv_bn(conv, bn)
-                conv.weight = Parameter(w)
-                conv.bias = Parameter(b)
+                # a frozen convolution stays frozen, as with torch's fuse_conv_bn_eval
+                trains = conv.weight.requires_grad
+                bias_trains = trains if conv.bias is None else conv.bias.requires_grad
+                conv.weight = Parameter(w, requires_grad=trains)
+                conv.bias = Parameter(b, requires_grad=bias_trains)
                 module._modules[second] = Identity()
                 folded += 1
         if folded:

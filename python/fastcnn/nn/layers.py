@@ -136,12 +136,15 @@ class Conv2d(Module):
             )
             if conv_padding is not padding:
                 dx = _padding_modes.fold(dx, padding, self.padding_mode)
-        dw, db = _core.conv2d_backward_weight(
-            dy, x, weight.data.shape, stride, conv_padding, dilation, groups, True, bias is not None
-        )
-        weight.grad += dw
-        if bias is not None:
-            bias.grad += db
+        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        if need_w or need_b:  # a frozen layer (requires_grad False) computes neither
+            dw, db = _core.conv2d_backward_weight(
+                dy, x, weight.data.shape, stride, conv_padding, dilation, groups, need_w, need_b
+            )
+            if need_w:
+                weight.grad += dw
+            if need_b:
+                bias.grad += db
         return dx[0] if single and dx is not None else dx
 
     def config(self) -> dict:
@@ -196,10 +199,13 @@ class Linear(Module):
         p = self._parameters
         weight, bias = p["weight"], p.get("bias")
         dx = _core.linear_backward_input(dy, weight.data) if input_grad else None
-        dw, db = _core.linear_backward_weight(dy, x, True, bias is not None)
-        weight.grad += dw
-        if bias is not None:
-            bias.grad += db
+        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        if need_w or need_b:  # a frozen layer (requires_grad False) computes neither
+            dw, db = _core.linear_backward_weight(dy, x, need_w, need_b)
+            if need_w:
+                weight.grad += dw
+            if need_b:
+                bias.grad += db
         return dx
 
     def config(self) -> dict:
@@ -578,11 +584,17 @@ class _BatchNorm(Module):
         form."""
         if self._saved is None:
             raise _forgotten(self)
+        weight, bias = self.weight, self.bias
+        need_w = weight is not None and weight.requires_grad
+        need_b = bias is not None and bias.requires_grad
+        if not (input_grad or need_w or need_b):
+            return None
         x, use_batch_stats, mean, invstd = self._saved
+        # one kernel makes dx, dw and db together (training's dx is built from dw's and db's sums)
         dx, dw, db = grads(
             *leading,
             x,
-            None if self.weight is None else self.weight.data,
+            None if weight is None else weight.data,
             running_mean=None if use_batch_stats else self.running_mean,
             running_var=None if use_batch_stats else self.running_var,
             training=use_batch_stats,
@@ -591,9 +603,10 @@ class _BatchNorm(Module):
             save_invstd=invstd,
             **(extra or {}),
         )
-        if self.weight is not None:
-            self.weight.grad += dw
-            self.bias.grad += db
+        if need_w:
+            weight.grad += dw
+        if need_b:
+            bias.grad += db
         return dx if input_grad else None
 
     def config(self) -> dict:

@@ -250,6 +250,19 @@ class Module:
     def eval(self) -> Module:
         return self.train(False)
 
+    def requires_grad_(self, requires_grad: bool = True) -> Module:
+        """Sets `requires_grad` on every parameter of the tree and returns self, as torch's: with
+        False, backward computes no gradient for them and optimizers leave them alone (freezing
+        a pretrained feature extractor while the head trains)."""
+        if not isinstance(requires_grad, (bool, np.bool_)):
+            raise TypeError(
+                f"requires_grad: expected a bool, got {type(requires_grad).__name__} "
+                f"{requires_grad!r}"
+            )
+        for p in self.parameters():
+            p.requires_grad = requires_grad
+        return self
+
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Zeroes every parameter's gradient in place (set_to_none: see Optimizer.zero_grad)."""
         for p in self.parameters():

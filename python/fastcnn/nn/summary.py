@@ -41,5 +41,7 @@ def layer_summary(model, input_shape: tuple[int, ...], print_fn=print) -> list:
     print_fn(f"{'layer':<14}{'type':<20}{'output shape':<24}{'params':>10}")
     for name, kind, shape, count in rows:
         print_fn(f"{name:<14}{kind:<20}{str(shape):<24}{count:>10,}")
-    print_fn(f"total parameters: {total:,}")
+    frozen = sum(p.data.size for p in model.parameters() if not p.requires_grad)
+    trainable = f" ({total - frozen:,} trainable, {frozen:,} frozen)" if frozen else ""
+    print_fn(f"total parameters: {total:,}{trainable}")
     return rows
