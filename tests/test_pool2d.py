@@ -56,7 +56,14 @@ ONE_WINDOW_MAX_CASES = [
     ((3, 7, 5, 6), {"kernel_size": (3, 4), "stride": 5}),
     ((2, 3, 3, 4), {"kernel_size": (4, 5), "ceil_mode": True}),
 ]
-MAX_CASES += ONE_WINDOW_MAX_CASES
+# Rows of several vectors of outputs with windows across both borders (the fast variants mask
+# the outside taps): stride 1 and 2, ceil_mode, a wide padded window.
+WIDE_MAX_CASES = [
+    ((2, 3, 9, 40), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 2, 7, 37), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ((2, 2, 6, 35), {"kernel_size": (2, 5), "stride": (1, 2), "padding": (1, 2)}),
+]
+MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
 
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
@@ -189,7 +196,7 @@ def test_max_pool2d_matches_torch(rng, shape, kw):
     )
 
 
-BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES
+BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
 
 
 @pytest.mark.parametrize("shape,kw", BITWISE_MAX_CASES, ids=_ids(BITWISE_MAX_CASES))
