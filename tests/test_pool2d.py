@@ -49,6 +49,22 @@ MAX_CASES = [
     ((2, 3, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True}),
 ]
 
+# One window a plane (the fast variants gather a vector of planes' taps): global pooling over 10
+# planes (a part vector), a window inside a larger plane, one hanging past the plane (ceil_mode).
+ONE_WINDOW_MAX_CASES = [
+    ((2, 5, 7, 7), {"kernel_size": 7}),
+    ((3, 7, 5, 6), {"kernel_size": (3, 4), "stride": 5}),
+    ((2, 3, 3, 4), {"kernel_size": (4, 5), "ceil_mode": True}),
+]
+# Rows of several vectors of outputs with windows across both borders (the fast variants mask
+# the outside taps): stride 1 and 2, ceil_mode, a wide padded window.
+WIDE_MAX_CASES = [
+    ((2, 3, 9, 40), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 2, 7, 37), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ((2, 2, 6, 35), {"kernel_size": (2, 5), "stride": (1, 2), "padding": (1, 2)}),
+]
+MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
+
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
     # windows that tile the plane (the fast variants' one-pass backward): uncovered last rows and
@@ -87,6 +103,27 @@ AVG_CASES = [
     ((3, 1, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True}),
     ((2, 3, 1, 9), {"kernel_size": 4, "stride": 3, "padding": 1, "ceil_mode": True}),
     ((2, 3, 3, 10), {"kernel_size": (4, 5), "ceil_mode": True, "count_include_pad": False}),
+    # one window a plane (the forward's gathered planes): global, inside the plane, overridden
+    ((2, 5, 7, 7), {"kernel_size": 7}),
+    ((3, 7, 5, 6), {"kernel_size": (3, 4)}),
+    ((2, 5, 7, 7), {"kernel_size": 7, "divisor_override": 5}),
+    # the backward's gather: rows longer than a vector with up to 3 windows a cell, columns no
+    # window covers (stride > kernel), share rows computed in bands (P * Q > 8192), and a row too
+    # long for its tables (ref)
+    ((2, 3, 9, 40), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    (
+        (1, 2, 9, 37),
+        {
+            "kernel_size": 5,
+            "stride": 2,
+            "padding": 2,
+            "ceil_mode": True,
+            "count_include_pad": False,
+        },
+    ),
+    ((2, 2, 11, 35), {"kernel_size": 2, "stride": 3}),
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 1, 3, 4200), {"kernel_size": 3, "stride": 2, "padding": 1}),
 ]
 
 ADAPTIVE_CASES = [
@@ -99,6 +136,10 @@ ADAPTIVE_CASES = [
     ((2, 4, 7, 7), 7),
     ((2, 8, 40, 41), 1),  # long global-pooling sums
     ((1, 16, 14, 14), (7, 7)),  # VGG's adaptive pool
+    ((2, 3, 10, 10), 3),  # windows that overlap by one input
+    ((2, 2, 28, 28), 7),
+    ((1, 2, 20, 20), (30, 28)),  # far more outputs than inputs: the backward's gather takes ref
+    ((1, 1, 30, 2000), (20, 1000)),  # the backward's share rows in bands
 ]
 
 
@@ -155,7 +196,10 @@ def test_max_pool2d_matches_torch(rng, shape, kw):
     )
 
 
-@pytest.mark.parametrize("shape,kw", MAX_CASES[:8], ids=_ids(MAX_CASES[:8]))
+BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
+
+
+@pytest.mark.parametrize("shape,kw", BITWISE_MAX_CASES, ids=_ids(BITWISE_MAX_CASES))
 def test_max_pool2d_fast_variants_equal_ref_bitwise(rng, shape, kw):
     """The fast paths keep ref's scan order, so they agree bit for bit, indices included."""
     x = rng.integers(-3, 4, shape).astype(np.float32)  # many ties
@@ -248,6 +292,8 @@ def test_max_pool2d_ties_pick_torchs_index(core, rng, kw):
         {"kernel_size": 2},
         {"kernel_size": 3, "stride": 2, "padding": 1},
         {"kernel_size": 3, "stride": 1},
+        {"kernel_size": (13, 11)},
+        {"kernel_size": (5, 4), "stride": 9},
     ],
 )
 def test_max_pool2d_nan_and_inf_follow_torch(core, rng, kw):
@@ -393,15 +439,19 @@ def test_avg_pool2d_matches_torch(rng, shape, kw):
 
 @pytest.mark.parametrize("shape,kw", AVG_CASES, ids=_ids(AVG_CASES))
 def test_avg_pool2d_fast_variants_equal_ref_bitwise(rng, shape, kw):
-    """The fast paths sum each window in ref's order, so they agree bit for bit."""
+    """The fast paths sum each window in ref's order, so they agree bit for bit (-0.0 in dy
+    included: ref's 0 + share gives +0.0)."""
     x = rng.standard_normal(shape).astype(np.float32)
     base = fastcnn._core._variants["ref"]
     y0 = base.avg_pool2d_forward(x, *_avg_args(kw))
     dy = rng.standard_normal(y0.shape).astype(np.float32)
+    dy.reshape(-1)[::5] = -0.0
     dx0 = base.avg_pool2d_backward(dy, x, *_avg_args(kw))
     for name, core in fastcnn._core._variants.items():
-        np.testing.assert_array_equal(core.avg_pool2d_forward(x, *_avg_args(kw)), y0, err_msg=name)
-        np.testing.assert_array_equal(core.avg_pool2d_backward(dy, x, *_avg_args(kw)), dx0)
+        y = core.avg_pool2d_forward(x, *_avg_args(kw))
+        np.testing.assert_array_equal(y.view(np.uint32), y0.view(np.uint32), err_msg=name)
+        dx = core.avg_pool2d_backward(dy, x, *_avg_args(kw))
+        np.testing.assert_array_equal(dx.view(np.uint32), dx0.view(np.uint32), err_msg=name)
 
 
 # --- adaptive average pooling --------------------------------------------------------------------
@@ -419,6 +469,33 @@ def test_adaptive_avg_pool2d_matches_oracle(core, rng, shape, size):
         rtol=RTOL,
         atol=ATOL,
     )
+
+
+@pytest.mark.parametrize("shape,size", ADAPTIVE_CASES, ids=_ids(ADAPTIVE_CASES))
+def test_adaptive_avg_pool2d_fast_variants_equal_ref_bitwise(rng, shape, size):
+    """The backward's gather adds each cell's shares in ref's order, and so does the forward's
+    for windows of at most 64 cells and at most 4096 per plane (others are summed a window row
+    at a time, long ones in partial sums): bit for bit."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    base = fastcnn._core._variants["ref"]
+    y0 = base.adaptive_avg_pool2d_forward(x, size)
+    dy = rng.standard_normal(y0.shape).astype(np.float32)
+    dy.reshape(-1)[::5] = -0.0
+    dx0 = base.adaptive_avg_pool2d_backward(dy, x, size)
+
+    def longest(n_in, n_out):
+        return max(-(-(i + 1) * n_in // n_out) - i * n_in // n_out for i in range(n_out))
+
+    small = (
+        longest(shape[2], y0.shape[2]) * longest(shape[3], y0.shape[3]) <= 64
+        and y0.shape[2] * y0.shape[3] <= 4096
+    )
+    for name, core in fastcnn._core._variants.items():
+        if small:
+            y = core.adaptive_avg_pool2d_forward(x, size)
+            np.testing.assert_array_equal(y.view(np.uint32), y0.view(np.uint32), err_msg=name)
+        dx = core.adaptive_avg_pool2d_backward(dy, x, size)
+        np.testing.assert_array_equal(dx.view(np.uint32), dx0.view(np.uint32), err_msg=name)
 
 
 @pytest.mark.parametrize("shape,size", ADAPTIVE_CASES, ids=_ids(ADAPTIVE_CASES))
