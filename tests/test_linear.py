@@ -61,6 +61,11 @@ TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
 # The weight gradient packs dy^T once for all its column ranges (every case above with
 # out_features <= in_features), unless it is too large: here each range packs its own.
 TAIL_CASES += [((2100, 150), 128)]
+# The forward packs w^T into B panels by register transposes: on AVX-512, 16 x 16 blocks for each
+# 16-deep step, then 8 x 8 blocks and single elements. 37 and 45 in-features end each panel in
+# a 5-deep tail (45 after one 8-deep step); 20 and 33 out-features leave a panel's second half
+# with 4 or 0 lines and the next panel with 1.
+TAIL_CASES += [((7, c), k) for c in (37, 45) for k in (20, 33)]
 # A forward on one or two rows is dot products, eight outputs per pass over x, then the rest
 # one at a time.
 TAIL_CASES += [((1, 170), k) for k in (7, 8, 9, 15, 17)] + [((2, 33), 23)]
