@@ -45,6 +45,17 @@ float* param_inout(py::handle obj, std::vector<int64_t>& shape, int64_t& n) {
   return exact_f32(obj, shape, "param", /*written=*/true);  // TypeError for a non-array
 }
 
+// The momentum buffer, required (of param's shape) when momentum != 0; null otherwise, whatever
+// was passed.
+float* momentum_buffer_or_null(py::handle obj, const std::vector<int64_t>& shape,
+                               double momentum) {
+  if (momentum == 0.0) return nullptr;
+  if (obj.is_none())
+    throw py::value_error("momentum_buffer: expected an array of param's shape " +
+                          shape_string(shape) + " when momentum != 0, got None");
+  return exact_f32(obj, shape, "momentum_buffer", true);
+}
+
 }  // namespace
 
 void register_optim(py::module_& m, CpuVariant v) {
@@ -58,13 +69,7 @@ void register_optim(py::module_& m, CpuVariant v) {
           int64_t n = 0;
           float* param = param_inout(param_obj, shape, n);
           const float* grad = exact_f32(grad_obj, shape, "grad", false);
-          float* buf = nullptr;
-          if (momentum != 0.0) {
-            if (buf_obj.is_none())
-              throw py::value_error("momentum_buffer: expected an array of param's shape " +
-                                    shape_string(shape) + " when momentum != 0, got None");
-            buf = exact_f32(buf_obj, shape, "momentum_buffer", true);
-          }
+          float* buf = momentum_buffer_or_null(buf_obj, shape, momentum);
           std::vector<Operand> operands{{"param", param}, {"grad", grad}};
           if (buf) operands.push_back({"momentum_buffer", buf});
           require_disjoint(operands, n);
@@ -147,13 +152,7 @@ void register_optim(py::module_& m, CpuVariant v) {
           const float* grad = exact_f32(grad_obj, shape, "grad", false);
           float* square_avg = exact_f32(v_obj, shape, "square_avg", true);
           float* grad_avg = ga_obj.is_none() ? nullptr : exact_f32(ga_obj, shape, "grad_avg", true);
-          float* buf = nullptr;
-          if (momentum != 0.0) {
-            if (buf_obj.is_none())
-              throw py::value_error("momentum_buffer: expected an array of param's shape " +
-                                    shape_string(shape) + " when momentum != 0, got None");
-            buf = exact_f32(buf_obj, shape, "momentum_buffer", true);
-          }
+          float* buf = momentum_buffer_or_null(buf_obj, shape, momentum);
           std::vector<Operand> operands{
               {"param", param}, {"grad", grad}, {"square_avg", square_avg}};
           if (grad_avg) operands.push_back({"grad_avg", grad_avg});
