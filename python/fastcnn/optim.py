@@ -138,8 +138,10 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Validates and normalizes a group's options (subclasses check their own)."""
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        """Validates and normalizes a group's options (subclasses check their own). saved: they
+        come from a checkpoint, whose lr a scheduler may have set below 0 (OneCycleLR's linear
+        anneal ends there); torch loads that lr, it refuses only a negative one it is given."""
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -247,7 +249,9 @@ class Optimizer:
                     f"state_dict: parameter group {g} has {len(saved_ids)} parameters, "
                     f"this optimizer's has {len(group['params'])}"
                 )
-            options = self._check_options({k: v for k, v in saved.items() if k != "params"})
+            options = self._check_options(
+                {k: v for k, v in saved.items() if k != "params"}, saved=True
+            )
             options["params"] = group["params"]
             new_groups.append(options)
             for i, p in zip(saved_ids, group["params"]):
@@ -339,8 +343,8 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
         options["dampening"] = _real(options["dampening"], "dampening")
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
@@ -423,8 +427,8 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
@@ -537,8 +541,8 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["alpha"] = _real(options["alpha"], "alpha", minimum=0.0)
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
@@ -956,6 +960,15 @@ class OneCycleLR(LRScheduler):
         self.max_momentums = [_real(v, "max_momentum") for v in config["max_momentums"]]
         if not len(self.base_momentums) == len(self.max_momentums) == n:
             raise ValueError("max_lr, base_momentum, max_momentum: need one value per group each")
+        start = 0.0
+        for i, (end, _, _) in enumerate(self._phases()):
+            if end == start:  # torch divides by the phase's length (ZeroDivisionError)
+                raise ValueError(
+                    f"pct_start, total_steps: phase {i + 1} of the schedule would have no length "
+                    f"(pct_start={self.pct_start}, total_steps={self.total_steps}, "
+                    f"three_phase={self.three_phase})"
+                )
+            start = end
 
     def _phases(self) -> list[tuple[float, str, str]]:
         """(last step of the phase, lr it starts from, lr it ends at); momentum mirrors lr."""
