@@ -25,7 +25,8 @@ void adam_step(int64_t n, AdamStep s, const float* grad, float* param, float* ex
   for (int64_t i = 0; i < n; ++i) {
     const float w = param[i] * s.decay_scale;
     const float g = s.decay ? w * s.weight_decay + grad[i] : grad[i];
-    const float m = exp_avg[i] + (g - exp_avg[i]) * s.one_minus_beta1;
+    const float d = g - exp_avg[i];
+    const float m = s.lerp_from_end ? g - d * s.beta1 : exp_avg[i] + d * s.one_minus_beta1;
     float v = exp_avg_sq[i] * s.beta2 + (g * s.one_minus_beta2) * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
