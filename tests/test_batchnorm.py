@@ -148,6 +148,28 @@ def test_constant_channel_gives_bias(core, rng):
     assert all(np.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (6, 3), (2, 3, 40)])
+def test_non_finite_channel_gives_nan_variance(core, rng, shape):
+    """A channel holding an Inf (or a NaN) has a NaN variance, as in ref and torch: NaN
+    save_invstd and running_var. The fast variants clamped the NaN to 0 (as for a constant
+    channel's tiny negative): invstd 1 / sqrt(eps) and running_var (1 - momentum) * running_var."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(np.float32)
+    rest = len(shape) - 2
+    x[(1, 0) + (0,) * rest], x[(0, 1) + (-1,) * rest] = np.inf, np.nan
+    running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    _, mean, invstd = core.batchnorm2d_forward_train(
+        x, None, None, running_mean, running_var, 0.1, 1e-5
+    )
+    tm = torch.nn.BatchNorm1d(3, affine=False) if len(shape) < 4 else torch.nn.BatchNorm2d(3)
+    tm(torch.from_numpy(x))
+    np.testing.assert_array_equal(mean[:2], [np.inf, np.nan])
+    np.testing.assert_array_equal(invstd[:2], [np.nan, np.nan])
+    np.testing.assert_allclose(running_mean, tm.running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(running_var, tm.running_var.numpy(), rtol=1e-5)
+    assert np.isnan(running_var[:2]).all() and np.isfinite(invstd[2])
+
+
 def _stats(core, x):
     _, m, s = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
     return m, s
