@@ -378,6 +378,12 @@ def test_bad_arguments(core, rng):
         F.batch_norm(x, rm, np.ones(2), training=False)
     with pytest.raises(ValueError, match="eps"):
         F.batch_norm(x, rm, rv, eps=-1.0)
+    # as torch: eps = 0 is refused in training only (a constant channel's invstd would be Inf)
+    np.testing.assert_array_equal(F.batch_norm(x, rm, rv, training=False, eps=0.0).shape, x.shape)
+    with pytest.raises(ValueError, match="eps: expected a value > 0 in training, got 0"):
+        F.batch_norm(x, rm, rv, training=True, eps=0.0)
+    with pytest.raises(ValueError, match="eps: expected a value > 0 in training"):
+        fastcnn.nn.BatchNorm2d(x.shape[1], eps=0.0)(x)
     with pytest.raises(TypeError, match="momentum"):
         F.batch_norm(x, rm, rv, training=True, momentum="fast")
     with pytest.raises(ValueError, match="dy: expected shape"):
