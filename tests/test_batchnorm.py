@@ -152,11 +152,14 @@ def test_constant_channel_gives_bias(core, rng):
 def test_non_finite_channel_gives_nan_variance(core, rng, shape):
     """A channel holding an Inf (or a NaN) has a NaN variance, as in ref and torch: NaN
     save_invstd and running_var. The fast variants clamped the NaN to 0 (as for a constant
-    channel's tiny negative): invstd 1 / sqrt(eps) and running_var (1 - momentum) * running_var."""
+    channel's tiny negative): invstd 1 / sqrt(eps) and running_var (1 - momentum) * running_var.
+    An Inf as the channel's first element left their mean NaN instead of Inf."""
     torch = pytest.importorskip("torch")
     x = rng.standard_normal(shape).astype(np.float32)
     rest = len(shape) - 2
     x[(1, 0) + (0,) * rest], x[(0, 1) + (-1,) * rest] = np.inf, np.nan
+    if len(shape) == 4:  # an Inf first element: the fast variants' shift, which made the mean NaN
+        x[0, 0, 0, 0] = np.inf
     running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
     _, mean, invstd = core.batchnorm2d_forward_train(
         x, None, None, running_mean, running_var, 0.1, 1e-5
