@@ -584,6 +584,37 @@ def test_adam_first_moment_is_torchs_lerp(kind, beta1):
         np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize("kind", ["SGD", "Adam"])
+@pytest.mark.parametrize("layout", ["fortran", "reversed", "strided"])
+def test_step_reads_a_float32_gradient_in_any_layout_as_torch(kind, layout):
+    """A float32 gradient assigned as a Fortran-order, negative-stride or strided array steps as
+    torch's does with the same values (fastcnn raised 'grad: expected a C-contiguous array');
+    maximize negates it without touching the caller's array."""
+    rng = np.random.default_rng(8900)
+    start = rng.standard_normal((4, 6)).astype(np.float32)
+    kw = {"lr": 0.1, "maximize": True} | ({"momentum": 0.9} if kind == "SGD" else {})
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    opt, topt = (
+        getattr(fastcnn.optim, kind)([param], **kw),
+        getattr(torch.optim, kind)([tparam], **kw),
+    )
+    for _ in range(3):
+        g = rng.standard_normal((4, 6)).astype(np.float32)
+        if layout == "fortran":
+            grad = np.asfortranarray(g)
+        elif layout == "reversed":
+            grad = np.ascontiguousarray(g[::-1])[::-1]
+        else:
+            grad = np.zeros((4, 12), np.float32)[:, ::2]
+            grad[...] = g
+        param.grad = grad
+        tparam.grad = torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+        np.testing.assert_array_equal(grad, g)
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
 def test_optimizer_loads_the_negative_lr_a_linear_one_cycle_ends_on_as_torch():
     """OneCycleLR's linear anneal, stepped to total_steps, leaves the lr below 0 (torch's formula
     too); the optimizer's state_dict then loads, as torch's does, where fastcnn refused it
