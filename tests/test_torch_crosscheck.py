@@ -615,6 +615,28 @@ def test_step_reads_a_float32_gradient_in_any_layout_as_torch(kind, layout):
         np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("alpha", [0.3, 0.5])
+def test_centered_rmsprop_gradient_average_is_torchs_lerp(alpha):
+    """Centered RMSprop's grad_avg follows torch's lerp_(grad, 1 - alpha) as Adam's exp_avg does:
+    summed from grad at weights of 1/2 and more (summed from grad_avg, a gradient 1000x smaller
+    than the last cancelled). At alpha = 0.5 the products are exact: torch's bits; elsewhere
+    torch's vector lerp fuses the multiply-add, which fastcnn does not."""
+    rng = np.random.default_rng(8850)
+    start = rng.standard_normal(300).astype(np.float32)
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    kw = {"lr": 0.01, "alpha": alpha, "centered": True, "eps": 1e-3}
+    opt, topt = fastcnn.optim.RMSprop([param], **kw), torch.optim.RMSprop([tparam], **kw)
+    for scale in (1.0, 1e-3, 1.0, 1e-3):
+        grad = (rng.standard_normal(300) * scale).astype(np.float32)
+        param.grad = grad.copy()
+        tparam.grad = torch.from_numpy(grad)
+        opt.step()
+        topt.step()
+        grad_avg, want = opt.state[param]["grad_avg"], topt.state[tparam]["grad_avg"].numpy()
+        np.testing.assert_allclose(grad_avg, want, rtol=0 if alpha == 0.5 else 1e-6, atol=0)
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
 def test_optimizer_loads_the_negative_lr_a_linear_one_cycle_ends_on_as_torch():
     """OneCycleLR's linear anneal, stepped to total_steps, leaves the lr below 0 (torch's formula
     too); the optimizer's state_dict then loads, as torch's does, where fastcnn refused it

@@ -164,6 +164,8 @@ void register_optim(py::module_& m, CpuVariant v) {
           RmspropStep s;
           s.alpha = static_cast<float>(alpha);
           s.one_minus_alpha = static_cast<float>(1.0 - alpha);
+          s.lerp_alpha = 1.0f - s.one_minus_alpha;  // torch's lerp takes 1 - weight in float
+          s.lerp_from_end = !(std::fabs(s.one_minus_alpha) < 0.5f);
           s.eps = static_cast<float>(eps);
           s.weight_decay = static_cast<float>(weight_decay);
           s.momentum = static_cast<float>(momentum);

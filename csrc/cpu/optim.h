@@ -45,13 +45,14 @@ struct AdamStep {
 //   if decay: g = param * weight_decay + g
 //   v = v * alpha + (g * one_minus_alpha) * g                 (square_avg)
 //   if centered: ga = ga + (g - ga) * one_minus_alpha;  avg = sqrt(v - ga * ga) + eps
+//                (lerp_from_end: ga = g - (g - ga) * lerp_alpha, as AdamStep's m)
 //   else: avg = sqrt(v) + eps
 //   if with_momentum: buf = buf * momentum + g / avg;  param = param + buf * neg_lr
 //   else: param = param + (g * neg_lr) / avg
 // with neg_lr = -lr; the order of torch.optim.RMSprop's tensor operations.
 struct RmspropStep {
-  float alpha, one_minus_alpha, eps, weight_decay, momentum, neg_lr;
-  bool decay, centered, with_momentum;
+  float alpha, one_minus_alpha, lerp_alpha, eps, weight_decay, momentum, neg_lr;
+  bool decay, centered, with_momentum, lerp_from_end;
 };
 
 // momentum_buffer may be null without momentum; max_exp_avg_sq is null unless amsgrad; grad_avg

@@ -50,7 +50,8 @@ void rmsprop_step(int64_t n, RmspropStep s, const float* grad, float* param, flo
     float avg;
     if (s.centered) {
       // v - ga^2: the variance of the gradient, as the running averages estimate it
-      const float ga = grad_avg[i] + (g - grad_avg[i]) * s.one_minus_alpha;
+      const float d = g - grad_avg[i];
+      const float ga = s.lerp_from_end ? g - d * s.lerp_alpha : grad_avg[i] + d * s.one_minus_alpha;
       grad_avg[i] = ga;
       avg = std::sqrt(v - ga * ga) + s.eps;
     } else {
