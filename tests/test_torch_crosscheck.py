@@ -638,9 +638,10 @@ def test_centered_rmsprop_gradient_average_is_torchs_lerp(alpha):
 
 
 def test_optimizer_loads_the_negative_lr_a_linear_one_cycle_ends_on_as_torch():
-    """OneCycleLR's linear anneal, stepped to total_steps, leaves the lr below 0 (torch's formula
-    too); the optimizer's state_dict then loads, as torch's does, where fastcnn refused it
-    ('lr: expected a value >= 0.0'). A negative lr given to the constructor is still refused."""
+    """OneCycleLR's linear anneal, stepped to total_steps, leaves the lr below 0 and a cycled
+    beta1 at 1 (torch's formula too); the optimizer's state_dict then loads, as torch's does,
+    where fastcnn refused it ('lr: expected a value >= 0.0', 'betas[0]: expected 0 <= beta < 1').
+    Such values given to the constructor are still refused."""
     kw = dict(max_lr=0.01, total_steps=10, anneal_strategy="linear", div_factor=2.0)
     param = fastcnn.Parameter(np.zeros(3, np.float32))
     tparam = torch.zeros(3, requires_grad=True)
@@ -659,6 +660,20 @@ def test_optimizer_loads_the_negative_lr_a_linear_one_cycle_ends_on_as_torch():
     assert again.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
     with pytest.raises(ValueError, match="lr"):
         fastcnn.optim.Adam([param], lr=-0.1)
+    # cycling beta1 too, the anneal overshoots max_momentum: beta1 = 1 at total_steps = 4
+    kw = dict(max_lr=0.001, total_steps=4, pct_start=0.5, anneal_strategy="linear")
+    opt, topt = fastcnn.optim.AdamW([param]), torch.optim.AdamW([tparam])
+    sched = fastcnn.optim.OneCycleLR(opt, **kw)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, **kw)
+    for _ in range(4):
+        opt.step(), topt.step(), sched.step(), tsched.step()
+    assert opt.param_groups[0]["betas"][0] == pytest.approx(topt.param_groups[0]["betas"][0])
+    assert opt.param_groups[0]["betas"][0] >= 1.0
+    fastcnn.optim.AdamW([fastcnn.Parameter(np.zeros(3, np.float32))]).load_state_dict(
+        opt.state_dict()
+    )
+    with pytest.raises(ValueError, match="betas"):
+        fastcnn.optim.AdamW([param], betas=(1.0, 0.999))
 
 
 def test_one_cycle_phase_of_no_length_raises_naming_the_arguments():

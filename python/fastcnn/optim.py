@@ -140,8 +140,9 @@ class Optimizer:
 
     def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
         """Validates and normalizes a group's options (subclasses check their own). saved: they
-        come from a checkpoint, whose lr a scheduler may have set below 0 (OneCycleLR's linear
-        anneal ends there); torch loads that lr, it refuses only a negative one it is given."""
+        come from a checkpoint, where a scheduler may have left values the constructor refuses
+        (OneCycleLR's linear anneal, at its last step, overshoots to an lr below 0 and an Adam
+        beta1 of 1 or more); torch loads them, it refuses them only as arguments."""
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -447,7 +448,7 @@ class Adam(Optimizer):
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         betas = (_real(betas[0], "betas[0]"), _real(betas[1], "betas[1]"))
         for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
+            if not saved and not 0.0 <= beta < 1.0:
                 raise ValueError(f"betas[{i}]: expected 0 <= beta < 1, got {beta}")
         options["betas"] = betas
         return options
