@@ -148,6 +148,31 @@ def test_constant_channel_gives_bias(core, rng):
     assert all(np.isfinite(g).all() for g in grads)
 
 
+@pytest.mark.parametrize("shape", [(4, 3, 5, 5), (6, 3), (2, 3, 40)])
+def test_non_finite_channel_gives_nan_variance(core, rng, shape):
+    """A channel holding an Inf (or a NaN) has a NaN variance, as in ref and torch: NaN
+    save_invstd and running_var. The fast variants clamped the NaN to 0 (as for a constant
+    channel's tiny negative): invstd 1 / sqrt(eps) and running_var (1 - momentum) * running_var.
+    An Inf as the channel's first element left their mean NaN instead of Inf."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(np.float32)
+    rest = len(shape) - 2
+    x[(1, 0) + (0,) * rest], x[(0, 1) + (-1,) * rest] = np.inf, np.nan
+    if len(shape) == 4:  # an Inf first element: the fast variants' shift, which made the mean NaN
+        x[0, 0, 0, 0] = np.inf
+    running_mean, running_var = np.zeros(3, np.float32), np.ones(3, np.float32)
+    _, mean, invstd = core.batchnorm2d_forward_train(
+        x, None, None, running_mean, running_var, 0.1, 1e-5
+    )
+    tm = torch.nn.BatchNorm1d(3, affine=False) if len(shape) < 4 else torch.nn.BatchNorm2d(3)
+    tm(torch.from_numpy(x))
+    np.testing.assert_array_equal(mean[:2], [np.inf, np.nan])
+    np.testing.assert_array_equal(invstd[:2], [np.nan, np.nan])
+    np.testing.assert_allclose(running_mean, tm.running_mean.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(running_var, tm.running_var.numpy(), rtol=1e-5)
+    assert np.isnan(running_var[:2]).all() and np.isfinite(invstd[2])
+
+
 def _stats(core, x):
     _, m, s = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
     return m, s
@@ -356,6 +381,12 @@ def test_bad_arguments(core, rng):
         F.batch_norm(x, rm, np.ones(2), training=False)
     with pytest.raises(ValueError, match="eps"):
         F.batch_norm(x, rm, rv, eps=-1.0)
+    # as torch: eps = 0 is refused in training only (a constant channel's invstd would be Inf)
+    np.testing.assert_array_equal(F.batch_norm(x, rm, rv, training=False, eps=0.0).shape, x.shape)
+    with pytest.raises(ValueError, match="eps: expected a value > 0 in training, got 0"):
+        F.batch_norm(x, rm, rv, training=True, eps=0.0)
+    with pytest.raises(ValueError, match="eps: expected a value > 0 in training"):
+        fastcnn.nn.BatchNorm2d(x.shape[1], eps=0.0)(x)
     with pytest.raises(TypeError, match="momentum"):
         F.batch_norm(x, rm, rv, training=True, momentum="fast")
     with pytest.raises(ValueError, match="dy: expected shape"):

@@ -537,6 +537,45 @@ def test_depthwise_3x3_same_size(core, rng, xs, mult) -> None:
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
+        ((2, 3, 17, 21), (3, 1, 3, 3), {"groups": 3, "padding": 1}),  # in place (AVX-512), 3x3
+        ((1, 2, 40, 19), (4, 1, 5, 5), {"groups": 2, "padding": 2}),  # row reuse, 5x5
+        ((2, 2, 23, 29), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
+        ((1, 3, 19, 33), (6, 1, 3, 3), {"groups": 3, "stride": 2, "dilation": 2, "padding": 2}),
+        ((1, 2, 13, 15), (6, 1, 5, 2), {"groups": 2, "padding": "same"}),  # uneven padding
+        ((1, 2, 200, 37), (2, 1, 3, 3), {"groups": 2, "padding": 1}),  # rows split on threads
+    ],
+)
+def test_depthwise_forward_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
+    """An Inf or NaN tap of a depthwise filter reaches the outputs it reaches in ref, which skips
+    the taps that fall on the padding (the fast kernels multiplied the padded zeros by it: NaN
+    along the borders); the other outputs match the oracle on the finite filter, and an Inf in x
+    meets the taps as in ref."""
+    x, w, b = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    w[0, 0, 0, 0], w[-1, 0, -1, 1], w[1, 0, 1, -1] = np.inf, np.nan, -np.inf
+    by_ref = fastcnn._core._variants["ref"]
+    want = by_ref.conv2d_forward(x, w, b, *args)
+    want_finite = ref.conv2d(x, np.where(np.isfinite(w), w, 0).astype(np.float32), b, **kw)
+    finite = np.isfinite(want)
+    assert not finite.all() and finite.any()
+    x_inf = x.copy()
+    x_inf[0, 0, 1, 2], x_inf[-1, -1, -2, -1] = np.inf, -np.inf
+    want_inf = by_ref.conv2d_forward(x_inf, w, b, *args)
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            y = core.conv2d_forward(x, w, b, *args)
+            _same_nonfinite(y, want, "y")
+            _close(y[finite], want_finite[finite], ws[2] * ws[3])
+            _same_nonfinite(core.conv2d_forward(x_inf, w, b, *args), want_inf, "y, x with Inf")
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    [
         ((2, 3, 57, 31), (3, 1, 3, 3), {"groups": 3, "padding": 1}),  # row reuse, 3x3
         ((1, 2, 40, 19), (4, 1, 5, 5), {"groups": 2, "padding": 2}),  # row reuse, 5x5
         ((2, 2, 23, 29), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),

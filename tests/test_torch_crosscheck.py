@@ -537,6 +537,177 @@ def test_one_cycle_positional_arguments_as_torch():
         )
 
 
+@pytest.mark.parametrize("kind", ["SGD", "Adam", "AdamW"])
+def test_maximize_steps_a_zero_dim_parameter_as_torch(kind):
+    """maximize=True on a 0-d parameter (a learnable scalar) steps as torch's: its negated
+    gradient stays an array (np.negative of a 0-d array was a NumPy scalar, which the step
+    kernels refused with a TypeError)."""
+    kw = {"lr": 0.1, "maximize": True} | ({"momentum": 0.9} if kind == "SGD" else {})
+    param = fastcnn.Parameter(np.array(0.5, np.float32))
+    tparam = torch.tensor(0.5, requires_grad=True)
+    opt, topt = (
+        getattr(fastcnn.optim, kind)([param], **kw),
+        getattr(torch.optim, kind)([tparam], **kw),
+    )
+    for g in (1.0, -2.0, 0.25):
+        param.grad = np.array(g, np.float32)
+        tparam.grad = torch.tensor(g)
+        opt.step()
+        topt.step()
+        assert param.data.shape == ()
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("beta1", [0.0, 0.5])
+@pytest.mark.parametrize("kind", ["Adam", "AdamW"])
+def test_adam_first_moment_is_torchs_lerp(kind, beta1):
+    """exp_avg follows torch's lerp_(grad, 1 - beta1), which sums from grad for weights of 1/2
+    and more: beta1 = 0 keeps exp_avg = grad exactly, and both weights give torch's bits.
+    fastcnn always summed from exp_avg, where a gradient 1000x smaller than the last cancelled:
+    exp_avg and the step came out 5e-5 off. (Below 1/2 torch's vector lerp fuses a multiply-add
+    that fastcnn, rounding as NumPy does, does not: those agree to rounding.)"""
+    rng = np.random.default_rng(8800)
+    start = rng.standard_normal(500).astype(np.float32)
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    kw = {"lr": 0.5, "betas": (beta1, 0.9), "eps": 1e-3}
+    opt = getattr(fastcnn.optim, kind)([param], **kw)
+    topt = getattr(torch.optim, kind)([tparam], **kw)
+    for scale in (1.0, 1e-3, 1.0, 1e-3):
+        grad = (rng.standard_normal(500) * scale).astype(np.float32)
+        param.grad = grad.copy()
+        tparam.grad = torch.from_numpy(grad)
+        opt.step()
+        topt.step()
+        np.testing.assert_array_equal(
+            opt.state[param]["exp_avg"], topt.state[tparam]["exp_avg"].numpy()
+        )
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["SGD", "Adam"])
+@pytest.mark.parametrize("layout", ["fortran", "reversed", "strided"])
+def test_step_reads_a_float32_gradient_in_any_layout_as_torch(kind, layout):
+    """A float32 gradient assigned as a Fortran-order, negative-stride or strided array steps as
+    torch's does with the same values (fastcnn raised 'grad: expected a C-contiguous array');
+    maximize negates it without touching the caller's array."""
+    rng = np.random.default_rng(8900)
+    start = rng.standard_normal((4, 6)).astype(np.float32)
+    kw = {"lr": 0.1, "maximize": True} | ({"momentum": 0.9} if kind == "SGD" else {})
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    opt, topt = (
+        getattr(fastcnn.optim, kind)([param], **kw),
+        getattr(torch.optim, kind)([tparam], **kw),
+    )
+    for _ in range(3):
+        g = rng.standard_normal((4, 6)).astype(np.float32)
+        if layout == "fortran":
+            grad = np.asfortranarray(g)
+        elif layout == "reversed":
+            grad = np.ascontiguousarray(g[::-1])[::-1]
+        else:
+            grad = np.zeros((4, 12), np.float32)[:, ::2]
+            grad[...] = g
+        param.grad = grad
+        tparam.grad = torch.from_numpy(g.copy())
+        opt.step()
+        topt.step()
+        np.testing.assert_array_equal(grad, g)
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha", [0.3, 0.5])
+def test_centered_rmsprop_gradient_average_is_torchs_lerp(alpha):
+    """Centered RMSprop's grad_avg follows torch's lerp_(grad, 1 - alpha) as Adam's exp_avg does:
+    summed from grad at weights of 1/2 and more (summed from grad_avg, a gradient 1000x smaller
+    than the last cancelled). At alpha = 0.5 the products are exact: torch's bits; elsewhere
+    torch's vector lerp fuses the multiply-add, which fastcnn does not."""
+    rng = np.random.default_rng(8850)
+    start = rng.standard_normal(300).astype(np.float32)
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    kw = {"lr": 0.01, "alpha": alpha, "centered": True, "eps": 1e-3}
+    opt, topt = fastcnn.optim.RMSprop([param], **kw), torch.optim.RMSprop([tparam], **kw)
+    for scale in (1.0, 1e-3, 1.0, 1e-3):
+        grad = (rng.standard_normal(300) * scale).astype(np.float32)
+        param.grad = grad.copy()
+        tparam.grad = torch.from_numpy(grad)
+        opt.step()
+        topt.step()
+        grad_avg, want = opt.state[param]["grad_avg"], topt.state[tparam]["grad_avg"].numpy()
+        np.testing.assert_allclose(grad_avg, want, rtol=0 if alpha == 0.5 else 1e-6, atol=0)
+        np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_optimizer_loads_the_negative_lr_a_linear_one_cycle_ends_on_as_torch():
+    """OneCycleLR's linear anneal, stepped to total_steps, leaves the lr below 0 and a cycled
+    beta1 at 1 (torch's formula too); the optimizer's state_dict then loads, as torch's does,
+    where fastcnn refused it ('lr: expected a value >= 0.0', 'betas[0]: expected 0 <= beta < 1').
+    Such values given to the constructor are still refused."""
+    kw = dict(max_lr=0.01, total_steps=10, anneal_strategy="linear", div_factor=2.0)
+    param = fastcnn.Parameter(np.zeros(3, np.float32))
+    tparam = torch.zeros(3, requires_grad=True)
+    opt, topt = fastcnn.optim.Adam([param]), torch.optim.Adam([tparam])
+    sched = fastcnn.optim.OneCycleLR(opt, **kw)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, **kw)
+    for _ in range(10):
+        param.grad = np.ones(3, np.float32)
+        tparam.grad = torch.ones(3)
+        opt.step(), topt.step(), sched.step(), tsched.step()
+    assert opt.param_groups[0]["lr"] == pytest.approx(topt.param_groups[0]["lr"], rel=1e-12)
+    assert opt.param_groups[0]["lr"] < 0
+    again = fastcnn.optim.Adam([fastcnn.Parameter(np.zeros(3, np.float32))])
+    again.load_state_dict(opt.state_dict())
+    torch.optim.Adam([torch.zeros(3, requires_grad=True)]).load_state_dict(topt.state_dict())
+    assert again.param_groups[0]["lr"] == opt.param_groups[0]["lr"]
+    with pytest.raises(ValueError, match="lr"):
+        fastcnn.optim.Adam([param], lr=-0.1)
+    # cycling beta1 too, the anneal overshoots max_momentum: beta1 = 1 at total_steps = 4
+    kw = dict(max_lr=0.001, total_steps=4, pct_start=0.5, anneal_strategy="linear")
+    opt, topt = fastcnn.optim.AdamW([param]), torch.optim.AdamW([tparam])
+    sched = fastcnn.optim.OneCycleLR(opt, **kw)
+    tsched = torch.optim.lr_scheduler.OneCycleLR(topt, **kw)
+    for _ in range(4):
+        opt.step(), topt.step(), sched.step(), tsched.step()
+    assert opt.param_groups[0]["betas"][0] == pytest.approx(topt.param_groups[0]["betas"][0])
+    assert opt.param_groups[0]["betas"][0] >= 1.0
+    fastcnn.optim.AdamW([fastcnn.Parameter(np.zeros(3, np.float32))]).load_state_dict(
+        opt.state_dict()
+    )
+    with pytest.raises(ValueError, match="betas"):
+        fastcnn.optim.AdamW([param], betas=(1.0, 0.999))
+
+
+def test_one_cycle_phase_of_no_length_raises_naming_the_arguments():
+    """pct_start * total_steps = 1 gives the warm-up phase no length: torch divides by it
+    (ZeroDivisionError); fastcnn raises a ValueError naming pct_start and total_steps."""
+    kw = dict(max_lr=0.5, total_steps=10, pct_start=0.1)
+    with pytest.raises(ZeroDivisionError):
+        torch.optim.lr_scheduler.OneCycleLR(torch.optim.SGD([torch.zeros(2)], momentum=0.9), **kw)
+    opt = fastcnn.optim.SGD([fastcnn.Parameter(np.zeros(2, np.float32))], momentum=0.9)
+    with pytest.raises(ValueError, match="pct_start, total_steps: phase 1"):
+        fastcnn.optim.OneCycleLR(opt, **kw)
+
+
+def test_probability_labels_refuse_an_ignore_index_as_torch():
+    """Class-probability labels with an ignore_index >= 0 raise, as in torch (which refuses any
+    ignore_index but a negative one there); fastcnn ignored it."""
+    rng = np.random.default_rng(8700)
+    logits = rng.standard_normal((3, 4)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(4), 3).astype(np.float32)
+    with pytest.raises(RuntimeError, match="ignore_index"):
+        tF.cross_entropy(torch.from_numpy(logits), torch.from_numpy(probs), ignore_index=0)
+    for call in (
+        lambda: F.cross_entropy(logits, probs, ignore_index=0),
+        lambda: F.cross_entropy_backward(logits, probs, ignore_index=2),
+        lambda: fastcnn.nn.CrossEntropyLoss(ignore_index=1)(logits, probs),
+    ):
+        with pytest.raises(ValueError, match="ignore_index"):
+            call()
+    expected = tF.cross_entropy(torch.from_numpy(logits), torch.from_numpy(probs), ignore_index=-1)
+    assert F.cross_entropy(logits, probs, ignore_index=-1) == pytest.approx(
+        float(expected), rel=1e-5
+    )
+
+
 @pytest.mark.parametrize("case", range(12))
 def test_cross_entropy_of_one_unbatched_row_as_torch(case):
     """Logits (C,) with a 0-d class id or a (C,) probability row, as torch takes them: every

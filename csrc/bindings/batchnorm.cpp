@@ -49,9 +49,13 @@ float* running_stat_inout(py::handle obj, int64_t C, const char* name) {
   return obj.is_none() ? nullptr : exact_f32(obj, {C}, name, /*written=*/true);
 }
 
-void require_eps(float eps) {
-  if (!(eps >= 0.0f))
-    throw py::value_error("eps: expected a value >= 0, got " + std::to_string(eps));
+// Training needs eps > 0, as torch: a constant channel's variance is 0, so eps = 0 would make its
+// invstd infinite.
+void require_eps(float eps, bool training = false) {
+  if (training ? !(eps > 0.0f) : !(eps >= 0.0f))
+    throw py::value_error(std::string("eps: expected a value ") +
+                          (training ? "> 0 in training" : ">= 0") + ", got " +
+                          std::to_string(eps));
 }
 
 // The backward kernels take invstd, as training saves it; in eval mode it comes from the running
@@ -115,7 +119,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
         float* rm = running_stat_inout(rm_obj, s.C, "running_mean");
         float* rv = running_stat_inout(rv_obj, s.C, "running_var");
-        require_eps(eps);
+        require_eps(eps, true);
         if (s.N * s.L == 1)
           throw py::value_error(
               "x: Expected more than 1 value per channel when training, got input shape " +
@@ -179,7 +183,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
                                 shape_string(x));
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
-        require_eps(eps);
+        require_eps(eps, training);
         float *rm = nullptr, *rv = nullptr;
         F32 rm_eval, rv_eval;
         if (training) {

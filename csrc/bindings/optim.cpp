@@ -120,6 +120,8 @@ void register_optim(py::module_& m, CpuVariant v) {
           s.decay_scale = static_cast<float>(decoupled ? 1.0 - lr * weight_decay : 1.0);
           s.weight_decay = static_cast<float>(weight_decay);
           s.one_minus_beta1 = static_cast<float>(1.0 - beta1);
+          s.beta1 = 1.0f - s.one_minus_beta1;  // torch's lerp takes 1 - weight in float
+          s.lerp_from_end = !(std::fabs(s.one_minus_beta1) < 0.5f);
           s.beta2 = static_cast<float>(beta2);
           s.one_minus_beta2 = static_cast<float>(1.0 - beta2);
           s.bias_correction2_sqrt = static_cast<float>(std::sqrt(1.0 - std::pow(beta2, t)));
@@ -161,6 +163,8 @@ void register_optim(py::module_& m, CpuVariant v) {
           RmspropStep s;
           s.alpha = static_cast<float>(alpha);
           s.one_minus_alpha = static_cast<float>(1.0 - alpha);
+          s.lerp_alpha = 1.0f - s.one_minus_alpha;  // torch's lerp takes 1 - weight in float
+          s.lerp_from_end = !(std::fabs(s.one_minus_alpha) < 0.5f);
           s.eps = static_cast<float>(eps);
           s.weight_decay = static_cast<float>(weight_decay);
           s.momentum = static_cast<float>(momentum);

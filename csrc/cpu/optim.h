@@ -27,28 +27,32 @@ struct SgdStep {
 // One Adam/AdamW step's coefficients, at step t >= 1. Per element:
 //   param = param * decay_scale                   (AdamW: 1 - lr * weight_decay; Adam: 1)
 //   if decay: g = param * weight_decay + g        (Adam's L2 term; false for AdamW)
-//   m = m + (g - m) * one_minus_beta1
+//   m = m + (g - m) * one_minus_beta1             (lerp_from_end: g - (g - m) * beta1)
 //   v = v * beta2 + (g * one_minus_beta2) * g
 //   with amsgrad: vmax = max(vmax, v) (NaN wins), and vmax replaces v below
 //   param = param + (m * neg_step_size) / (sqrt(v) / bias_correction2_sqrt + eps)
 // where neg_step_size = -lr / (1 - beta1^t) and bias_correction2_sqrt = sqrt(1 - beta2^t).
+// m is torch's lerp (exp_avg.lerp_(grad, 1 - beta1)): from m for a weight one_minus_beta1 below
+// 1/2, else from g with beta1 = 1 - one_minus_beta1 (in float), so that beta1 = 0 gives m = g
+// exactly (from m, the sum cancels: m = 0.96, g = -0.0012 came out 5e-5 off).
 struct AdamStep {
-  float decay_scale, weight_decay, one_minus_beta1, beta2, one_minus_beta2;
+  float decay_scale, weight_decay, one_minus_beta1, beta1, beta2, one_minus_beta2;
   float bias_correction2_sqrt, eps, neg_step_size;
-  bool decay;
+  bool decay, lerp_from_end;
 };
 
 // One RMSprop step's coefficients. Per element:
 //   if decay: g = param * weight_decay + g
 //   v = v * alpha + (g * one_minus_alpha) * g                 (square_avg)
 //   if centered: ga = ga + (g - ga) * one_minus_alpha;  avg = sqrt(v - ga * ga) + eps
+//                (lerp_from_end: ga = g - (g - ga) * lerp_alpha, as AdamStep's m)
 //   else: avg = sqrt(v) + eps
 //   if with_momentum: buf = buf * momentum + g / avg;  param = param + buf * neg_lr
 //   else: param = param + (g * neg_lr) / avg
 // with neg_lr = -lr; the order of torch.optim.RMSprop's tensor operations.
 struct RmspropStep {
-  float alpha, one_minus_alpha, eps, weight_decay, momentum, neg_lr;
-  bool decay, centered, with_momentum;
+  float alpha, one_minus_alpha, lerp_alpha, eps, weight_decay, momentum, neg_lr;
+  bool decay, centered, with_momentum, lerp_from_end;
 };
 
 // momentum_buffer may be null without momentum; max_exp_avg_sq is null unless amsgrad; grad_avg

@@ -75,6 +75,11 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
     logp = np.moveaxis(_core.log_softmax_forward(z, 1).astype(np.float64), 1, -1)
     t = np.asarray(labels)
     if t.dtype.kind == "f" and t.shape == z.shape:
+        if ignore_index >= 0:  # torch refuses it too: no position holds a class id to ignore
+            raise ValueError(
+                f"ignore_index: not supported with class-probability labels, got {ignore_index} "
+                "(leave it at -100)"
+            )
         a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + e / classes)
         divisor = a.size // classes if reduction == "mean" else 1.0
         return logp, a, divisor

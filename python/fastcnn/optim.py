@@ -138,8 +138,11 @@ class Optimizer:
         for group in groups:
             self.add_param_group(group)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        """Validates and normalizes a group's options (subclasses check their own)."""
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        """Validates and normalizes a group's options (subclasses check their own). saved: they
+        come from a checkpoint, where a scheduler may have left values the constructor refuses
+        (OneCycleLR's linear anneal, at its last step, overshoots to an lr below 0 and an Adam
+        beta1 of 1 or more); torch loads them, it refuses them only as arguments."""
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -247,7 +250,9 @@ class Optimizer:
                     f"state_dict: parameter group {g} has {len(saved_ids)} parameters, "
                     f"this optimizer's has {len(group['params'])}"
                 )
-            options = self._check_options({k: v for k, v in saved.items() if k != "params"})
+            options = self._check_options(
+                {k: v for k, v in saved.items() if k != "params"}, saved=True
+            )
             options["params"] = group["params"]
             new_groups.append(options)
             for i, p in zip(saved_ids, group["params"]):
@@ -339,8 +344,8 @@ class SGD(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
         options["dampening"] = _real(options["dampening"], "dampening")
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
@@ -381,10 +386,15 @@ class SGD(Optimizer):
 def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
     """The gradient a step descends along: negated for maximize (torch negates it first, before
     weight decay; negation is exact, so the kernels need no flag). Written into a new array: for a
-    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse."""
+    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse. The kernels
+    only read it, so a float32 gradient assigned in another layout (torch takes any) is read from
+    a C-contiguous copy; another dtype is refused, as torch refuses it."""
+    grad = p.grad
+    if isinstance(grad, np.ndarray) and grad.dtype == np.float32 and not grad.flags.c_contiguous:
+        grad = np.ascontiguousarray(grad)
     if not group["maximize"]:
-        return p.grad
-    return np.negative(p.grad, out=np.empty_like(p.grad))
+        return grad
+    return np.negative(grad, out=np.empty_like(grad))
 
 
 class Adam(Optimizer):
@@ -423,8 +433,8 @@ class Adam(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
@@ -438,7 +448,7 @@ class Adam(Optimizer):
             raise TypeError(f"betas: expected a pair (beta1, beta2), got {betas!r}")
         betas = (_real(betas[0], "betas[0]"), _real(betas[1], "betas[1]"))
         for i, beta in enumerate(betas):
-            if not 0.0 <= beta < 1.0:
+            if not saved and not 0.0 <= beta < 1.0:
                 raise ValueError(f"betas[{i}]: expected 0 <= beta < 1, got {beta}")
         options["betas"] = betas
         return options
@@ -537,8 +547,8 @@ class RMSprop(Optimizer):
         }
         super().__init__(params, defaults)
 
-    def _check_options(self, options: dict[str, Any]) -> dict[str, Any]:
-        options["lr"] = _real(options["lr"], "lr", minimum=0.0)
+    def _check_options(self, options: dict[str, Any], *, saved: bool = False) -> dict[str, Any]:
+        options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["alpha"] = _real(options["alpha"], "alpha", minimum=0.0)
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
@@ -956,6 +966,15 @@ class OneCycleLR(LRScheduler):
         self.max_momentums = [_real(v, "max_momentum") for v in config["max_momentums"]]
         if not len(self.base_momentums) == len(self.max_momentums) == n:
             raise ValueError("max_lr, base_momentum, max_momentum: need one value per group each")
+        start = 0.0
+        for i, (end, _, _) in enumerate(self._phases()):
+            if end == start:  # torch divides by the phase's length (ZeroDivisionError)
+                raise ValueError(
+                    f"pct_start, total_steps: phase {i + 1} of the schedule would have no length "
+                    f"(pct_start={self.pct_start}, total_steps={self.total_steps}, "
+                    f"three_phase={self.three_phase})"
+                )
+            start = end
 
     def _phases(self) -> list[tuple[float, str, str]]:
         """(last step of the phase, lr it starts from, lr it ends at); momentum mirrors lr."""

@@ -25,7 +25,8 @@ void adam_step(int64_t n, AdamStep s, const float* grad, float* param, float* ex
   for (int64_t i = 0; i < n; ++i) {
     const float w = param[i] * s.decay_scale;
     const float g = s.decay ? w * s.weight_decay + grad[i] : grad[i];
-    const float m = exp_avg[i] + (g - exp_avg[i]) * s.one_minus_beta1;
+    const float d = g - exp_avg[i];
+    const float m = s.lerp_from_end ? g - d * s.beta1 : exp_avg[i] + d * s.one_minus_beta1;
     float v = exp_avg_sq[i] * s.beta2 + (g * s.one_minus_beta2) * g;
     exp_avg[i] = m;
     exp_avg_sq[i] = v;
@@ -49,7 +50,8 @@ void rmsprop_step(int64_t n, RmspropStep s, const float* grad, float* param, flo
     float avg;
     if (s.centered) {
       // v - ga^2: the variance of the gradient, as the running averages estimate it
-      const float ga = grad_avg[i] + (g - grad_avg[i]) * s.one_minus_alpha;
+      const float d = g - grad_avg[i];
+      const float ga = s.lerp_from_end ? g - d * s.lerp_alpha : grad_avg[i] + d * s.one_minus_alpha;
       grad_avg[i] = ga;
       avg = std::sqrt(v - ga * ga) + s.eps;
     } else {
