@@ -467,37 +467,18 @@ def _scheduler_options(rng, name: str, lr: float, steps: int) -> dict:
     )
 
 
-@pytest.mark.parametrize("case", range(30))
-def test_optimizer_and_scheduler_steps_random(case):
-    """SGD / Adam / AdamW with random options (maximize and Adam's decoupled_weight_decay
-    included), one or two parameter groups and a learning-rate scheduler, stepped next to
-    torch.optim on the same gradients: parameters, learning rates and cycled momenta agree."""
-    rng = np.random.default_rng(8000 + case)
-    kind = ("SGD", "Adam", "AdamW")[case % 3]
-    kw = _optimizer_options(rng, kind)
+def _params_side_by_side(rng):
+    """Three parameters (a matrix, a vector, a long vector of random length) and torch's copies."""
     shapes = [(3, 2), (5,), (int(rng.integers(100, 3000)),)]
     start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
     params = [fastcnn.Parameter(a.copy()) for a in start]
     tparams = [torch.tensor(a, requires_grad=True) for a in start]
-    if case % 2:  # a second group with its own lr (and betas)
-        extra = {"lr": kw["lr"] / 2} | ({} if kind == "SGD" else {"betas": (0.8, 0.95)})
-        groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
-        tgroups = [{"params": tparams[:1], **extra}, {"params": tparams[1:]}]
-    else:
-        groups, tgroups = params, tparams
-    opt = getattr(fastcnn.optim, kind)(groups, **kw)
-    topt = getattr(torch.optim, kind)(tgroups, **kw)
-    steps = 12  # total_steps for OneCycleLR: no phase of zero length (torch divides by it)
-    name = ("StepLR", "CosineAnnealingLR", "OneCycleLR", None)[case % 4]
-    if name == "OneCycleLR" and kind == "SGD" and "momentum" not in kw:
-        name = None  # OneCycleLR cycles momentum by default
-    schedulers = None
-    if name is not None:
-        skw = _scheduler_options(rng, name, kw["lr"], steps)
-        schedulers = (
-            getattr(fastcnn.optim, name)(opt, **skw),
-            getattr(torch.optim.lr_scheduler, name)(topt, **skw),
-        )
+    return params, tparams
+
+
+def _step_side_by_side(rng, opt, topt, params, tparams, schedulers, steps):
+    """Steps both optimizers (and schedulers) on the same random gradients; after each step the
+    parameters, learning rates and any cycled momenta agree."""
     for _ in range(steps):
         for p, tp in zip(params, tparams):
             p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
@@ -517,6 +498,37 @@ def test_optimizer_and_scheduler_steps_random(case):
                 for key in ("momentum", "betas"):
                     if key in group:
                         np.testing.assert_allclose(group[key], tgroup[key], rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", range(30))
+def test_optimizer_and_scheduler_steps_random(case):
+    """SGD / Adam / AdamW with random options (maximize and Adam's decoupled_weight_decay
+    included), one or two parameter groups and a learning-rate scheduler, stepped next to
+    torch.optim on the same gradients: parameters, learning rates and cycled momenta agree."""
+    rng = np.random.default_rng(8000 + case)
+    kind = ("SGD", "Adam", "AdamW")[case % 3]
+    kw = _optimizer_options(rng, kind)
+    params, tparams = _params_side_by_side(rng)
+    if case % 2:  # a second group with its own lr (and betas)
+        extra = {"lr": kw["lr"] / 2} | ({} if kind == "SGD" else {"betas": (0.8, 0.95)})
+        groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
+        tgroups = [{"params": tparams[:1], **extra}, {"params": tparams[1:]}]
+    else:
+        groups, tgroups = params, tparams
+    opt = getattr(fastcnn.optim, kind)(groups, **kw)
+    topt = getattr(torch.optim, kind)(tgroups, **kw)
+    steps = 12  # total_steps for OneCycleLR: no phase of zero length (torch divides by it)
+    name = ("StepLR", "CosineAnnealingLR", "OneCycleLR", None)[case % 4]
+    if name == "OneCycleLR" and kind == "SGD" and "momentum" not in kw:
+        name = None  # OneCycleLR cycles momentum by default
+    schedulers = None
+    if name is not None:
+        skw = _scheduler_options(rng, name, kw["lr"], steps)
+        schedulers = (
+            getattr(fastcnn.optim, name)(opt, **skw),
+            getattr(torch.optim.lr_scheduler, name)(topt, **skw),
+        )
+    _step_side_by_side(rng, opt, topt, params, tparams, schedulers, steps)
 
 
 def test_one_cycle_positional_arguments_as_torch():
@@ -1400,10 +1412,7 @@ def test_rmsprop_steps_random(case):
     if rng.random() < 0.4:
         kw["weight_decay"] = float(rng.choice([1e-4, 0.01]))
     kw["maximize"] = bool(rng.random() < 0.3)
-    shapes = [(3, 2), (5,), (int(rng.integers(100, 3000)),)]
-    start = [rng.standard_normal(s).astype(np.float32) for s in shapes]
-    params = [fastcnn.Parameter(a.copy()) for a in start]
-    tparams = [torch.tensor(a, requires_grad=True) for a in start]
+    params, tparams = _params_side_by_side(rng)
     if case % 2:  # a second group with its own lr and alpha
         extra = {"lr": kw["lr"] / 2, "alpha": 0.95}
         groups = [{"params": params[:1], **extra}, {"params": params[1:]}]
@@ -1424,17 +1433,4 @@ def test_rmsprop_steps_random(case):
             getattr(fastcnn.optim, name)(opt, **skw),
             getattr(torch.optim.lr_scheduler, name)(topt, **skw),
         )
-    for _ in range(10):
-        for p, tp in zip(params, tparams):
-            p.grad[...] = rng.standard_normal(p.shape).astype(np.float32)
-            tp.grad = torch.from_numpy(p.grad.copy())
-        opt.step()
-        topt.step()
-        for p, tp in zip(params, tparams):
-            np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
-        if schedulers is not None:
-            for s in schedulers:
-                s.step()
-            np.testing.assert_allclose(
-                schedulers[0].get_last_lr(), schedulers[1].get_last_lr(), rtol=1e-12
-            )
+    _step_side_by_side(rng, opt, topt, params, tparams, schedulers, 10)
