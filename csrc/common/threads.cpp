@@ -12,6 +12,7 @@
 #include <mutex>
 #include <system_error>
 #include <thread>
+#include <vector>
 
 #ifdef FASTCNN_WITH_OPENMP
 #include <omp.h>
@@ -65,6 +66,7 @@ const int fork_handler_registered = pthread_atfork(nullptr, nullptr, on_fork_chi
 // serial work of its own: that moves `watch_until` on, so watching helpers keep watching through
 // the serial work, and wakes sleeping ones, so that their wake-up overlaps it. The next job ends
 // the announcement.
+// The caller keeps the helpers off its own CPU (keep_helpers_off).
 struct Pool {
   std::mutex m;
   std::condition_variable wake, idle;
@@ -78,11 +80,12 @@ struct Pool {
   std::atomic<uint64_t> generation{0};
   std::atomic<int> running{0};  // helpers in the current job; changed under m
   int open_slots = 0, next_slot = 1, helpers = 0;
-  int caller_cpu = -1;  // where the current job's caller runs (sched_getcpu), or -1
+  std::vector<pthread_t> helper_threads;  // changed under m
+  cpu_set_t allowed{};                    // the CPUs of the thread that started the pool
+  std::atomic<int> helpers_off_cpu{-1};   // the CPU the helpers' masks leave out, or -1
   // Written by every announcement, read by watching helpers: a line of its own.
   alignas(64) std::atomic<int64_t> watch_until{0};  // steady_clock nanoseconds
-  std::atomic<int> sleeping{0};    // helpers waiting on `wake`; changed under m
-  std::atomic<int> expect_cpu{-1};  // where the last announcement that woke helpers ran
+  std::atomic<int> sleeping{0};  // helpers waiting on `wake`; changed under m
 };
 
 // Never destroyed: helper threads may still wait on it while the process exits.
@@ -134,23 +137,28 @@ void watch(const Done& done, const Until& until) {
   }
 }
 
-// Moves the calling helper off `cpu` when it runs there (and other CPUs are allowed). The kernel
-// tends to wake a helper on its waker's CPU, and since the caller and its helpers keep sleeping
-// and waking the load balancer often leaves them stacked there: on our 2-vCPU machines a
-// 2-thread 1x1 conv (8x128x28x28, K128) then took 1.5-2.4 ms, against 1.5 on one thread and 0.8
-// with the two threads on different CPUs, for seconds at a time. The helper keeps the narrowed
-// mask until its next collision.
-void step_off_cpu(int cpu, const cpu_set_t& allowed) {
-  if (cpu < 0 || sched_getcpu() != cpu || !CPU_ISSET(cpu, &allowed) || CPU_COUNT(&allowed) < 2)
+// Narrows every helper's CPU mask to leave out `cpu`, where the caller runs, unless it already
+// does; called under m when a job is posted or announced. The kernel tends to wake a helper on
+// its waker's CPU, and since the caller and its helpers keep sleeping and waking, the load
+// balancer often leaves them stacked there: on our 2-vCPU machines a 2-thread 1x1 conv
+// (8x128x28x28, K128) then took 1.5-2.4 ms, against 1.5 on one thread and 0.8 with the two
+// threads on different CPUs, for seconds at a time. Helpers that moved themselves off the caller's
+// CPU when they found it there stayed pinned to the other one, and when the caller itself moved
+// there (waking from a sleep) the helper could not leave: a 2-thread linear 128x3136 -> 128 ran
+// at 1-thread speed (0.56-0.6 ms against 0.31) for blocks of calls. The caller sees its own CPU
+// when it posts, so it moves the helpers, before its work begins.
+void keep_helpers_off(Pool& p, int cpu) {
+  if (p.helper_threads.empty() || cpu < 0 ||
+      cpu == p.helpers_off_cpu.load(std::memory_order_relaxed))
     return;
-  cpu_set_t others = allowed;
+  if (!CPU_ISSET(cpu, &p.allowed) || CPU_COUNT(&p.allowed) < 2) return;
+  cpu_set_t others = p.allowed;
   CPU_CLR(cpu, &others);
-  pthread_setaffinity_np(pthread_self(), sizeof(others), &others);
+  for (const pthread_t t : p.helper_threads) pthread_setaffinity_np(t, sizeof(others), &others);
+  p.helpers_off_cpu.store(cpu, std::memory_order_relaxed);
 }
 
 void helper_loop(Pool* p) {
-  cpu_set_t allowed;
-  if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0) CPU_ZERO(&allowed);
   uint64_t seen = 0;          // the last job this helper joined or found closed
   int64_t watched_until = 0;  // the end of its own watch after its last job
   const auto posted = [&] { return p->generation.load(std::memory_order_acquire) != seen; };
@@ -166,21 +174,12 @@ void helper_loop(Pool* p) {
     // `sleeping` goes up before watch_until is read again, and expect_parallel moves watch_until
     // before it reads `sleeping`: one of the two sees the other's write.
     p->sleeping.fetch_add(1);
-    bool slept = false;
-    while (!open() && now_ns() >= std::max(watched_until, p->watch_until.load())) {
+    while (!open() && now_ns() >= std::max(watched_until, p->watch_until.load()))
       p->wake.wait(lock);
-      slept = true;
-    }
     p->sleeping.fetch_sub(1);
     if (!open()) {
-      // A job that closed before this helper came (it watches for the next one), or an
-      // announcement: woken by one, it watches on a CPU other than its announcer's.
+      // A job that closed before this helper came, or an announcement: it watches for the next.
       seen = p->generation.load();
-      if (slept) {
-        lock.unlock();
-        step_off_cpu(p->expect_cpu.load(std::memory_order_relaxed), allowed);
-        lock.lock();
-      }
       continue;
     }
     seen = p->generation.load();
@@ -190,9 +189,7 @@ void helper_loop(Pool* p) {
     TaskFn fn = p->fn;
     void* ctx = p->ctx;
     const int64_t first = p->first;
-    const int caller_cpu = p->caller_cpu;
     lock.unlock();
-    step_off_cpu(caller_cpu, allowed);
     claim_tasks(*p, fn, ctx, first, slot);
     watched_until = now_ns() + kWatchNs;
     lock.lock();
@@ -204,13 +201,21 @@ void helper_loop(Pool* p) {
 void run_job(Pool& p, int64_t first, int64_t tasks, int threads, TaskFn fn, void* ctx) {
   {
     std::lock_guard<std::mutex> lock(p.m);
+    if (p.helper_threads.empty() &&
+        pthread_getaffinity_np(pthread_self(), sizeof(p.allowed), &p.allowed) != 0)
+      CPU_ZERO(&p.allowed);
     try {
-      for (; p.helpers < threads - 1; ++p.helpers) std::thread(helper_loop, &p).detach();
+      for (; p.helpers < threads - 1; ++p.helpers) {
+        std::thread helper(helper_loop, &p);
+        p.helper_threads.push_back(helper.native_handle());
+        helper.detach();
+        p.helpers_off_cpu.store(-1, std::memory_order_relaxed);  // the new one is not narrowed
+      }
     } catch (const std::system_error&) {
       // No more threads: the helpers there are (maybe none) share the work.
     }
+    keep_helpers_off(p, sched_getcpu());
     p.fn = fn, p.ctx = ctx, p.first = first;
-    p.caller_cpu = sched_getcpu();
     p.unclaimed.store(static_cast<uint64_t>(tasks) << 32);
     ++p.generation;
     p.open_slots = threads - 1, p.next_slot = 1, p.running.store(0);
@@ -252,10 +257,14 @@ void expect_parallel(int threads) {
   if (threads <= 1) return;
   Pool& p = pool();
   p.watch_until.store(now_ns() + kExpectNs);
-  if (p.sleeping.load() == 0) return;
-  p.expect_cpu.store(sched_getcpu(), std::memory_order_relaxed);
+  const int cpu = sched_getcpu();
+  const bool moved = cpu != p.helpers_off_cpu.load(std::memory_order_relaxed);
+  if (p.sleeping.load() == 0 && !moved) return;
   // Taking the mutex orders this wake after a helper's last look at watch_until before it sleeps.
-  { std::lock_guard<std::mutex> lock(p.m); }
+  {
+    std::lock_guard<std::mutex> lock(p.m);
+    keep_helpers_off(p, cpu);
+  }
   p.wake.notify_all();
 }
 
