@@ -239,23 +239,6 @@ def _numpy_stand_ins(monkeypatch) -> None:
     )
 
 
-@pytest.mark.parametrize("repeats", [1, 2, 7, 15])
-def test_bench_libraries_take_turns(repeats) -> None:
-    """The calls are made in rounds that alternate between the libraries, each round after its
-    warm-up calls; each library is timed `repeats` times in all, its median over them all."""
-    calls: list[str] = []
-    fns = {lib: (lambda lib=lib: calls.append(lib)) for lib in ("numpy", "fastcnn", "torch")}
-    row: dict = {}
-    bench._timed(row, fns, warmup=2, repeats=repeats, settle=0.0, rounds=3)
-    rounds = min(3, repeats)
-    sizes = [repeats * (r + 1) // rounds - repeats * r // rounds for r in range(rounds)]
-    expected = [lib for size in sizes for lib in fns for _ in range(2 + size)]
-    assert calls == expected
-    for lib in fns:
-        assert len(row[f"{lib}_times_ms"]) == repeats
-        assert row[f"{lib}_ms"] == pytest.approx(np.median(row[f"{lib}_times_ms"]))
-
-
 def test_bench_times_every_row_once_ops_exist(monkeypatch, tmp_path) -> None:
     _numpy_stand_ins(monkeypatch)
     out = tmp_path / "out.json"

@@ -1,9 +1,8 @@
 """`fastcnn bench`: time each fastcnn.functional op against plain NumPy float32 (and PyTorch), same threads.
 
 Each row first checks fastcnn's result (and torch's) against the NumPy baseline in numpy_ops and is
-aborted on a mismatch; then each implementation is timed: the median of `repeats` calls measured
-with time.perf_counter, made in ROUNDS blocks that take turns between the libraries, each block
-after `warmup` untimed calls. Every library runs with the same thread count. Rates count the ideal
+aborted on a mismatch; then each implementation is warmed up and timed: the median of `repeats` calls
+measured with time.perf_counter. Every library runs with the same thread count. Rates count the ideal
 work: 2 flops per multiply-add for conv2d and linear; for the memory-bound ops, the bytes of each
 float32 input read once and each output written once. Layout key: x is (N, C, H, W), weights KCRS.
 """
@@ -585,31 +584,14 @@ def time_calls(fn: Thunk, warmup: int, repeats: int) -> list[float]:
 SETTLE_S = 0.25
 
 
-# Timed in one block each, a burst of load from elsewhere (these are shared VMs) fell on one
-# library's calls only: a 14x14 conv row read 0.86x torch in one run and 1.18x in the next. In
-# rounds that take turns, a burst shorter than a round spoils a third of a library's calls, which
-# the median passes over.
-ROUNDS = 3
-
-
-def _timed(
-    row: dict, fns: dict[str, Thunk], warmup: int, repeats: int, settle: float, rounds: int = ROUNDS
-) -> None:
-    """Times each library's fn in `rounds` turns (numpy, fastcnn, torch, numpy, ...) of about
-    repeats / rounds calls, each turn after `settle` seconds idle (so the previous library's threads
-    have gone to sleep) and `warmup` untimed calls. Stores the median of a library's `repeats` calls
-    in row[lib_ms] and the calls, in the order made, in row[lib_times_ms] (for the spread)."""
-    times: dict[str, list[float]] = {lib: [] for lib in fns}
-    rounds = max(1, min(rounds, repeats))
-    for r in range(rounds):
-        calls = repeats * (r + 1) // rounds - repeats * r // rounds
-        for lib, fn in fns.items():
-            if settle:
-                time.sleep(settle)
-            times[lib] += time_calls(fn, warmup, calls)
-    for lib, lib_times in times.items():
-        row[f"{lib}_ms"] = statistics.median(lib_times)
-        row[f"{lib}_times_ms"] = lib_times
+def _timed(row: dict, lib: str, fn: Thunk, warmup: int, repeats: int, settle: float) -> None:
+    """Store the median in row[lib_ms] and every call in row[lib_times_ms] (for the spread), after
+    `settle` seconds idle so the previous library's threads have gone to sleep."""
+    if settle:
+        time.sleep(settle)
+    times = time_calls(fn, warmup, repeats)
+    row[f"{lib}_ms"] = statistics.median(times)
+    row[f"{lib}_times_ms"] = times
 
 
 def _error(e: BaseException) -> str:
@@ -657,7 +639,8 @@ def run_case(
     if mismatch:
         row.update(status="mismatch", reason=mismatch)
         return row
-    fns = {"numpy": numpy_fn, "fastcnn": fast_fn}
+    _timed(row, "numpy", numpy_fn, warmup, repeats, settle)
+    _timed(row, "fastcnn", fast_fn, warmup, repeats, settle)
     if torch is not None:
         try:
             torch_fn = case.torch(d, torch)
@@ -668,8 +651,7 @@ def run_case(
             row["torch_status"] = f"mismatch: {torch_mismatch}"
         else:
             row["torch_status"] = "ok"
-            fns["torch"] = torch_fn
-    _timed(row, fns, warmup, repeats, settle)
+            _timed(row, "torch", torch_fn, warmup, repeats, settle)
     for lib in ("numpy", "fastcnn", "torch"):
         ms = row[f"{lib}_ms"]
         row[f"{lib}_rate"] = None if ms is None else case.work / ms / 1e6  # GFLOP/s or GB/s
@@ -904,8 +886,8 @@ def print_header(meta: dict, warmup: int, repeats: int) -> None:
     p = print
     p(
         f"fastcnn {meta['fastcnn_version']} bench: CPU variant {meta['cpu_variant']}, "
-        f"{meta['threads']} threads for every library, median of {repeats} calls in "
-        f"{min(ROUNDS, repeats)} rounds that take turns, each after {warmup} warm-up calls"
+        f"{meta['threads']} threads for every library, median of {repeats} calls after {warmup} "
+        "warm-up calls"
     )
     p(f"CPU: {meta['cpu']}   Python {meta['python']}")
     p(f"NumPy {meta['numpy_version']} ({meta['numpy_blas']}; {meta['numpy_blas_runtime']})")
