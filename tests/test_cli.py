@@ -61,6 +61,20 @@ def test_train_evaluate_predict(tmp_path):
     assert out[1].split(": ")[1] == out[0].split(": ")[1]  # the same image, the same answer
 
 
+def test_train_with_rmsprop_and_a_plateau_schedule(tmp_path):
+    """--optimizer rmsprop and --schedule plateau train, and a checkpoint resumes with both states
+    (the plateau scheduler steps on each epoch's validation loss)."""
+    ckpt = tmp_path / "m.npz"
+    args = ["train", *QUICK, "--optimizer", "rmsprop", "--lr", "0.001", "--schedule", "plateau"]
+    out = run(*args, "--epochs", "1", "--save", str(ckpt)).stdout
+    assert float(out.split("test accuracy")[1].split()[0]) > 0.5
+    resumed = run(*args, "--epochs", "2", "--save", str(ckpt), "--resume", str(ckpt))
+    assert "after epoch 1" in resumed.stderr
+    checkpoint = fc.load_checkpoint(ckpt)
+    assert checkpoint.epoch == 2
+    assert "square_avg" in str(checkpoint.optimizer) and "best" in checkpoint.scheduler
+
+
 def test_bad_arguments_are_reported_not_raised(tmp_path):
     proc = run("evaluate", str(tmp_path / "missing.npz"), check=False)
     assert proc.returncode != 0 and "missing.npz" in proc.stderr

@@ -51,7 +51,9 @@ def _make_optimizer(name: str, params, args):
         return optim.Adam(params, lr=args.lr, weight_decay=args.weight_decay)
     if name == "adamw":
         return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
-    raise ValueError(f"--optimizer: expected sgd, adam or adamw, got {name!r}")
+    if name == "rmsprop":
+        return optim.RMSprop(params, lr=args.lr, weight_decay=args.weight_decay)
+    raise ValueError(f"--optimizer: expected sgd, adam, adamw or rmsprop, got {name!r}")
 
 
 def _make_scheduler(name: str, optimizer, args, steps_per_epoch: int):
@@ -67,7 +69,9 @@ def _make_scheduler(name: str, optimizer, args, steps_per_epoch: int):
         return optim.OneCycleLR(
             optimizer, max_lr=args.lr, epochs=args.epochs, steps_per_epoch=steps_per_epoch
         )
-    raise ValueError(f"--schedule: expected none, step, cosine or onecycle, got {name!r}")
+    if name == "plateau":  # fit() steps it on each epoch's validation loss
+        return optim.ReduceLROnPlateau(optimizer, factor=0.1, patience=1)
+    raise ValueError(f"--schedule: expected none, step, cosine, onecycle or plateau, got {name!r}")
 
 
 def _make_loader(x, y, args, epoch_seed: int):
@@ -282,11 +286,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs", type=int, default=3)
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=0.05)
-    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw"), default="sgd")
+    t.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default="sgd")
     t.add_argument("--momentum", type=float, default=0.9)
     t.add_argument("--nesterov", action="store_true")
     t.add_argument("--weight-decay", type=float, default=5e-4)
-    t.add_argument("--schedule", choices=("none", "step", "cosine", "onecycle"), default="none")
+    t.add_argument(
+        "--schedule", choices=("none", "step", "cosine", "onecycle", "plateau"), default="none"
+    )
     t.add_argument("--augment", action="store_true", help="random crops (pad 2) and flips")
     t.add_argument("--label-smoothing", type=float, default=0.0)
     t.add_argument("--threads", type=int, default=0, help="kernel threads (default: all cores)")
