@@ -67,9 +67,6 @@ class CrossEntropyLoss(Module):
         )
         return loss.reshape(()) if single and self.reduction == "none" else loss
 
-    def __call__(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
-        return self.forward(logits, labels)
-
     def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
         """dloss/dlogits; grad_output is a float, or for reduction 'none' an array shaped like the
         labels."""
@@ -99,12 +96,7 @@ class CrossEntropyLoss(Module):
         return grad[0] if self._single else grad
 
     def config(self) -> dict:
-        out = dict(reduction=self.reduction, label_smoothing=self.label_smoothing)
-        if self.weight is not None:
-            out["weight"] = self.weight.tolist()
-        if self.ignore_index != -100:
-            out["ignore_index"] = self.ignore_index
-        return out
+        return _class_loss_config(self, label_smoothing=self.label_smoothing)
 
 
 class NLLLoss(Module):
@@ -140,9 +132,6 @@ class NLLLoss(Module):
         self._saved = (input, target, forward[2], single)
         return F._nll_reduce(forward, self.reduction, single)
 
-    def __call__(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
-        return self.forward(input, target)
-
     def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
         """dloss/dinput; grad_output is a float, or for reduction 'none' an array shaped like the
         labels."""
@@ -161,12 +150,7 @@ class NLLLoss(Module):
         )
 
     def config(self) -> dict:
-        out = dict(reduction=self.reduction)
-        if self.weight is not None:
-            out["weight"] = self.weight.tolist()
-        if self.ignore_index != -100:
-            out["ignore_index"] = self.ignore_index
-        return out
+        return _class_loss_config(self)
 
 
 class MSELoss(Module):
@@ -184,9 +168,6 @@ class MSELoss(Module):
         self._saved = (output, target)
         return F._mse_loss(output, target, self.reduction)
 
-    def __call__(self, output: np.ndarray, target: np.ndarray) -> float | np.ndarray:
-        return self.forward(output, target)
-
     def backward(self, grad_output: float | np.ndarray = 1.0) -> np.ndarray:
         """dloss/doutput; grad_output is a float, or for reduction 'none' an array shaped like the
         loss (the broadcast shape of output and target)."""
@@ -197,3 +178,14 @@ class MSELoss(Module):
 
     def config(self) -> dict:
         return dict(reduction=self.reduction)
+
+
+def _class_loss_config(loss: CrossEntropyLoss | NLLLoss, **options) -> dict:
+    """The constructor arguments of a loss over class labels that differ from the defaults (the
+    reduction always), for save/load."""
+    out = dict(reduction=loss.reduction, **options)
+    if loss.weight is not None:
+        out["weight"] = loss.weight.tolist()
+    if loss.ignore_index != -100:
+        out["ignore_index"] = loss.ignore_index
+    return out

@@ -274,8 +274,9 @@ class Module:
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         raise NotImplementedError(f"{type(self).__name__} does not define backward")
 
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+    def __call__(self, *inputs: np.ndarray) -> np.ndarray | float:
+        # one input for a layer, two (prediction, target) for a loss
+        return self.forward(*inputs)
 
     # --- description -----------------------------------------------------------------------------
     def config(self) -> dict:
