@@ -19,6 +19,18 @@ from fastcnn.nn.module import Module
 from fastcnn.parameter import Parameter
 
 
+def _trains(p: Parameter | None) -> bool:
+    """Whether the layer has p and p gets a gradient (requires_grad)."""
+    return p is not None and p.requires_grad
+
+
+def _add_grads(weight: Parameter | None, dw, bias: Parameter | None, db) -> None:
+    """Adds dw and db into the gradients of weight and bias where those train."""
+    for p, g in ((weight, dw), (bias, db)):
+        if _trains(p):
+            p.grad += g
+
+
 def _forgotten(layer: Module) -> RuntimeError:
     return RuntimeError(f"{type(layer).__name__}.backward called before forward")
 
@@ -136,15 +148,12 @@ class Conv2d(Module):
             )
             if conv_padding is not padding:
                 dx = _padding_modes.fold(dx, padding, self.padding_mode)
-        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        need_w, need_b = _trains(weight), _trains(bias)
         if need_w or need_b:  # a frozen layer (requires_grad False) computes neither
             dw, db = _core.conv2d_backward_weight(
                 dy, x, weight.data.shape, stride, conv_padding, dilation, groups, need_w, need_b
             )
-            if need_w:
-                weight.grad += dw
-            if need_b:
-                bias.grad += db
+            _add_grads(weight, dw, bias, db)
         return dx[0] if single and dx is not None else dx
 
     def config(self) -> dict:
@@ -199,13 +208,10 @@ class Linear(Module):
         p = self._parameters
         weight, bias = p["weight"], p.get("bias")
         dx = _core.linear_backward_input(dy, weight.data) if input_grad else None
-        need_w, need_b = weight.requires_grad, bias is not None and bias.requires_grad
+        need_w, need_b = _trains(weight), _trains(bias)
         if need_w or need_b:  # a frozen layer (requires_grad False) computes neither
             dw, db = _core.linear_backward_weight(dy, x, need_w, need_b)
-            if need_w:
-                weight.grad += dw
-            if need_b:
-                bias.grad += db
+            _add_grads(weight, dw, bias, db)
         return dx
 
     def config(self) -> dict:
@@ -585,9 +591,7 @@ class _BatchNorm(Module):
         if self._saved is None:
             raise _forgotten(self)
         weight, bias = self.weight, self.bias
-        need_w = weight is not None and weight.requires_grad
-        need_b = bias is not None and bias.requires_grad
-        if not (input_grad or need_w or need_b):
+        if not (input_grad or _trains(weight) or _trains(bias)):
             return None
         x, use_batch_stats, mean, invstd = self._saved
         # one kernel makes dx, dw and db together (training's dx is built from dw's and db's sums)
@@ -603,10 +607,7 @@ class _BatchNorm(Module):
             save_invstd=invstd,
             **(extra or {}),
         )
-        if need_w:
-            weight.grad += dw
-        if need_b:
-            bias.grad += db
+        _add_grads(weight, dw, bias, db)
         return dx if input_grad else None
 
     def config(self) -> dict:
