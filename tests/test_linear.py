@@ -54,10 +54,10 @@ def _close(got, want, length):
 # tiles, and 170 in-features are two depth slices, so the second accumulates.
 TAIL_CASES = [((11, 170), k) for k in (1, 5, 16, 17, 18, 19, 20, 21, 31, 49, 52)]
 TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
-# The backward products read their B operands (w for dx, x for dw) in place, copying one panel
-# at a time from its rows: whole panels, then a last partial one (1, 15, 17 or 31 of 32 columns),
-# within a range of at most 8 panels (530 and 545: two ranges of 8 panels, then one of 18 or 33
-# columns).
+# The backward products with more than one row of tiles (dx here: 9 rows) read their B operands
+# (w for dx, x for dw) in place, copying one panel at a time from its rows: whole panels, then a
+# last partial one (1, 15, 17 or 31 of 32 columns), within a range of at most 8 panels (530 and
+# 545: two ranges of 8 panels, then one of 18 or 33 columns).
 TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
 # The weight gradient packs dy^T once for all its column ranges (every case above with
 # out_features <= in_features), unless it is too large: here each range packs its own.
