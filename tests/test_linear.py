@@ -54,13 +54,17 @@ def _close(got, want, length):
 # tiles, and 170 in-features are two depth slices, so the second accumulates.
 TAIL_CASES = [((11, 170), k) for k in (1, 5, 16, 17, 18, 19, 20, 21, 31, 49, 52)]
 TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
-# The backward products' B operands (w for dx, x for dw) are packed a row of in-features at a
-# time: whole panels, then a last partial one (1, 15, 17 or 31 of 32 columns), within a range of
-# at most 8 panels (530 and 545: two ranges of 8 panels, then one of 18 or 33 columns).
+# The backward products with more than one row of tiles (dx here: 9 rows) read their B operands
+# (w for dx, x for dw) in place, copying one panel at a time from its rows: whole panels, then a
+# last partial one (1, 15, 17 or 31 of 32 columns), within a range of at most 8 panels (530 and
+# 545: two ranges of 8 panels, then one of 18 or 33 columns).
 TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
 # The weight gradient packs dy^T once for all its column ranges (every case above with
 # out_features <= in_features), unless it is too large: here each range packs its own.
 TAIL_CASES += [((2100, 150), 128)]
+# More out-features than in-features: dy^T is not packed ahead, and with more rows than one
+# A block (AVX-512: 128, AVX2: 96) the weight gradient packs both operands block by block.
+TAIL_CASES += [((20, 50), 130)]
 # The forward packs w^T into B panels by register transposes: on AVX-512, 16 x 16 blocks for each
 # 16-deep step, then 8 x 8 blocks and single elements. 37 and 45 in-features end each panel in
 # a 5-deep tail (45 after one 8-deep step); 20 and 33 out-features leave a panel's second half

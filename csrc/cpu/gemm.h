@@ -39,6 +39,10 @@ struct GemmOperand {
   // place, neither rows nor pack are called. For A blocks that several gemm calls share (the
   // column ranges of one product), which would each pack them again.
   const float* packed = nullptr;
+  // A B operand whose depth rows may be read in place (GemmRowsFn with lines and depth swapped:
+  // the address of element (line0, k0) when, at each depth, lines from line0 on are contiguous,
+  // depth rows *ld floats apart; nullptr when they are not).
+  GemmRowsFn depth_rows = nullptr;
 };
 
 // Operand element (line, k) at p[line * line_stride + k * depth_stride]; packed by pack_strided.
@@ -58,6 +62,9 @@ struct StridedOperand {
   /* A StridedOperand's rows where its depth is contiguous (depth_stride 1). */               \
   const float* strided_rows(const void* ctx, int64_t line0, int64_t k0, int64_t depth,         \
                             int64_t* ld);                                                      \
+  /* A StridedOperand's depth rows where its lines are contiguous (line_stride 1). */         \
+  const float* strided_depth_rows(const void* ctx, int64_t line0, int64_t k0, int64_t depth,   \
+                                  int64_t* ld);                                                \
   /* C[i0 + i, j0 + j] (= or +=) sum_k A[i0 + i, k] * B[k, j0 + j] for i < m, j < n; c points  \
      at element (i0, j0) with row stride ldc. With row_bias (not accumulating), C[i0 + i, *]  \
      = row_bias[i] + the sum, as if C had been filled with the bias and accumulated. k == 0   \
