@@ -63,19 +63,23 @@ WIDE_MAX_CASES = [
     ((1, 2, 7, 37), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ((2, 2, 6, 35), {"kernel_size": (2, 5), "stride": (1, 2), "padding": (1, 2)}),
 ]
-# Stride 1 (the fast variants' separable pass: row maxima of padded rows, then column maxima):
-# rows of one and of several vectors with a tail, non-square windows, batch 1, ceil_mode, a
-# plane cut into bands of rows (W = 2000), and rows too long for the band buffer (W = 3000).
-STRIDE1_MAX_CASES = [
+# Column stride 1 or 2 (the fast variants' separable pass: row maxima of -inf padded rows, then
+# column maxima): rows of one and of several vectors with a tail, non-square windows, batch 1,
+# ceil_mode, a row stride above the window height, planes cut into bands of rows (W = 2000),
+# and rows too long for the band buffer (W = 3000).
+SEPARABLE_MAX_CASES = [
     ((1, 1, 5, 7), {"kernel_size": 3, "stride": 1, "padding": 1}),
     ((2, 3, 17, 37), {"kernel_size": (2, 5), "stride": 1, "padding": (1, 2)}),
     ((1, 4, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1}),
     ((2, 2, 9, 33), {"kernel_size": (5, 3), "stride": 1, "padding": (2, 0), "ceil_mode": True}),
     ((2, 2, 19, 16), {"kernel_size": 4, "stride": 1}),
+    ((2, 3, 14, 45), {"kernel_size": (2, 3), "stride": (3, 2), "padding": 1}),
     ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 2, "padding": 1}),
     ((1, 1, 4, 3000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 1, 5, 3000), {"kernel_size": 3, "stride": 2, "padding": 1}),
 ]
-MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + STRIDE1_MAX_CASES
+MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
 
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
@@ -219,7 +223,7 @@ def test_max_pool2d_matches_torch(rng, shape, kw):
     )
 
 
-BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + STRIDE1_MAX_CASES
+BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
 
 
 @pytest.mark.parametrize("shape,kw", BITWISE_MAX_CASES, ids=_ids(BITWISE_MAX_CASES))
