@@ -151,6 +151,10 @@ AVG_CASES = [
     ((2, 2, 12, 29), {"kernel_size": 3, "stride": 1, "padding": 1, "divisor_override": 7}),
     ((2, 2, 9, 33), {"kernel_size": (4, 3), "stride": 1, "padding": 1, "ceil_mode": True}),
     ((1, 1, 4, 3000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    # column stride 2 from zero-padded rows: planes cut into bands, a row stride above the window
+    # height
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 14, 45), {"kernel_size": (2, 3), "stride": (3, 2), "padding": 1}),
 ]
 
 ADAPTIVE_CASES = [
