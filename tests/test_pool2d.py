@@ -63,7 +63,23 @@ WIDE_MAX_CASES = [
     ((1, 2, 7, 37), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
     ((2, 2, 6, 35), {"kernel_size": (2, 5), "stride": (1, 2), "padding": (1, 2)}),
 ]
-MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
+# Column stride 1 or 2 (the fast variants' separable pass: row maxima of -inf padded rows, then
+# column maxima): rows of one and of several vectors with a tail, non-square windows, batch 1,
+# ceil_mode, a row stride above the window height, planes cut into bands of rows (W = 2000),
+# and rows too long for the band buffer (W = 3000).
+SEPARABLE_MAX_CASES = [
+    ((1, 1, 5, 7), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((2, 3, 17, 37), {"kernel_size": (2, 5), "stride": 1, "padding": (1, 2)}),
+    ((1, 4, 28, 28), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((2, 2, 9, 33), {"kernel_size": (5, 3), "stride": 1, "padding": (2, 0), "ceil_mode": True}),
+    ((2, 2, 19, 16), {"kernel_size": 4, "stride": 1}),
+    ((2, 3, 14, 45), {"kernel_size": (2, 3), "stride": (3, 2), "padding": 1}),
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((1, 1, 4, 3000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((1, 1, 5, 3000), {"kernel_size": 3, "stride": 2, "padding": 1}),
+]
+MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
 
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
@@ -124,6 +140,21 @@ AVG_CASES = [
     ((2, 2, 11, 35), {"kernel_size": 2, "stride": 3}),
     ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 1, "padding": 1}),
     ((1, 1, 3, 4200), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    # stride 1 (the forward's zero-padded rows): batch 1, a row of a part vector, non-square
+    # windows, the divisor rules, ceil_mode, and rows too long for the band buffer (ref's loop)
+    ((1, 1, 5, 7), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((2, 3, 17, 37), {"kernel_size": (2, 5), "stride": 1, "padding": (1, 2)}),
+    (
+        (2, 2, 12, 29),
+        {"kernel_size": (5, 3), "stride": 1, "padding": (2, 1), "count_include_pad": False},
+    ),
+    ((2, 2, 12, 29), {"kernel_size": 3, "stride": 1, "padding": 1, "divisor_override": 7}),
+    ((2, 2, 9, 33), {"kernel_size": (4, 3), "stride": 1, "padding": 1, "ceil_mode": True}),
+    ((1, 1, 4, 3000), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    # column stride 2 from zero-padded rows: planes cut into bands, a row stride above the window
+    # height
+    ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 2, "padding": 1}),
+    ((2, 3, 14, 45), {"kernel_size": (2, 3), "stride": (3, 2), "padding": 1}),
 ]
 
 ADAPTIVE_CASES = [
@@ -196,7 +227,7 @@ def test_max_pool2d_matches_torch(rng, shape, kw):
     )
 
 
-BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES
+BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
 
 
 @pytest.mark.parametrize("shape,kw", BITWISE_MAX_CASES, ids=_ids(BITWISE_MAX_CASES))
@@ -275,6 +306,7 @@ def test_max_pool2d_module_in_eval_mode_skips_then_recomputes_indices(rng):
         {"kernel_size": 2},
         {"kernel_size": 3, "stride": 1, "padding": 1},
         {"kernel_size": (2, 3), "stride": (1, 2)},
+        {"kernel_size": (3, 4), "stride": 1, "padding": (1, 2)},
     ],
 )
 def test_max_pool2d_ties_pick_torchs_index(core, rng, kw):
@@ -292,6 +324,7 @@ def test_max_pool2d_ties_pick_torchs_index(core, rng, kw):
         {"kernel_size": 2},
         {"kernel_size": 3, "stride": 2, "padding": 1},
         {"kernel_size": 3, "stride": 1},
+        {"kernel_size": (3, 5), "stride": 1, "padding": (1, 2)},
         {"kernel_size": (13, 11)},
         {"kernel_size": (5, 4), "stride": 9},
     ],
@@ -322,6 +355,9 @@ BACKWARD_CASES = [
     ((2, 3, 13, 11), {"kernel_size": 2, "ceil_mode": True}),
     ((2, 3, 13, 11), {"kernel_size": 3, "stride": 2, "padding": 1}),
     ((2, 3, 13, 11), {"kernel_size": (2, 3), "stride": (1, 2)}),
+    ((2, 3, 11, 15), {"kernel_size": 2}),
+    ((3, 2, 9, 35), {"kernel_size": 2}),
+    ((2, 3, 13, 11), {"kernel_size": 3, "stride": 1, "padding": 1}),
 ]
 TILING_CASES = [case for case in BACKWARD_CASES if len(case[1]) == 1]
 
@@ -362,8 +398,20 @@ def test_max_pool2d_backward_indices_outside_their_windows(core, rng, shape, kw)
     hw = shape[2] * shape[3]
     stray = indices.copy()
     stray[-1, -1, 0, 0] = (stray[-1, -1, 0, 0] + shape[3] + 2) % hw
+    stray[0, 0, -1, -1] = 0  # a plane's last window: its earlier ones are written by then
     _backward_bits_equal_ref(core, dy, x, kw, stray)
     _backward_bits_equal_ref(core, dy, x, kw, rng.integers(0, hw, indices.shape))
+
+
+@pytest.mark.parametrize("shape,kw", BACKWARD_CASES, ids=_ids(BACKWARD_CASES))
+def test_max_pool2d_backward_non_finite_gradients(core, rng, shape, kw):
+    """NaN (two payloads), +-inf and -0.0 in dy reach dx with ref's bits, sums of a cell's
+    several gradients (overlapping windows) included."""
+    x, indices, dy = _backward_inputs(rng, shape, kw)
+    flat = dy.reshape(-1)
+    for value in (np.nan, -np.nan, np.inf, -np.inf):
+        flat[rng.choice(flat.size, max(1, flat.size // 11), replace=False)] = value
+    _backward_bits_equal_ref(core, dy, x, kw, indices)
 
 
 @pytest.mark.parametrize("shape,kw", BACKWARD_CASES, ids=_ids(BACKWARD_CASES))
