@@ -1381,6 +1381,37 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     _close(ps[0].data, tps[0])
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_zero_grad_without_set_to_none_keeps_a_missing_gradient_missing_as_torch(name):
+    """torch's zero_grad(set_to_none=False) zeroes the gradients that exist and leaves a None one
+    None: a parameter no backward has reached yet (a head trained later, an unused branch) is
+    still skipped by step, with no weight decay or momentum, whichever zero_grad ran."""
+    rng = np.random.default_rng(9981)
+    data = [rng.standard_normal(3).astype(np.float32) for _ in range(2)]
+    ps = [fastcnn.Parameter(d) for d in data]
+    tps = [torch.tensor(d, requires_grad=True) for d in data]
+    kw = dict(lr=0.1, weight_decay=0.1, **({"momentum": 0.9} if name == "SGD" else {}))
+    net = fastcnn.nn.Linear(3, 1)  # Module.zero_grad too
+    opt = getattr(fastcnn.optim, name)(ps + list(net.parameters()), **kw)
+    topt = getattr(torch.optim, name)(tps, **kw)
+    for _ in range(3):
+        opt.zero_grad(set_to_none=False)
+        net.zero_grad(set_to_none=False)
+        topt.zero_grad(set_to_none=False)
+        g = rng.standard_normal(3).astype(np.float32)
+        ps[0].grad += g  # only the first is ever reached
+        tg = torch.from_numpy(g)
+        tps[0].grad = tg if tps[0].grad is None else tps[0].grad + tg
+        opt.step()
+        topt.step()
+        assert tps[1].grad is None
+        assert ps[1].grad_is_none and net.weight.grad_is_none
+        for p, tp in zip(ps, tps):
+            _close(p.data, tp)
+    np.testing.assert_array_equal(ps[1].data, data[1])
+    assert 1 not in opt.state_dict()["state"] and 0 in opt.state_dict()["state"]
+
+
 def test_sequential_slice_keeps_names_as_torch(tmp_path):
     """net[a:b] keeps the children's names, as torch's: its state_dict keys are those of the same
     layers in net (they were renumbered from 0), and they survive a save and load."""
