@@ -1108,13 +1108,20 @@ def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
     _close(dx[finite], expected[finite], 10)
 
 
-@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR"])
+_CHAINABLE = {
+    "StepLR": dict(step_size=3, gamma=0.5),
+    "CosineAnnealingLR": dict(T_max=4, eta_min=1e-3),
+    "LinearLR": dict(start_factor=0.25, end_factor=0.9, total_iters=9),
+}
+
+
+@pytest.mark.parametrize("name", list(_CHAINABLE))
 def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
-    """StepLR and CosineAnnealingLR step each group's current lr, as torch's do: an lr set by hand
-    between steps carries on (it is not replaced by the closed form), a scheduler made anew on a
-    running optimizer starts from its current lr, the values are torch's floats over several
-    periods, and a resume from torch's state dict goes on the same way."""
-    kw = dict(step_size=3, gamma=0.5) if name == "StepLR" else dict(T_max=4, eta_min=1e-3)
+    """StepLR, CosineAnnealingLR and LinearLR step each group's current lr, as torch's do: an lr
+    set by hand between steps carries on (it is not replaced by the closed form), a scheduler made
+    anew on a running optimizer starts from its current lr, the values are torch's floats over
+    several periods, and a resume from torch's state dict goes on the same way."""
+    kw = _CHAINABLE[name]
     param = fastcnn.Parameter(np.zeros(2, np.float32))
     ours = getattr(fastcnn.optim, name)(fastcnn.optim.SGD([param], lr=0.1, momentum=0.9), **kw)
     tparam = torch.zeros(2, requires_grad=True)
@@ -1162,10 +1169,43 @@ def test_cross_entropy_loss_positional_arguments_as_torch():
 
 
 @pytest.mark.parametrize(
+    "warmup, main",
+    [
+        (dict(start_factor=0.1, total_iters=4), ("ExponentialLR", dict(gamma=0.8))),
+        (dict(start_factor=0.2, total_iters=3), ("CosineAnnealingLR", dict(T_max=6))),
+        (dict(start_factor=1.0, end_factor=0.0, total_iters=3), ("StepLR", dict(step_size=2))),
+    ],
+)
+def test_linear_warmup_stepped_beside_another_scheduler_composes_as_torch(warmup, main):
+    """Two schedulers stepped together on one optimizer compose, as torch's chainable ones do
+    (a LinearLR warmup beside the main schedule): each scales the lr the other left, so the
+    warmup's factor multiplies the main schedule's lr instead of replacing it."""
+    groups, tgroups = [], []
+    for lr in (0.1, 0.03):
+        groups.append({"params": [fastcnn.Parameter(np.zeros(2, np.float32))], "lr": lr})
+        tgroups.append({"params": [torch.zeros(2, requires_grad=True)], "lr": lr})
+    opt, topt = fastcnn.optim.SGD(groups), torch.optim.SGD(tgroups)
+    name, kw = main
+    ours = [fastcnn.optim.LinearLR(opt, **warmup), getattr(fastcnn.optim, name)(opt, **kw)]
+    theirs = [
+        torch.optim.lr_scheduler.LinearLR(topt, **warmup),
+        getattr(torch.optim.lr_scheduler, name)(topt, **kw),
+    ]
+    for _ in range(12):
+        topt.step()
+        for scheduler in ours + theirs:
+            scheduler.step()
+        lrs = [g["lr"] for g in opt.param_groups]
+        assert lrs == pytest.approx([g["lr"] for g in topt.param_groups], rel=1e-14, abs=1e-17)
+        assert ours[1].get_last_lr() == pytest.approx(theirs[1].get_last_lr(), rel=1e-14)
+
+
+@pytest.mark.parametrize(
     "name, kw",
     [
         ("StepLR", dict(step_size=3, gamma=0.5)),
         ("CosineAnnealingLR", dict(T_max=4, eta_min=1e-3)),
+        ("LinearLR", dict(start_factor=0.5, total_iters=4)),
     ],
 )
 @pytest.mark.parametrize("last_epoch", [0, 2, 5])

@@ -592,12 +592,13 @@ class LRScheduler:
     """Base class: sets each group's "lr" for the step count `last_epoch`.
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
-    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
-    the groups' lrs). Call `step()` once per epoch (or per batch, for OneCycleLR) after
-    `optimizer.step()`. A chainable scheduler (StepLR, MultiStepLR, ExponentialLR,
-    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
-    steps carries on; the others (LinearLR, OneCycleLR, and load_state_dict) set the closed form
-    in `last_epoch`. ReduceLROnPlateau, stepped with a metric, is a class of its own.
+    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one starts
+    from the groups' lrs: LinearLR scales them by start_factor, the others keep them). Call
+    `step()` once per epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable
+    scheduler (StepLR, MultiStepLR, ExponentialLR, LinearLR, CosineAnnealingLR) steps each group's
+    current lr, as torch's do, so an lr changed between steps carries on, and two of them stepped
+    together compose; OneCycleLR (and load_state_dict) set the closed form in `last_epoch`.
+    ReduceLROnPlateau, stepped with a metric, is a class of its own.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
@@ -641,6 +642,10 @@ class LRScheduler:
         """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
         raise NotImplementedError
 
+    def _chained_start(self, lr: float) -> float:
+        """A chainable scheduler's lr for step 0 (a fresh start) from the group's current lr."""
+        return lr
+
     def _apply(self, step: int) -> None:
         """Sets the optimizer's options for `step` (subclasses may set more than lr)."""
         for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
@@ -651,11 +656,14 @@ class LRScheduler:
         self.last_epoch += 1
         if not self._chainable:
             self._apply(self.last_epoch)
-        elif self.last_epoch > 0 and (self._chains_at_start or not self._starting):
+        elif self.last_epoch == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._chained_start(group["lr"])
+        elif self._chains_at_start or not self._starting:
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
-        # else: a chainable scheduler starts from each group's lr as it is (as torch's do: after
-        # loading an optimizer checkpoint it need not be "initial_lr")
+        # else: resuming at last_epoch >= 0, a chainable scheduler starts from each group's lr as
+        # it is (as torch's do: after loading an optimizer checkpoint it need not be "initial_lr")
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -804,10 +812,12 @@ class ExponentialLR(LRScheduler):
 
 class LinearLR(LRScheduler):
     """lr = base_lr * factor, the factor going linearly from start_factor at step 0 to end_factor
-    at step total_iters and staying there: a warmup with the defaults. torch's schedule, set in
-    closed form (torch multiplies the current lr; the two agree to float rounding)."""
+    at step total_iters and staying there: a warmup with the defaults. Each step multiplies the
+    current lr by the ratio of successive factors, with torch's formula, so an lr changed between
+    steps (or by another scheduler stepped beside it) carries on, as in torch."""
 
     _config = ("start_factor", "end_factor", "total_iters")
+    _chainable = True
 
     def __init__(
         self,
@@ -835,6 +845,16 @@ class LinearLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         progress = min(self.total_iters, step) / self.total_iters
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+    def _chained_start(self, lr: float) -> float:
+        return lr * self.start_factor
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        if step > self.total_iters:
+            return lr
+        # factor(step) / factor(step - 1), times total_iters above and below
+        change = self.end_factor - self.start_factor
+        return lr * (1.0 + change / (self.total_iters * self.start_factor + (step - 1) * change))
 
 
 class CosineAnnealingLR(LRScheduler):
