@@ -1358,6 +1358,30 @@ def test_load_state_dict_returns_missing_and_unexpected_keys_as_torch():
     np.testing.assert_array_equal(net.state_dict()["0.weight"], state["0.weight"])
 
 
+def test_state_dict_without_num_batches_tracked_loads_as_torch():
+    """A plain dict that lacks a batch norm's num_batches_tracked (converted from elsewhere, or
+    from an older torch) loads strictly, as torch's does for a dict without its version
+    metadata: the count keeps its value and is not among the missing keys."""
+    layers = [("Conv2d", (2, 3, 3)), ("BatchNorm2d", (3,)), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    net[1].num_batches_tracked[...] = 7
+    with torch.no_grad():
+        tnet[1].num_batches_tracked.fill_(7)
+    state = {k: v.numpy() for k, v in tnet.state_dict().items() if "num_batches" not in k}
+    assert net.load_state_dict(state) == ([], [])
+    tnet.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    assert int(net[1].num_batches_tracked) == int(tnet[1].num_batches_tracked) == 7
+    result = net.load_state_dict({}, strict=False)
+    tresult = tnet.load_state_dict({}, strict=False)
+    assert result.missing_keys == tresult.missing_keys
+    with pytest.raises(ValueError, match="boolean"):
+        tnet.train(0)
+    with pytest.raises(ValueError, match="bool"):
+        net.train(0)
+    assert net.training and all(m.training for m in net.modules())
+
+
 def test_shared_module_is_listed_once_as_torch():
     """A module registered under two names (tied weights) is one child, one module and one set of
     parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the

@@ -40,6 +40,8 @@ class Module:
     #: for its kernel calls (see `Module._cached_args`)
     _call_arg_names: frozenset[str] = frozenset()
     _call_args = None
+    #: buffers load_state_dict does not require (see there)
+    _optional_buffers: frozenset[str] = frozenset()
 
     # The layers on the batch-1 inference path (Conv2d, Linear, ReLU, MaxPool2d, BatchNorm2d,
     # Flatten) store what their backward needs with `self.__dict__[name] = value`: a plain
@@ -203,9 +205,15 @@ class Module:
         """Copy arrays into the parameters and buffers; shapes must match. Accepts torch tensors too
         (anything np.asarray understands), so weights move between fastcnn and PyTorch. Returns
         (missing_keys, unexpected_keys), as torch does; with strict, either being non-empty raises
-        KeyError before anything is copied."""
+        KeyError before anything is copied. A buffer in `_optional_buffers` (a batch norm's
+        num_batches_tracked) may be absent: it keeps its value and is not missing, as torch treats
+        a plain dict (one without its version metadata, such as a converted one)."""
         own = self._state_slots()
-        missing = [k for k in own if k not in state_dict]
+        missing = [
+            k
+            for k, (module, name, kind) in own.items()
+            if k not in state_dict and not (kind == "buffer" and name in module._optional_buffers)
+        ]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(
@@ -243,6 +251,9 @@ class Module:
 
     # --- modes and calls -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        # train(0) or train("eval") is a mistake: ValueError, as torch's
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"mode: expected a bool, got {type(mode).__name__} {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
