@@ -7,6 +7,7 @@ arguments) where fastcnn once answered differently."""
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -1474,6 +1475,44 @@ def test_zero_grad_without_set_to_none_keeps_a_missing_gradient_missing_as_torch
             _close(p.data, tp)
     np.testing.assert_array_equal(ps[1].data, data[1])
     assert 1 not in opt.state_dict()["state"] and 0 in opt.state_dict()["state"]
+
+
+def test_sequential_list_operations_as_torch():
+    """Sequential takes torch's list operations (replacing the head of a pretrained network with
+    net[-1] = Linear(...) is the common one): assigning keeps the position's name; del, pop and
+    insert number the children again; extend and += append. Names, state_dict keys and the
+    forward follow torch's."""
+    named = OrderedDict([("conv", ("Conv2d", (2, 3, 3))), ("act", ("ReLU", ()))])
+    rest = [("Flatten", ()), ("Linear", (12, 4)), ("Tanh", ())]
+
+    def build(lib):
+        net = lib.Sequential(OrderedDict((k, getattr(lib, n)(*a)) for k, (n, a) in named.items()))
+        return net.extend([getattr(lib, n)(*a) for n, a in rest])
+
+    net, tnet = build(fastcnn.nn), build(torch.nn)
+    net.load_state_dict(tnet.state_dict())
+    steps = [
+        lambda lib, m: m.__setitem__(-2, lib.Linear(12, 3)),
+        lambda lib, m: m.__setitem__(1, lib.Sigmoid()),
+        lambda lib, m: m.pop(-1),
+        lambda lib, m: m.__delitem__(1),
+        lambda lib, m: m.insert(1, lib.ReLU()),
+        lambda lib, m: m.__iadd__(lib.Sequential(lib.ReLU())),
+        lambda lib, m: m.append(lib.Linear(3, 2)),
+    ]
+    x = np.random.default_rng(2).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    for step in steps:
+        step(fastcnn.nn, net)
+        step(torch.nn, tnet)
+        assert [k for k, _ in net.named_children()] == [k for k, _ in tnet.named_children()]
+        assert [type(m).__name__ for m in net] == [type(m).__name__ for m in tnet]
+        assert list(net.state_dict()) == list(tnet.state_dict())
+        net.load_state_dict(tnet.state_dict())
+        np.testing.assert_allclose(net(x), tnet(torch.from_numpy(x)).detach(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="out of range"):
+        net[len(net)] = fastcnn.nn.ReLU()
+    with pytest.raises(TypeError, match="expected a Module"):
+        net[0] = "relu"
 
 
 def test_sequential_slice_keeps_names_as_torch(tmp_path):
