@@ -462,6 +462,9 @@ def test_load_state_dict_needs_every_adam_entry(rng):
         (lambda ps: optim.SGD([ps[0], ps[0]]), ValueError, "more than once"),
         (lambda ps: optim.SGD([{"params": ps}, {"params": ps[:1]}]), ValueError, "more than once"),
         (lambda ps: optim.SGD([{"lr": 0.1}]), ValueError, "params"),
+        # a set's order changes from run to run, and with it where saved state goes
+        (lambda ps: optim.SGD(set(ps)), TypeError, "ordered collection"),
+        (lambda ps: optim.SGD([{"params": set(ps)}]), TypeError, "ordered collection"),
     ],
 )
 def test_bad_optimizer_arguments(make, error, match):

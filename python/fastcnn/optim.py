@@ -108,6 +108,16 @@ def _is_named(entry: object) -> bool:
     )
 
 
+def _refuse_unordered(params: object) -> None:
+    """A set's order follows memory addresses, so it changes from run to run, and with it which
+    parameter each entry of a saved state_dict goes to (torch refuses one as a group's params)."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "params: expected an ordered collection (a list), got a set, whose order changes "
+            "from run to run"
+        )
+
+
 class Optimizer:
     """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
 
@@ -130,6 +140,7 @@ class Optimizer:
                 "params: expected an iterable of Parameters or of dicts, "
                 f"got {type(params).__name__}"
             )
+        _refuse_unordered(params)
         groups = list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
@@ -158,6 +169,7 @@ class Optimizer:
         if "params" not in group:
             raise ValueError("params: a parameter group needs a 'params' entry")
         params = group["params"]
+        _refuse_unordered(params)
         params = [params] if isinstance(params, Parameter) else list(params)
         names = None
         if params and all(_is_named(p) for p in params):  # from named_parameters(), as torch
