@@ -750,6 +750,17 @@ def test_fit_steps_reduce_lr_on_plateau_on_the_validation_loss(rng, monkeypatch)
         net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, None, sched, progress=False
     )
     assert seen == [h["loss"] for h in history]
+    # mode "max" watches a value that should rise: fed the loss, it would cut the lr while the
+    # loss falls
+    seen.clear()
+    sched = Recording(opt, mode="max")
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, val, sched, progress=False
+    )
+    assert seen == [h["val_accuracy"] for h in history]
+    seen.clear()
+    fastcnn.fit(net, train, fastcnn.nn.CrossEntropyLoss(), opt, 1, None, sched, progress=False)
+    assert len(seen) == 1 and 0.0 <= seen[0] <= 1.0
     with pytest.raises(ValueError, match="scheduler_interval"):
         fastcnn.fit(
             net,

@@ -1068,7 +1068,7 @@ class ReduceLROnPlateau:
     relative to it (threshold_mode "rel") or absolute ("abs"). A cut smaller than eps is skipped.
     min_lr may be one value or one per group. Arguments, defaults, rule and state_dict keys are
     torch's; `fastcnn.training.fit` steps it once per epoch on the validation loss (the training
-    loss without a validation set).
+    loss without a validation set), or on the accuracy with mode "max".
     """
 
     _config = (
