@@ -1110,6 +1110,9 @@ class ReduceLROnPlateau:
                 "eps": eps,
             }
         )
+        # min_lr given as one value also holds for groups added to the optimizer later (None: one
+        # value per group was given), as in torch
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.last_epoch = 0
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
@@ -1159,10 +1162,12 @@ class ReduceLROnPlateau:
         value = as_float(metrics, "metrics")
         groups = self.optimizer.param_groups
         if len(groups) != len(self.min_lrs):
-            raise ValueError(
-                f"min_lr: has {len(self.min_lrs)} values, but the optimizer now has "
-                f"{len(groups)} parameter groups"
-            )
+            if self.default_min_lr is None:
+                raise ValueError(
+                    f"min_lr: has {len(self.min_lrs)} values, but the optimizer now has "
+                    f"{len(groups)} parameter groups"
+                )
+            self.min_lrs = [self.default_min_lr] * len(groups)
         self.last_epoch += 1
         if self._is_better(value):
             self.best = value
@@ -1191,6 +1196,7 @@ class ReduceLROnPlateau:
         scalars and lists."""
         saved = {name: getattr(self, name) for name in self._config + self._counters}
         saved["min_lrs"] = list(self.min_lrs)
+        saved["default_min_lr"] = self.default_min_lr
         return {**saved, "best": self.best, "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -1205,6 +1211,9 @@ class ReduceLROnPlateau:
         if not isinstance(last_lrs, (list, tuple)):
             raise TypeError(f"state_dict: _last_lr: expected a list, got {type(last_lrs).__name__}")
         last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
+        default_min_lr = state_dict.get("default_min_lr")  # absent from older checkpoints
+        if default_min_lr is not None:
+            default_min_lr = _real(default_min_lr, "state_dict: default_min_lr", minimum=0.0)
         previous = {name: getattr(self, name) for name in self._config}
         try:
             self._set_config({name: state_dict[name] for name in self._config})
@@ -1214,4 +1223,5 @@ class ReduceLROnPlateau:
         for name, value in counters.items():
             setattr(self, name, value)
         self.best = best
+        self.default_min_lr = default_min_lr
         self._last_lr = last_lrs
