@@ -1383,6 +1383,24 @@ def test_state_dict_without_num_batches_tracked_loads_as_torch():
     assert net.training and all(m.training for m in net.modules())
 
 
+def test_parameters_and_buffers_take_recurse_as_torch():
+    """parameters(recurse=False) and its kin list a module's own entries only, as torch's (a
+    custom Module's own weight beside its children's); prefix names them as there."""
+    nets = []
+    for lib in (fastcnn.nn, torch.nn):
+        inner = lib.Sequential(lib.Linear(2, 2), lib.BatchNorm1d(2))
+        nets.append(lib.Sequential(inner, lib.Linear(2, 2)))
+    net, tnet = nets
+    for recurse in (True, False):
+        for module, tmodule in ((net, tnet), (net[0][0], tnet[0][0]), (net[0][1], tnet[0][1])):
+            names = [n for n, _ in module.named_parameters("p", recurse=recurse)]
+            assert names == [n for n, _ in tmodule.named_parameters("p", recurse=recurse)]
+            names = [n for n, _ in module.named_buffers("p", recurse=recurse)]
+            assert names == [n for n, _ in tmodule.named_buffers("p", recurse=recurse)]
+            assert len(list(module.parameters(recurse))) == len(list(tmodule.parameters(recurse)))
+            assert len(list(module.buffers(recurse))) == len(list(tmodule.buffers(recurse)))
+
+
 def test_shared_module_is_listed_once_as_torch():
     """A module registered under two names (tied weights) is one child, one module and one set of
     parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the

@@ -146,30 +146,37 @@ class Module:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter once (a shared one under its first name, as in torch), so an optimizer
-        over parameters() steps each once."""
+    def _named_members(
+        self, table: str, prefix: str, recurse: bool
+    ) -> Iterator[tuple[str, Parameter | np.ndarray]]:
+        """Every entry of each module's `table` once (a shared one under its first name, as in
+        torch); recurse=False: this module's own only."""
         seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, p in module._parameters.items():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{module_name}.{name}" if module_name else name), p
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, value in getattr(module, table).items():
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, p in self.named_parameters():
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once (a shared one under its first name, as in torch), so an optimizer
+        over parameters() steps each once. recurse=False: this module's own only."""
+        yield from self._named_members("_parameters", prefix, recurse)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, b in module._buffers.items():
-                if b is not None and id(b) not in seen:
-                    seen.add(id(b))
-                    yield (f"{module_name}.{name}" if module_name else name), b
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        yield from self._named_members("_buffers", prefix, recurse)
 
-    def buffers(self) -> Iterator[np.ndarray]:
-        for _, b in self.named_buffers():
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     def add_module(self, name: str, module: Module) -> None:
