@@ -1464,6 +1464,34 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     _close(ps[0].data, tps[0])
 
 
+def test_nesterov_groups_may_override_momentum_and_dampening_as_torch():
+    """torch checks Nesterov's momentum > 0 and dampening = 0 on the constructor's arguments
+    only: a group may set momentum 0 (plain steps) or a dampening, and steps as the rule says.
+    fastcnn refused such a group."""
+    rng = np.random.default_rng(9982)
+    data = [rng.standard_normal(3).astype(np.float32) for _ in range(3)]
+    ps = [fastcnn.Parameter(d) for d in data]
+    tps = [torch.tensor(d, requires_grad=True) for d in data]
+    overrides = [{}, {"momentum": 0.0}, {"dampening": 0.3}]
+    opt = fastcnn.optim.SGD(
+        [{"params": [p], **o} for p, o in zip(ps, overrides)], lr=0.1, momentum=0.9, nesterov=True
+    )
+    topt = torch.optim.SGD(
+        [{"params": [p], **o} for p, o in zip(tps, overrides)], lr=0.1, momentum=0.9, nesterov=True
+    )
+    for _ in range(4):
+        for p, tp in zip(ps, tps):
+            g = rng.standard_normal(3).astype(np.float32)
+            p.grad = g.copy()
+            tp.grad = torch.from_numpy(g)
+        opt.step()
+        topt.step()
+        for p, tp in zip(ps, tps):
+            _close(p.data, tp)
+    with pytest.raises(ValueError, match="nesterov"):
+        fastcnn.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+
+
 @pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
 def test_zero_grad_without_set_to_none_keeps_a_missing_gradient_missing_as_torch(name):
     """torch's zero_grad(set_to_none=False) zeroes the gradients that exist and leaves a None one

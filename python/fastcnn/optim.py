@@ -346,6 +346,15 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
+        # Checked on the constructor's arguments only, as torch: a group may override momentum
+        # (0: plain steps, nesterov then changes nothing) or dampening, and torch steps it.
+        if _flag(nesterov, "nesterov") and (
+            _real(momentum, "momentum") <= 0 or _real(dampening, "dampening") != 0
+        ):
+            raise ValueError(
+                "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
+                f"momentum={momentum}, dampening={dampening}"
+            )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -364,11 +373,6 @@ class SGD(Optimizer):
         options["nesterov"] = _flag(options["nesterov"], "nesterov")
         # absent from checkpoints saved before the option existed
         options["maximize"] = _flag(options.get("maximize", False), "maximize")
-        if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
-            raise ValueError(
-                "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
-                f"momentum={options['momentum']}, dampening={options['dampening']}"
-            )
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
