@@ -99,6 +99,49 @@ def test_no_gradients():
     assert utils.clip_grad_norm_([p], 1.0) == 0.0 and not p.grad.any()
 
 
+@pytest.mark.parametrize("nan_norm", [False, True])
+def test_a_gradient_torch_holds_as_none_is_left_alone_as_in_torch(nan_norm):
+    """torch's clipping skips a parameter whose gradient is None: no scaling (not even by a NaN
+    norm), and the optimizer then skips it too, with no weight decay or momentum. Scaling the
+    zeros that stand for it here used to mark it as a gradient, so SGD decayed it."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    params = make_params(rng, scale=10.0)
+    if nan_norm:
+        params[0].grad[0, 0, 0, 0] = np.nan
+    params[1].grad = None  # as after zero_grad(), with no backward reaching it
+    twins = torch_twins(torch, params)
+    twins[1].grad = None
+    opt = fastcnn.optim.SGD(params, lr=0.1, momentum=0.9, weight_decay=0.1)
+    topt = torch.optim.SGD(twins, lr=0.1, momentum=0.9, weight_decay=0.1)
+    total = utils.clip_grad_norm_(params, 1.0)
+    want = torch.nn.utils.clip_grad_norm_(twins, 1.0).item()
+    assert total == pytest.approx(want, rel=1e-6, nan_ok=True)
+    assert params[1].grad_is_none and not params[1].grad.any()
+    opt.step()
+    topt.step()
+    np.testing.assert_array_equal(params[1].data, twins[1].detach().numpy())
+    assert 1 not in opt.state_dict()["state"]
+
+
+@pytest.mark.parametrize("p", [1.0, 2.0, 3.0, 0.5, math.inf])
+def test_the_norm_of_one_element_is_its_magnitude_as_in_torch(p):
+    """torch's norm of a one-element tensor is |x|, exactly: its 2-norm of a 0-d gradient of 1e20
+    is 1e20, where squaring it in float32 would overflow to inf (and error_if_nonfinite raise)."""
+    torch = pytest.importorskip("torch")
+    params = [Parameter(np.zeros(())), Parameter(np.zeros(1))]
+    params[0].grad = np.array(-1e20, np.float32)
+    params[1].grad = None
+    twins = torch_twins(torch, params)
+    twins[1].grad = None
+    total = utils.clip_grad_norm_(params, 1.0, norm_type=p, error_if_nonfinite=True)
+    want = torch.nn.utils.clip_grad_norm_(twins, 1.0, norm_type=p, error_if_nonfinite=True)
+    assert total == want.item() == np.float32(1e20)
+    assert_grads_match(params[:1], twins[:1])
+    x = np.array([0.3], np.float32)
+    assert utils.get_total_norm([x], p) == torch.nn.utils.get_total_norm([torch.from_numpy(x)], p)
+
+
 @pytest.mark.parametrize("bad", [np.inf, np.nan])
 def test_non_finite_norm(bad):
     torch = pytest.importorskip("torch")

@@ -88,6 +88,77 @@ def test_flipped_bytes_are_detected(tmp_path):
         fc.load(path)
 
 
+def test_any_flipped_header_bit_is_a_checkpoint_error_or_harmless(tmp_path):
+    """Bits of the zip headers (local and central: versions, flags such as encryption, compression
+    method, sizes, offsets) and of the .npy headers, flipped one at a time: loading raises
+    CheckpointError or returns exactly what was saved (a flip in a field nothing reads, such as a
+    timestamp). Such flips used to escape as NotImplementedError, RuntimeError, OSError or
+    tokenize.TokenError. Every bit of the version, flag and method fields; one bit, turn about, of
+    every other header byte."""
+    net = nn.Sequential(nn.Linear(2, 2))
+    opt = fc.optim.SGD(net.parameters(), lr=0.1, momentum=0.9)
+    net[0].weight.grad += 1.0
+    opt.step()
+    path = tmp_path / "model.npz"
+    fc.save(net, path, optimizer=opt, epoch=1)
+    data = path.read_bytes()
+    want = fc.load_checkpoint(path)
+    with zipfile.ZipFile(path) as z:
+        infos = z.infolist()
+    central = data.index(b"PK\x01\x02")
+    every_bit, one_bit = set(), set(range(central, len(data)))
+    for info in infos:
+        start = info.header_offset
+        every_bit.update(range(start + 4, start + 10))
+        one_bit.update(range(start, start + 30 + len(info.filename) + 64))  # + the .npy header
+    for entry in range(len(infos)):
+        start = data.index(b"PK\x01\x02", central if entry == 0 else start + 4)
+        every_bit.update(range(start + 4, start + 12))
+    damaged = tmp_path / "damaged.npz"
+    flips = [(o, b) for o in every_bit for b in range(8)]
+    flips += [(o, o % 8) for o in one_bit - every_bit]
+    for offset, bit in flips:
+        flipped = bytearray(data)
+        flipped[offset] ^= 1 << bit
+        damaged.write_bytes(bytes(flipped))
+        try:
+            got = fc.load_checkpoint(damaged)
+        except io.CheckpointError:
+            continue
+        for key, value in want.model.state_dict().items():
+            np.testing.assert_array_equal(got.model.state_dict()[key], value)
+        state = got.optimizer["state"][0]["momentum_buffer"]
+        np.testing.assert_array_equal(state, want.optimizer["state"][0]["momentum_buffer"])
+        assert got.epoch == 1
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("optimizer", {"__dict__": 5}),
+        ("optimizer", {"__dict__": [[1]]}),
+        ("optimizer", {"__array__": ["a"]}),
+        ("extra", {"__dict__": [[{"__dict__": []}, 1]]}),
+        ("extra", [1, 2]),
+        ("epoch", "three"),
+        ("architecture", 5),
+    ],
+)
+def test_crafted_metadata_is_a_checkpoint_error(tmp_path, field, value):
+    """Well-formed JSON that save never writes (a state object of the wrong shape, an epoch that
+    is not an int, an architecture that is not one) raises CheckpointError, not TypeError."""
+    path = tmp_path / "model.npz"
+    fc.save(nn.Sequential(nn.Linear(2, 2)), path, epoch=1)
+    with np.load(path, allow_pickle=False) as f:
+        arrays = {name: f[name] for name in f.files}
+    meta = json.loads(arrays["__meta__"].tobytes())
+    meta[field] = value
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), np.uint8)
+    io.write_npz_atomically(path, arrays)
+    with pytest.raises(io.CheckpointError):
+        fc.load_checkpoint(path)
+
+
 def _write_zip(path, members: dict[str, bytes]) -> None:
     with zipfile.ZipFile(path, "w") as z:
         for name, body in members.items():

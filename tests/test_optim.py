@@ -462,6 +462,9 @@ def test_load_state_dict_needs_every_adam_entry(rng):
         (lambda ps: optim.SGD([ps[0], ps[0]]), ValueError, "more than once"),
         (lambda ps: optim.SGD([{"params": ps}, {"params": ps[:1]}]), ValueError, "more than once"),
         (lambda ps: optim.SGD([{"lr": 0.1}]), ValueError, "params"),
+        # a set's order changes from run to run, and with it where saved state goes
+        (lambda ps: optim.SGD(set(ps)), TypeError, "ordered collection"),
+        (lambda ps: optim.SGD([{"params": set(ps)}]), TypeError, "ordered collection"),
     ],
 )
 def test_bad_optimizer_arguments(make, error, match):
@@ -680,6 +683,35 @@ def test_reduce_lr_on_plateau_matches_torch(rng, kwargs):
     assert_params_close(params, tensors)
 
 
+@pytest.mark.parametrize("min_lr", [1e-3, [1e-3]])
+def test_reduce_lr_on_plateau_takes_a_group_added_later_as_torch(min_lr):
+    """A group added to the optimizer after the scheduler (unfreezing a backbone for fine-tuning)
+    gets the min_lr given as one value, as in torch; with one value per group, the lengths no
+    longer match and it raises (torch too, when it cuts). The default survives state_dict."""
+    opt = optim.SGD([Parameter(np.zeros(1))], lr=0.1)
+    topt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+    ours = optim.ReduceLROnPlateau(opt, patience=0, min_lr=min_lr)
+    theirs = torch.optim.lr_scheduler.ReduceLROnPlateau(topt, patience=0, min_lr=min_lr)
+    ours.step(1.0)
+    theirs.step(1.0)
+    opt.add_param_group({"params": [Parameter(np.zeros(1))], "lr": 0.01})
+    topt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": 0.01})
+    if isinstance(min_lr, list):
+        with pytest.raises(ValueError, match="min_lr"):
+            ours.step(2.0)
+        with pytest.raises(RuntimeError, match="param groups"):
+            theirs.step(2.0)
+        return
+    for value in (2.0, 3.0, 0.5, 4.0):
+        ours.step(value)
+        theirs.step(value)
+        assert [g["lr"] for g in opt.param_groups] == [g["lr"] for g in topt.param_groups]
+    assert ours.state_dict()["default_min_lr"] == theirs.state_dict()["default_min_lr"]
+    resumed = optim.ReduceLROnPlateau(opt, min_lr=[0.0, 0.0])
+    resumed.load_state_dict(theirs.state_dict())
+    assert resumed.default_min_lr == min_lr and resumed.min_lrs == [min_lr, min_lr]
+
+
 def test_reduce_lr_on_plateau_state_dict_round_trip(rng):
     opt = optim.SGD([Parameter(np.ones(2)), Parameter(np.ones(3))], lr=0.1)
     sched = optim.ReduceLROnPlateau(opt, patience=1, cooldown=1)
@@ -747,6 +779,17 @@ def test_fit_steps_reduce_lr_on_plateau_on_the_validation_loss(rng, monkeypatch)
         net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, None, sched, progress=False
     )
     assert seen == [h["loss"] for h in history]
+    # mode "max" watches a value that should rise: fed the loss, it would cut the lr while the
+    # loss falls
+    seen.clear()
+    sched = Recording(opt, mode="max")
+    history = fastcnn.fit(
+        net, train, fastcnn.nn.CrossEntropyLoss(), opt, 2, val, sched, progress=False
+    )
+    assert seen == [h["val_accuracy"] for h in history]
+    seen.clear()
+    fastcnn.fit(net, train, fastcnn.nn.CrossEntropyLoss(), opt, 1, None, sched, progress=False)
+    assert len(seen) == 1 and 0.0 <= seen[0] <= 1.0
     with pytest.raises(ValueError, match="scheduler_interval"):
         fastcnn.fit(
             net,

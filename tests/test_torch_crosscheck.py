@@ -7,6 +7,7 @@ arguments) where fastcnn once answered differently."""
 from __future__ import annotations
 
 import warnings
+from collections import OrderedDict
 
 import numpy as np
 import pytest
@@ -1108,13 +1109,20 @@ def test_depthwise_input_gradient_of_non_finite_filters_as_torch(core, case):
     _close(dx[finite], expected[finite], 10)
 
 
-@pytest.mark.parametrize("name", ["StepLR", "CosineAnnealingLR"])
+_CHAINABLE = {
+    "StepLR": dict(step_size=3, gamma=0.5),
+    "CosineAnnealingLR": dict(T_max=4, eta_min=1e-3),
+    "LinearLR": dict(start_factor=0.25, end_factor=0.9, total_iters=9),
+}
+
+
+@pytest.mark.parametrize("name", list(_CHAINABLE))
 def test_chainable_scheduler_follows_a_changed_lr_as_torch(name):
-    """StepLR and CosineAnnealingLR step each group's current lr, as torch's do: an lr set by hand
-    between steps carries on (it is not replaced by the closed form), a scheduler made anew on a
-    running optimizer starts from its current lr, the values are torch's floats over several
-    periods, and a resume from torch's state dict goes on the same way."""
-    kw = dict(step_size=3, gamma=0.5) if name == "StepLR" else dict(T_max=4, eta_min=1e-3)
+    """StepLR, CosineAnnealingLR and LinearLR step each group's current lr, as torch's do: an lr
+    set by hand between steps carries on (it is not replaced by the closed form), a scheduler made
+    anew on a running optimizer starts from its current lr, the values are torch's floats over
+    several periods, and a resume from torch's state dict goes on the same way."""
+    kw = _CHAINABLE[name]
     param = fastcnn.Parameter(np.zeros(2, np.float32))
     ours = getattr(fastcnn.optim, name)(fastcnn.optim.SGD([param], lr=0.1, momentum=0.9), **kw)
     tparam = torch.zeros(2, requires_grad=True)
@@ -1162,10 +1170,43 @@ def test_cross_entropy_loss_positional_arguments_as_torch():
 
 
 @pytest.mark.parametrize(
+    "warmup, main",
+    [
+        (dict(start_factor=0.1, total_iters=4), ("ExponentialLR", dict(gamma=0.8))),
+        (dict(start_factor=0.2, total_iters=3), ("CosineAnnealingLR", dict(T_max=6))),
+        (dict(start_factor=1.0, end_factor=0.0, total_iters=3), ("StepLR", dict(step_size=2))),
+    ],
+)
+def test_linear_warmup_stepped_beside_another_scheduler_composes_as_torch(warmup, main):
+    """Two schedulers stepped together on one optimizer compose, as torch's chainable ones do
+    (a LinearLR warmup beside the main schedule): each scales the lr the other left, so the
+    warmup's factor multiplies the main schedule's lr instead of replacing it."""
+    groups, tgroups = [], []
+    for lr in (0.1, 0.03):
+        groups.append({"params": [fastcnn.Parameter(np.zeros(2, np.float32))], "lr": lr})
+        tgroups.append({"params": [torch.zeros(2, requires_grad=True)], "lr": lr})
+    opt, topt = fastcnn.optim.SGD(groups), torch.optim.SGD(tgroups)
+    name, kw = main
+    ours = [fastcnn.optim.LinearLR(opt, **warmup), getattr(fastcnn.optim, name)(opt, **kw)]
+    theirs = [
+        torch.optim.lr_scheduler.LinearLR(topt, **warmup),
+        getattr(torch.optim.lr_scheduler, name)(topt, **kw),
+    ]
+    for _ in range(12):
+        topt.step()
+        for scheduler in ours + theirs:
+            scheduler.step()
+        lrs = [g["lr"] for g in opt.param_groups]
+        assert lrs == pytest.approx([g["lr"] for g in topt.param_groups], rel=1e-14, abs=1e-17)
+        assert ours[1].get_last_lr() == pytest.approx(theirs[1].get_last_lr(), rel=1e-14)
+
+
+@pytest.mark.parametrize(
     "name, kw",
     [
         ("StepLR", dict(step_size=3, gamma=0.5)),
         ("CosineAnnealingLR", dict(T_max=4, eta_min=1e-3)),
+        ("LinearLR", dict(start_factor=0.5, total_iters=4)),
     ],
 )
 @pytest.mark.parametrize("last_epoch", [0, 2, 5])
@@ -1318,6 +1359,48 @@ def test_load_state_dict_returns_missing_and_unexpected_keys_as_torch():
     np.testing.assert_array_equal(net.state_dict()["0.weight"], state["0.weight"])
 
 
+def test_state_dict_without_num_batches_tracked_loads_as_torch():
+    """A plain dict that lacks a batch norm's num_batches_tracked (converted from elsewhere, or
+    from an older torch) loads strictly, as torch's does for a dict without its version
+    metadata: the count keeps its value and is not among the missing keys."""
+    layers = [("Conv2d", (2, 3, 3)), ("BatchNorm2d", (3,)), ("Flatten", ()), ("Linear", (12, 2))]
+    net = fastcnn.nn.Sequential(*(getattr(fastcnn.nn, n)(*a) for n, a in layers))
+    tnet = torch.nn.Sequential(*(getattr(torch.nn, n)(*a) for n, a in layers))
+    net[1].num_batches_tracked[...] = 7
+    with torch.no_grad():
+        tnet[1].num_batches_tracked.fill_(7)
+    state = {k: v.numpy() for k, v in tnet.state_dict().items() if "num_batches" not in k}
+    assert net.load_state_dict(state) == ([], [])
+    tnet.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    assert int(net[1].num_batches_tracked) == int(tnet[1].num_batches_tracked) == 7
+    result = net.load_state_dict({}, strict=False)
+    tresult = tnet.load_state_dict({}, strict=False)
+    assert result.missing_keys == tresult.missing_keys
+    with pytest.raises(ValueError, match="boolean"):
+        tnet.train(0)
+    with pytest.raises(ValueError, match="bool"):
+        net.train(0)
+    assert net.training and all(m.training for m in net.modules())
+
+
+def test_parameters_and_buffers_take_recurse_as_torch():
+    """parameters(recurse=False) and its kin list a module's own entries only, as torch's (a
+    custom Module's own weight beside its children's); prefix names them as there."""
+    nets = []
+    for lib in (fastcnn.nn, torch.nn):
+        inner = lib.Sequential(lib.Linear(2, 2), lib.BatchNorm1d(2))
+        nets.append(lib.Sequential(inner, lib.Linear(2, 2)))
+    net, tnet = nets
+    for recurse in (True, False):
+        for module, tmodule in ((net, tnet), (net[0][0], tnet[0][0]), (net[0][1], tnet[0][1])):
+            names = [n for n, _ in module.named_parameters("p", recurse=recurse)]
+            assert names == [n for n, _ in tmodule.named_parameters("p", recurse=recurse)]
+            names = [n for n, _ in module.named_buffers("p", recurse=recurse)]
+            assert names == [n for n, _ in tmodule.named_buffers("p", recurse=recurse)]
+            assert len(list(module.parameters(recurse))) == len(list(tmodule.parameters(recurse)))
+            assert len(list(module.buffers(recurse))) == len(list(tmodule.buffers(recurse)))
+
+
 def test_shared_module_is_listed_once_as_torch():
     """A module registered under two names (tied weights) is one child, one module and one set of
     parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the
@@ -1379,6 +1462,103 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     opt.step()
     topt.step()
     _close(ps[0].data, tps[0])
+
+
+def test_nesterov_groups_may_override_momentum_and_dampening_as_torch():
+    """torch checks Nesterov's momentum > 0 and dampening = 0 on the constructor's arguments
+    only: a group may set momentum 0 (plain steps) or a dampening, and steps as the rule says.
+    fastcnn refused such a group."""
+    rng = np.random.default_rng(9982)
+    data = [rng.standard_normal(3).astype(np.float32) for _ in range(3)]
+    ps = [fastcnn.Parameter(d) for d in data]
+    tps = [torch.tensor(d, requires_grad=True) for d in data]
+    overrides = [{}, {"momentum": 0.0}, {"dampening": 0.3}]
+    opt = fastcnn.optim.SGD(
+        [{"params": [p], **o} for p, o in zip(ps, overrides)], lr=0.1, momentum=0.9, nesterov=True
+    )
+    topt = torch.optim.SGD(
+        [{"params": [p], **o} for p, o in zip(tps, overrides)], lr=0.1, momentum=0.9, nesterov=True
+    )
+    for _ in range(4):
+        for p, tp in zip(ps, tps):
+            g = rng.standard_normal(3).astype(np.float32)
+            p.grad = g.copy()
+            tp.grad = torch.from_numpy(g)
+        opt.step()
+        topt.step()
+        for p, tp in zip(ps, tps):
+            _close(p.data, tp)
+    with pytest.raises(ValueError, match="nesterov"):
+        fastcnn.optim.SGD(ps, lr=0.1, momentum=0.9, dampening=0.1, nesterov=True)
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "RMSprop"])
+def test_zero_grad_without_set_to_none_keeps_a_missing_gradient_missing_as_torch(name):
+    """torch's zero_grad(set_to_none=False) zeroes the gradients that exist and leaves a None one
+    None: a parameter no backward has reached yet (a head trained later, an unused branch) is
+    still skipped by step, with no weight decay or momentum, whichever zero_grad ran."""
+    rng = np.random.default_rng(9981)
+    data = [rng.standard_normal(3).astype(np.float32) for _ in range(2)]
+    ps = [fastcnn.Parameter(d) for d in data]
+    tps = [torch.tensor(d, requires_grad=True) for d in data]
+    kw = dict(lr=0.1, weight_decay=0.1, **({"momentum": 0.9} if name == "SGD" else {}))
+    net = fastcnn.nn.Linear(3, 1)  # Module.zero_grad too
+    opt = getattr(fastcnn.optim, name)(ps + list(net.parameters()), **kw)
+    topt = getattr(torch.optim, name)(tps, **kw)
+    for _ in range(3):
+        opt.zero_grad(set_to_none=False)
+        net.zero_grad(set_to_none=False)
+        topt.zero_grad(set_to_none=False)
+        g = rng.standard_normal(3).astype(np.float32)
+        ps[0].grad += g  # only the first is ever reached
+        tg = torch.from_numpy(g)
+        tps[0].grad = tg if tps[0].grad is None else tps[0].grad + tg
+        opt.step()
+        topt.step()
+        assert tps[1].grad is None
+        assert ps[1].grad_is_none and net.weight.grad_is_none
+        for p, tp in zip(ps, tps):
+            _close(p.data, tp)
+    np.testing.assert_array_equal(ps[1].data, data[1])
+    assert 1 not in opt.state_dict()["state"] and 0 in opt.state_dict()["state"]
+
+
+def test_sequential_list_operations_as_torch():
+    """Sequential takes torch's list operations (replacing the head of a pretrained network with
+    net[-1] = Linear(...) is the common one): assigning keeps the position's name; del, pop and
+    insert number the children again; extend and += append. Names, state_dict keys and the
+    forward follow torch's."""
+    named = OrderedDict([("conv", ("Conv2d", (2, 3, 3))), ("act", ("ReLU", ()))])
+    rest = [("Flatten", ()), ("Linear", (12, 4)), ("Tanh", ())]
+
+    def build(lib):
+        net = lib.Sequential(OrderedDict((k, getattr(lib, n)(*a)) for k, (n, a) in named.items()))
+        return net.extend([getattr(lib, n)(*a) for n, a in rest])
+
+    net, tnet = build(fastcnn.nn), build(torch.nn)
+    net.load_state_dict(tnet.state_dict())
+    steps = [
+        lambda lib, m: m.__setitem__(-2, lib.Linear(12, 3)),
+        lambda lib, m: m.__setitem__(1, lib.Sigmoid()),
+        lambda lib, m: m.pop(-1),
+        lambda lib, m: m.__delitem__(1),
+        lambda lib, m: m.insert(1, lib.ReLU()),
+        lambda lib, m: m.__iadd__(lib.Sequential(lib.ReLU())),
+        lambda lib, m: m.append(lib.Linear(3, 2)),
+    ]
+    x = np.random.default_rng(2).standard_normal((2, 2, 4, 4)).astype(np.float32)
+    for step in steps:
+        step(fastcnn.nn, net)
+        step(torch.nn, tnet)
+        assert [k for k, _ in net.named_children()] == [k for k, _ in tnet.named_children()]
+        assert [type(m).__name__ for m in net] == [type(m).__name__ for m in tnet]
+        assert list(net.state_dict()) == list(tnet.state_dict())
+        net.load_state_dict(tnet.state_dict())
+        np.testing.assert_allclose(net(x), tnet(torch.from_numpy(x)).detach(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(IndexError, match="out of range"):
+        net[len(net)] = fastcnn.nn.ReLU()
+    with pytest.raises(TypeError, match="expected a Module"):
+        net[0] = "relu"
 
 
 def test_sequential_slice_keeps_names_as_torch(tmp_path):

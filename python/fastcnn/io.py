@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import tokenize
 import zipfile
 from dataclasses import dataclass, field
 from typing import Any
@@ -76,15 +77,25 @@ def _split(value: Any, prefix: str, arrays: dict[str, np.ndarray]) -> Any:
 
 
 def _join(value: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """The value `_split` made `value` from; CheckpointError for anything it does not write."""
     if isinstance(value, dict):
         if "__array__" in value:
             name = value["__array__"]
-            if name not in arrays:
+            if not isinstance(name, str) or name not in arrays:
                 raise CheckpointError(f"checkpoint: array {name!r} is referenced but missing")
             return arrays[name]
-        if "__dict__" in value:
-            return {_join(k, arrays): _join(v, arrays) for k, v in value["__dict__"]}
-        raise CheckpointError("checkpoint: malformed state object")
+        pairs = value.get("__dict__")
+        if not isinstance(pairs, list) or not all(
+            isinstance(pair, list) and len(pair) == 2 for pair in pairs
+        ):
+            raise CheckpointError("checkpoint: malformed state object")
+        joined = {}
+        for k, v in pairs:
+            key = _join(k, arrays)
+            if not isinstance(key, (str, int, float, bool, type(None))):
+                raise CheckpointError(f"checkpoint: malformed state object key {k!r:.80}")
+            joined[key] = _join(v, arrays)
+        return joined
     if isinstance(value, list):
         return [_join(v, arrays) for v in value]
     return value
@@ -154,7 +165,12 @@ def _read_member(
 ) -> np.ndarray:
     """One .npy member, its header checked before any data is read."""
     name = info.filename[:-4]
-    with zf.open(info) as f:
+    try:
+        member = zf.open(info)
+    except (NotImplementedError, RuntimeError, OSError) as e:
+        # a corrupt zip header asks for a compression, an encryption or an offset it cannot have
+        raise CheckpointError(f"checkpoint: array {name!r} cannot be read: {e}") from None
+    with member as f:
         try:
             version = np.lib.format.read_magic(f)
             if version == (1, 0):
@@ -163,7 +179,8 @@ def _read_member(
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
             else:
                 raise CheckpointError(f"checkpoint: array {name!r} has format version {version}")
-        except ValueError as e:
+        # NumPy parses the header as a Python literal: garbage in it fails to tokenize or parse
+        except (ValueError, SyntaxError, tokenize.TokenError) as e:
             raise CheckpointError(f"checkpoint: array {name!r} has a corrupt header: {e}") from None
         if dtype not in _ALLOWED_DTYPES:
             raise CheckpointError(
@@ -200,7 +217,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         zf = zipfile.ZipFile(path)
     except FileNotFoundError:
         raise
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, NotImplementedError) as e:  # (a zip version from a flip)
         raise CheckpointError(f"{path}: not a readable fastcnn checkpoint ({e})") from None
     with zf:
         members = {}
@@ -222,7 +239,13 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                     f"{path}: checkpoint format version "
                     f"{meta.get('format_version')} is not supported"
                 )
-            model = architecture.build(meta.get("architecture"))
+            try:
+                model = architecture.build(meta.get("architecture"))
+            except ValueError as e:
+                raise CheckpointError(f"{path}: {e}") from None
+            epoch = meta.get("epoch")
+            if epoch is not None and type(epoch) is not int:
+                raise CheckpointError(f"{path}: epoch {epoch!r:.80} is not an int")
             expected = model.state_dict()
             state = {}
             for key, current in expected.items():
@@ -239,13 +262,16 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
                 for name, info in members.items()
                 if not name.startswith("model/") and name != _META
             }
+            extra = _join(meta.get("extra"), others) or {}
+            if not isinstance(extra, dict):
+                raise CheckpointError(f"{path}: extra is a {type(extra).__name__}, not a dict")
             return Checkpoint(
                 model=model,
-                epoch=meta.get("epoch"),
+                epoch=epoch,
                 optimizer=_join(meta.get("optimizer"), others),
                 scheduler=_join(meta.get("scheduler"), others),
                 rng_state=_join(meta.get("rng_state"), others),
-                extra=_join(meta.get("extra"), others) or {},
+                extra=extra,
             )
         except (zipfile.BadZipFile, EOFError, json.JSONDecodeError, UnicodeDecodeError) as e:
             raise CheckpointError(f"{path}: corrupt checkpoint ({e})") from None

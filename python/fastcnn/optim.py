@@ -108,6 +108,16 @@ def _is_named(entry: object) -> bool:
     )
 
 
+def _refuse_unordered(params: object) -> None:
+    """A set's order follows memory addresses, so it changes from run to run, and with it which
+    parameter each entry of a saved state_dict goes to (torch refuses one as a group's params)."""
+    if isinstance(params, (set, frozenset)):
+        raise TypeError(
+            "params: expected an ordered collection (a list), got a set, whose order changes "
+            "from run to run"
+        )
+
+
 class Optimizer:
     """Base class: parameter groups with per-group options, per-parameter state, checkpointing.
 
@@ -130,6 +140,7 @@ class Optimizer:
                 "params: expected an iterable of Parameters or of dicts, "
                 f"got {type(params).__name__}"
             )
+        _refuse_unordered(params)
         groups = list(params)
         if not groups:
             raise ValueError("params: got an empty list of parameters")
@@ -158,6 +169,7 @@ class Optimizer:
         if "params" not in group:
             raise ValueError("params: a parameter group needs a 'params' entry")
         params = group["params"]
+        _refuse_unordered(params)
         params = [params] if isinstance(params, Parameter) else list(params)
         names = None
         if params and all(_is_named(p) for p in params):  # from named_parameters(), as torch
@@ -334,6 +346,15 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
     ) -> None:
+        # Checked on the constructor's arguments only, as torch: a group may override momentum
+        # (0: plain steps, nesterov then changes nothing) or dampening, and torch steps it.
+        if _flag(nesterov, "nesterov") and (
+            _real(momentum, "momentum") <= 0 or _real(dampening, "dampening") != 0
+        ):
+            raise ValueError(
+                "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
+                f"momentum={momentum}, dampening={dampening}"
+            )
         defaults = {
             "lr": lr,
             "momentum": momentum,
@@ -352,11 +373,6 @@ class SGD(Optimizer):
         options["nesterov"] = _flag(options["nesterov"], "nesterov")
         # absent from checkpoints saved before the option existed
         options["maximize"] = _flag(options.get("maximize", False), "maximize")
-        if options["nesterov"] and (options["momentum"] <= 0 or options["dampening"] != 0):
-            raise ValueError(
-                "nesterov: Nesterov momentum needs momentum > 0 and dampening = 0, got "
-                f"momentum={options['momentum']}, dampening={options['dampening']}"
-            )
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -592,12 +608,13 @@ class LRScheduler:
     """Base class: sets each group's "lr" for the step count `last_epoch`.
 
     Construction records each group's starting lr as "initial_lr" (kept if already there, as after
-    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one keeps
-    the groups' lrs). Call `step()` once per epoch (or per batch, for OneCycleLR) after
-    `optimizer.step()`. A chainable scheduler (StepLR, MultiStepLR, ExponentialLR,
-    CosineAnnealingLR) steps each group's current lr, as torch's do, so an lr changed between
-    steps carries on; the others (LinearLR, OneCycleLR, and load_state_dict) set the closed form
-    in `last_epoch`. ReduceLROnPlateau, stepped with a metric, is a class of its own.
+    loading an optimizer checkpoint) into `base_lrs`, and applies step 0 (a chainable one starts
+    from the groups' lrs: LinearLR scales them by start_factor, the others keep them). Call
+    `step()` once per epoch (or per batch, for OneCycleLR) after `optimizer.step()`. A chainable
+    scheduler (StepLR, MultiStepLR, ExponentialLR, LinearLR, CosineAnnealingLR) steps each group's
+    current lr, as torch's do, so an lr changed between steps carries on, and two of them stepped
+    together compose; OneCycleLR (and load_state_dict) set the closed form in `last_epoch`.
+    ReduceLROnPlateau, stepped with a metric, is a class of its own.
     """
 
     #: constructor options saved by state_dict(), besides last_epoch and base_lrs
@@ -641,6 +658,10 @@ class LRScheduler:
         """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
         raise NotImplementedError
 
+    def _chained_start(self, lr: float) -> float:
+        """A chainable scheduler's lr for step 0 (a fresh start) from the group's current lr."""
+        return lr
+
     def _apply(self, step: int) -> None:
         """Sets the optimizer's options for `step` (subclasses may set more than lr)."""
         for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
@@ -651,11 +672,14 @@ class LRScheduler:
         self.last_epoch += 1
         if not self._chainable:
             self._apply(self.last_epoch)
-        elif self.last_epoch > 0 and (self._chains_at_start or not self._starting):
+        elif self.last_epoch == 0:
+            for group in self.optimizer.param_groups:
+                group["lr"] = self._chained_start(group["lr"])
+        elif self._chains_at_start or not self._starting:
             for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
-        # else: a chainable scheduler starts from each group's lr as it is (as torch's do: after
-        # loading an optimizer checkpoint it need not be "initial_lr")
+        # else: resuming at last_epoch >= 0, a chainable scheduler starts from each group's lr as
+        # it is (as torch's do: after loading an optimizer checkpoint it need not be "initial_lr")
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def get_last_lr(self) -> list[float]:
@@ -804,10 +828,12 @@ class ExponentialLR(LRScheduler):
 
 class LinearLR(LRScheduler):
     """lr = base_lr * factor, the factor going linearly from start_factor at step 0 to end_factor
-    at step total_iters and staying there: a warmup with the defaults. torch's schedule, set in
-    closed form (torch multiplies the current lr; the two agree to float rounding)."""
+    at step total_iters and staying there: a warmup with the defaults. Each step multiplies the
+    current lr by the ratio of successive factors, with torch's formula, so an lr changed between
+    steps (or by another scheduler stepped beside it) carries on, as in torch."""
 
     _config = ("start_factor", "end_factor", "total_iters")
+    _chainable = True
 
     def __init__(
         self,
@@ -835,6 +861,16 @@ class LinearLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         progress = min(self.total_iters, step) / self.total_iters
         return base_lr * (self.start_factor + (self.end_factor - self.start_factor) * progress)
+
+    def _chained_start(self, lr: float) -> float:
+        return lr * self.start_factor
+
+    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+        if step > self.total_iters:
+            return lr
+        # factor(step) / factor(step - 1), times total_iters above and below
+        change = self.end_factor - self.start_factor
+        return lr * (1.0 + change / (self.total_iters * self.start_factor + (step - 1) * change))
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -1036,7 +1072,7 @@ class ReduceLROnPlateau:
     relative to it (threshold_mode "rel") or absolute ("abs"). A cut smaller than eps is skipped.
     min_lr may be one value or one per group. Arguments, defaults, rule and state_dict keys are
     torch's; `fastcnn.training.fit` steps it once per epoch on the validation loss (the training
-    loss without a validation set).
+    loss without a validation set), or on the accuracy with mode "max".
     """
 
     _config = (
@@ -1078,6 +1114,9 @@ class ReduceLROnPlateau:
                 "eps": eps,
             }
         )
+        # min_lr given as one value also holds for groups added to the optimizer later (None: one
+        # value per group was given), as in torch
+        self.default_min_lr = None if isinstance(min_lr, (list, tuple)) else self.min_lrs[0]
         self.last_epoch = 0
         self.best = math.inf if self.mode == "min" else -math.inf
         self.num_bad_epochs = 0
@@ -1127,10 +1166,12 @@ class ReduceLROnPlateau:
         value = as_float(metrics, "metrics")
         groups = self.optimizer.param_groups
         if len(groups) != len(self.min_lrs):
-            raise ValueError(
-                f"min_lr: has {len(self.min_lrs)} values, but the optimizer now has "
-                f"{len(groups)} parameter groups"
-            )
+            if self.default_min_lr is None:
+                raise ValueError(
+                    f"min_lr: has {len(self.min_lrs)} values, but the optimizer now has "
+                    f"{len(groups)} parameter groups"
+                )
+            self.min_lrs = [self.default_min_lr] * len(groups)
         self.last_epoch += 1
         if self._is_better(value):
             self.best = value
@@ -1159,6 +1200,7 @@ class ReduceLROnPlateau:
         scalars and lists."""
         saved = {name: getattr(self, name) for name in self._config + self._counters}
         saved["min_lrs"] = list(self.min_lrs)
+        saved["default_min_lr"] = self.default_min_lr
         return {**saved, "best": self.best, "_last_lr": list(self._last_lr)}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -1173,6 +1215,9 @@ class ReduceLROnPlateau:
         if not isinstance(last_lrs, (list, tuple)):
             raise TypeError(f"state_dict: _last_lr: expected a list, got {type(last_lrs).__name__}")
         last_lrs = [_real(lr, "state_dict: _last_lr") for lr in last_lrs]
+        default_min_lr = state_dict.get("default_min_lr")  # absent from older checkpoints
+        if default_min_lr is not None:
+            default_min_lr = _real(default_min_lr, "state_dict: default_min_lr", minimum=0.0)
         previous = {name: getattr(self, name) for name in self._config}
         try:
             self._set_config({name: state_dict[name] for name in self._config})
@@ -1182,4 +1227,5 @@ class ReduceLROnPlateau:
         for name, value in counters.items():
             setattr(self, name, value)
         self.best = best
+        self.default_min_lr = default_min_lr
         self._last_lr = last_lrs

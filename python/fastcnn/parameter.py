@@ -81,9 +81,12 @@ class Parameter:
 
     def zero_grad(self, set_to_none: bool = True) -> None:
         """Set the gradient to zero in place (the buffer is reused, never reallocated); with
-        set_to_none, also mark it as torch's None gradient (see the class docstring)."""
+        set_to_none, also mark it as torch's None gradient (see the class docstring). Without, a
+        gradient torch holds as None stays None, as torch's zero_grad(set_to_none=False) zeroes
+        only the gradients that exist: a parameter no backward has reached is still skipped."""
         self._grad.fill(0.0)
-        self.grad_is_none = bool(set_to_none)
+        if set_to_none:
+            self.grad_is_none = True
 
     def __repr__(self) -> str:
         frozen = "" if self._requires_grad else ", requires_grad=False"

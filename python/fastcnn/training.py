@@ -166,7 +166,8 @@ def fit(
 ) -> list[dict]:
     """Train for epochs start_epoch..epochs-1. The scheduler steps once per epoch, or per batch
     for OneCycleLR (or as `scheduler_interval` says); ReduceLROnPlateau steps once per epoch on
-    val_loss (on the training loss without val_loader). Each callback may define
+    val_loss (on the training loss without val_loader), or on val_accuracy (accuracy) when its
+    mode is "max". Each callback may define
     on_batch_end(epoch, step, logs) and on_epoch_end(epoch, logs); logs of each epoch are returned
     as a list of dicts (loss, accuracy, images_per_s, seconds, lr, val_loss, val_accuracy)."""
     if int(epochs) != epochs or epochs < 0:
@@ -191,8 +192,9 @@ def fit(
         if val_loader is not None:
             val = evaluate(model, val_loader)
             logs["val_loss"], logs["val_accuracy"] = val["loss"], val["accuracy"]
-        if on_metric:
-            scheduler.step(logs.get("val_loss", logs["loss"]))
+        if on_metric:  # mode "max" watches a value that should rise: the accuracy
+            name = "accuracy" if scheduler.mode == "max" else "loss"
+            scheduler.step(logs.get(f"val_{name}", logs[name]))
         elif scheduler is not None and not per_batch:
             scheduler.step()
         shown = {"loss": logs["loss"], "acc": logs["accuracy"], "img/s": logs["images_per_s"]}

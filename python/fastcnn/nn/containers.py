@@ -14,7 +14,71 @@ from fastcnn.nn.layers import BatchNorm2d, MaxPool2d, ReLU
 from fastcnn.nn.module import Module
 
 
-class Sequential(Module):
+class _ModuleSequence(Module):
+    """What Sequential and ModuleList share: their children by position, with torch's list
+    operations. Assigning to a position keeps its name; deleting, popping or inserting numbers the
+    children "0", "1", ... again, as torch's do (their state_dict keys follow)."""
+
+    def _index(self, index: int) -> int:
+        n = len(self._modules)
+        i = operator.index(index)
+        if not -n <= i < n:
+            raise IndexError(
+                f"{type(self).__name__}: index {index} is out of range for {n} modules"
+            )
+        return i + n if i < 0 else i
+
+    def _renumber(self, mods: list[Module]) -> None:
+        self._modules.clear()
+        for i, m in enumerate(mods):
+            self._modules[str(i)] = m
+
+    def __len__(self) -> int:
+        return len(self._modules)
+
+    def __setitem__(self, index: int, module: Module) -> None:
+        key = list(self._modules)[self._index(index)]
+        self._modules[key] = _checked(module, type(self).__name__)
+
+    def __delitem__(self, index: int | slice) -> None:
+        mods = list(self._modules.values())
+        if isinstance(index, slice):
+            del mods[index]
+        else:
+            del mods[self._index(index)]
+        self._renumber(mods)
+
+    def __iadd__(self, modules: Iterable[Module]):
+        return self.extend(modules)
+
+    def append(self, module: Module):
+        name = type(self).__name__
+        self._modules[str(len(self._modules))] = _checked(module, f"{name}.append")
+        return self
+
+    def extend(self, modules: Iterable[Module]):
+        if not isinstance(modules, Iterable):
+            raise TypeError(
+                f"{type(self).__name__}.extend: expected an iterable of Modules, got "
+                f"{type(modules).__name__}"
+            )
+        for m in list(modules):
+            self.append(m)
+        return self
+
+    def insert(self, index: int, module: Module):
+        mods = list(self._modules.values())
+        mods.insert(operator.index(index), _checked(module, f"{type(self).__name__}.insert"))
+        self._renumber(mods)
+        return self
+
+    def pop(self, index: int = -1) -> Module:
+        module = list(self._modules.values())[self._index(index)]
+        del self[index]
+        return module
+
+
+class Sequential(_ModuleSequence):
     """Applies its modules in order. Built from modules, or from an OrderedDict of named modules.
 
     A ReLU directly followed by a MaxPool2d runs after it instead: max commutes with the monotone
@@ -39,9 +103,6 @@ class Sequential(Module):
             self._modules[name] = m
         self._ran: list[Module] | None = None
 
-    def __len__(self) -> int:
-        return len(self._modules)
-
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
 
@@ -49,13 +110,7 @@ class Sequential(Module):
         if isinstance(index, slice):
             # keeps the names, as torch's does: net[1:].state_dict() has "1.weight", not "0.weight"
             return Sequential(OrderedDict(list(self._modules.items())[index]))
-        return list(self._modules.values())[index]
-
-    def append(self, module: Module) -> Sequential:
-        if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
-        self._modules[str(len(self._modules))] = module
-        return self
+        return list(self._modules.values())[self._index(index)]
 
     def _run_order(self) -> list[Module]:
         mods = list(self._modules.values())
@@ -121,7 +176,7 @@ class Sequential(Module):
         return dy if input_grad else None
 
 
-class ModuleList(Module):
+class ModuleList(_ModuleSequence):
     """A list of modules, registered as children "0", "1", ... so that their parameters, buffers,
     state_dict keys and train()/eval() are the parent's, as in torch.nn.ModuleList. It has no
     forward or backward: the Module that holds it calls its entries in its own."""
@@ -131,21 +186,6 @@ class ModuleList(Module):
         if modules is not None:
             self.extend(modules)
 
-    def _index(self, index: int) -> int:
-        n = len(self._modules)
-        i = operator.index(index)
-        if not -n <= i < n:
-            raise IndexError(f"ModuleList: index {index} is out of range for {n} modules")
-        return i + n if i < 0 else i
-
-    def _renumber(self, mods: list[Module]) -> None:
-        self._modules.clear()
-        for i, m in enumerate(mods):
-            self._modules[str(i)] = m
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
     def __iter__(self) -> Iterator[Module]:
         return iter(list(self._modules.values()))
 
@@ -154,43 +194,6 @@ class ModuleList(Module):
         if isinstance(index, slice):
             return ModuleList(mods[index])
         return mods[self._index(index)]
-
-    def __setitem__(self, index: int, module: Module) -> None:
-        self._modules[str(self._index(index))] = _checked(module, "ModuleList")
-
-    def __delitem__(self, index: int | slice) -> None:
-        mods = list(self._modules.values())
-        if isinstance(index, slice):
-            del mods[index]
-        else:
-            del mods[self._index(index)]
-        self._renumber(mods)
-
-    def __iadd__(self, modules: Iterable[Module]) -> ModuleList:
-        return self.extend(modules)
-
-    def append(self, module: Module) -> ModuleList:
-        self._modules[str(len(self._modules))] = _checked(module, "ModuleList.append")
-        return self
-
-    def extend(self, modules: Iterable[Module]) -> ModuleList:
-        if not isinstance(modules, Iterable):
-            raise TypeError(
-                f"ModuleList.extend: expected an iterable of Modules, got {type(modules).__name__}"
-            )
-        for m in list(modules):
-            self.append(m)
-        return self
-
-    def pop(self, index: int = -1) -> Module:
-        module = self[index]
-        del self[index]
-        return module
-
-    def insert(self, index: int, module: Module) -> None:
-        mods = list(self._modules.values())
-        mods.insert(operator.index(index), _checked(module, "ModuleList.insert"))
-        self._renumber(mods)
 
 
 def _checked(module: object, where: str) -> Module:

@@ -504,6 +504,7 @@ class _BatchNorm(Module):
     _ranks: tuple[int, ...] = ()
     _expected = ""
     _channel_layout = ""
+    _optional_buffers = frozenset(("num_batches_tracked",))
 
     def __init__(
         self,

@@ -40,6 +40,8 @@ class Module:
     #: for its kernel calls (see `Module._cached_args`)
     _call_arg_names: frozenset[str] = frozenset()
     _call_args = None
+    #: buffers load_state_dict does not require (see there)
+    _optional_buffers: frozenset[str] = frozenset()
 
     # The layers on the batch-1 inference path (Conv2d, Linear, ReLU, MaxPool2d, BatchNorm2d,
     # Flatten) store what their backward needs with `self.__dict__[name] = value`: a plain
@@ -144,30 +146,37 @@ class Module:
         for _, m in self.named_modules():
             yield m
 
-    def named_parameters(self, prefix: str = "") -> Iterator[tuple[str, Parameter]]:
-        """Every parameter once (a shared one under its first name, as in torch), so an optimizer
-        over parameters() steps each once."""
+    def _named_members(
+        self, table: str, prefix: str, recurse: bool
+    ) -> Iterator[tuple[str, Parameter | np.ndarray]]:
+        """Every entry of each module's `table` once (a shared one under its first name, as in
+        torch); recurse=False: this module's own only."""
         seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, p in module._parameters.items():
-                if p is not None and id(p) not in seen:
-                    seen.add(id(p))
-                    yield (f"{module_name}.{name}" if module_name else name), p
+        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        for module_name, module in modules:
+            for name, value in getattr(module, table).items():
+                if value is not None and id(value) not in seen:
+                    seen.add(id(value))
+                    yield (f"{module_name}.{name}" if module_name else name), value
 
-    def parameters(self) -> Iterator[Parameter]:
-        for _, p in self.named_parameters():
+    def named_parameters(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, Parameter]]:
+        """Every parameter once (a shared one under its first name, as in torch), so an optimizer
+        over parameters() steps each once. recurse=False: this module's own only."""
+        yield from self._named_members("_parameters", prefix, recurse)
+
+    def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
+        for _, p in self.named_parameters(recurse=recurse):
             yield p
 
-    def named_buffers(self, prefix: str = "") -> Iterator[tuple[str, np.ndarray]]:
-        seen: set[int] = set()
-        for module_name, module in self.named_modules(prefix):
-            for name, b in module._buffers.items():
-                if b is not None and id(b) not in seen:
-                    seen.add(id(b))
-                    yield (f"{module_name}.{name}" if module_name else name), b
+    def named_buffers(
+        self, prefix: str = "", recurse: bool = True
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        yield from self._named_members("_buffers", prefix, recurse)
 
-    def buffers(self) -> Iterator[np.ndarray]:
-        for _, b in self.named_buffers():
+    def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
+        for _, b in self.named_buffers(recurse=recurse):
             yield b
 
     def add_module(self, name: str, module: Module) -> None:
@@ -203,9 +212,15 @@ class Module:
         """Copy arrays into the parameters and buffers; shapes must match. Accepts torch tensors too
         (anything np.asarray understands), so weights move between fastcnn and PyTorch. Returns
         (missing_keys, unexpected_keys), as torch does; with strict, either being non-empty raises
-        KeyError before anything is copied."""
+        KeyError before anything is copied. A buffer in `_optional_buffers` (a batch norm's
+        num_batches_tracked) may be absent: it keeps its value and is not missing, as torch treats
+        a plain dict (one without its version metadata, such as a converted one)."""
         own = self._state_slots()
-        missing = [k for k in own if k not in state_dict]
+        missing = [
+            k
+            for k, (module, name, kind) in own.items()
+            if k not in state_dict and not (kind == "buffer" and name in module._optional_buffers)
+        ]
         unexpected = [k for k in state_dict if k not in own]
         if strict and (missing or unexpected):
             raise KeyError(
@@ -243,6 +258,9 @@ class Module:
 
     # --- modes and calls -------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Module:
+        # train(0) or train("eval") is a mistake: ValueError, as torch's
+        if not isinstance(mode, (bool, np.bool_)):
+            raise ValueError(f"mode: expected a bool, got {type(mode).__name__} {mode!r}")
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self

@@ -42,6 +42,12 @@ def _parameters(parameters: ParametersArg) -> list[Parameter]:
     return params
 
 
+def _with_grad(params: list[Parameter]) -> list[Parameter]:
+    """The parameters whose gradient torch would not hold as None (see Parameter.grad_is_none):
+    torch's clipping skips the others, so they neither count in the norm nor get a gradient."""
+    return [p for p in params if not (p.grad_is_none and not p.grad.any())]
+
+
 def _norm_type(value: object) -> float:
     """A p > 0, or inf (also spelled "inf", as torch accepts it)."""
     if isinstance(value, str):
@@ -58,6 +64,8 @@ def _norm_type(value: object) -> float:
 def _vector_norm(a: np.ndarray, p: float) -> np.floating:
     """The p-norm of a's elements, in a's precision."""
     flat = a.reshape(-1)
+    if flat.size == 1:  # |x| exactly, as torch's (x**2 would overflow float32 from 2e19)
+        return np.abs(flat[0])
     with np.errstate(over="ignore"):  # an overflow gives inf, as in torch, without a warning
         if p == math.inf:
             return np.max(np.abs(flat), initial=flat.dtype.type(0))
@@ -97,8 +105,9 @@ def get_total_norm(
 
 def clip_grads_with_norm_(parameters: ParametersArg, max_norm: float, total_norm: float) -> None:
     """Scales every gradient in place by min(max_norm / (total_norm + 1e-6), 1), as
-    torch.nn.utils.clip_grads_with_norm_ (a NaN total_norm makes them NaN, as there)."""
-    params = _parameters(parameters)
+    torch.nn.utils.clip_grads_with_norm_ (a NaN total_norm makes them NaN, as there). Gradients
+    torch would hold as None stay as they are, zero and skipped by the optimizers."""
+    params = _with_grad(_parameters(parameters))
     max_norm = as_float(max_norm, "max_norm")
     if not max_norm >= 0:  # a negative one would flip every gradient: always a mistake
         raise ValueError(f"max_norm: expected a value >= 0, got {max_norm}")
@@ -121,9 +130,9 @@ def clip_grad_norm_(
 ) -> float:
     """Scales the gradients in place so that their total p-norm (all of them as one vector) is at
     most max_norm; returns the norm before scaling. torch.nn.utils.clip_grad_norm_'s arguments,
-    result (as a float) and float32 rounding. Gradients torch would hold as None are zeros here
-    and change nothing."""
-    params = _parameters(parameters)
+    result (as a float) and float32 rounding. Gradients torch would hold as None are left out,
+    as there."""
+    params = _with_grad(_parameters(parameters))
     total = get_total_norm([p.grad for p in params], norm_type, error_if_nonfinite)
     clip_grads_with_norm_(params, max_norm, total)
     return total
