@@ -551,3 +551,27 @@ def test_mse_loss_shapes_that_do_not_broadcast():
         pytest.raises(ValueError, match=r"grad_output: expected shape \(3, 4\)"),
     ):
         F.mse_loss_backward(z, z[0], np.ones(4), "none")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses_past_float32_range_are_inf_as_torch(reduction):
+    torch = pytest.importorskip("torch")
+    tF = torch.nn.functional
+    # A square of 4e38 overflows torch's float32 MSE, and so does a sum of two row losses of 3e38
+    # its cross-entropy and NLL; the reductions in double gave a finite 5e37 (MSE mean) or 6e38.
+    a, b = np.array([2e19] + [0] * 7, np.float32), np.zeros(8, np.float32)
+    mse = tF.mse_loss(torch.tensor(a), torch.tensor(b), reduction=reduction).item()
+    assert F.mse_loss(a, b, reduction) == fastcnn.nn.MSELoss(reduction)(a, b) == mse == np.inf
+    z, labels = np.array([[2e38, -1e38, 0.0]] * 2, np.float32), np.array([1, 1])
+    logp = np.array([[-3e38, 0.0]] * 2, np.float32)
+    xent = tF.cross_entropy(torch.tensor(z), torch.tensor(labels), reduction="sum").item()
+    nll = tF.nll_loss(torch.tensor(logp), torch.tensor(labels * 0), reduction="sum").item()
+    assert xent == nll == np.inf
+    for weight in (None, np.ones(3)):  # the fused kernel and the NumPy path
+        assert F.cross_entropy(z, labels, weight=weight, reduction="sum") == np.inf
+        assert fastcnn.nn.CrossEntropyLoss(weight, reduction="sum")(z, labels) == np.inf
+    assert F.nll_loss(logp, labels * 0, reduction="sum") == np.inf
+    # finite results keep their double accumulation
+    assert F.mse_loss(np.array([3.0, 0.0], np.float32), np.zeros(2), reduction) == (
+        4.5 if reduction == "mean" else 9.0
+    )

@@ -28,6 +28,19 @@ def check_reduction(reduction: object) -> str:
     return reduction
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_loss(value: float) -> float:
+    """A reduced loss (accumulated in double) as a float, +-inf where it is past float32's range:
+    PyTorch's float32 loss overflows there, and a finite 1e60 would hide that."""
+    value = float(value)
+    if abs(value) <= _FLOAT32_MAX:  # the common case (NaN falls through, and stays NaN)
+        return value
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))  # inf, or FLT_MAX when value rounds down to it
+
+
 def fused_applies(weight: object, ignore_index: int, reduction: str) -> bool:
     """Whether the fused kernel may try the loss: no weights, a reduction, and an ignore_index
     that no valid label equals (a negative one, as the default -100). The kernel refuses other
@@ -120,7 +133,7 @@ def forward(logits, labels, e: float, weight, ignore_index: int, reduction: str)
     loss = -terms.sum(-1)
     if reduction == "none":
         return loss.astype(np.float32)
-    return float(loss.sum() / divisor) if divisor else float("nan")
+    return float32_loss(loss.sum() / divisor) if divisor else float("nan")
 
 
 def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str, grad_output):

@@ -60,7 +60,7 @@ class CrossEntropyLoss(Module):
                 # 'sum' is the mean times the number of labelled positions (N, or N*d1*...).
                 scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
                 self._saved = (probabilities, labels, scale)
-                return float(loss) * scale
+                return _xent_options.float32_loss(float(loss) * scale)
         self._saved = (logits, labels, None)  # the NumPy path of the other options
         loss = _xent_options.forward(
             logits, labels, self.label_smoothing, self.weight, self.ignore_index, self.reduction
