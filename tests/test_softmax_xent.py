@@ -262,6 +262,28 @@ def test_zero_size(core):
     assert F.mse_loss_backward(np.zeros((0, 2)), np.zeros((0, 2)))[0].shape == (0, 2)
 
 
+@pytest.mark.parametrize(
+    "shape", [(0, 5), (0, 5, 3), (0, 0), (0, 0, 2, 2)], ids=["N0", "N0-K-dim", "C0", "C0-K-dim"]
+)
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"weight": True}])
+def test_empty_batch_losses_as_torch(shape, options):
+    # An empty sum is 0 and an empty mean NaN, as torch's, on every path: the module's "sum" was
+    # the fused mean (NaN) times 0, and with no classes at all the smoothing share e / C divided
+    # by zero (ZeroDivisionError).
+    z = np.zeros(shape, np.float32)
+    t = np.zeros((0,) + shape[2:], np.int64)
+    if options.get("weight"):
+        options = {"weight": np.ones(shape[1], np.float32)}
+    for reduction in ("mean", "sum", "none"):
+        module = fastcnn.nn.CrossEntropyLoss(reduction=reduction, **options)
+        for loss in (F.cross_entropy(z, t, reduction=reduction, **options), module(z, t)):
+            if reduction == "none":
+                assert loss.shape == t.shape
+            else:
+                assert np.isnan(loss) if reduction == "mean" else loss == 0.0
+        assert module.backward(np.zeros(t.shape) if reduction == "none" else 1.0).shape == shape
+
+
 def test_converts_inputs_and_leaves_them_unchanged(rng):
     z64 = rng.standard_normal((6, 20)) * 2.0
     view = z64[:, ::2]  # float64, non-contiguous

@@ -79,6 +79,8 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
             f"logits: expected an array (N, C) or (N, C, d1, ...), got shape {np.shape(z)}"
         )
     classes = z.shape[1]
+    # each class's share of the smoothing; no classes (an empty batch of C = 0) share nothing
+    smooth = e / classes if classes else 0.0
     if weight is None:
         w = np.ones(classes)
     else:
@@ -93,7 +95,7 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
                 f"ignore_index: not supported with class-probability labels, got {ignore_index} "
                 "(leave it at -100)"
             )
-        a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + e / classes)
+        a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + smooth)
         divisor = a.size // classes if reduction == "mean" else 1.0
         return logp, a, divisor
     if t.dtype.kind not in "iu":
@@ -114,7 +116,7 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
         )
     a = np.zeros_like(logp)
     np.put_along_axis(a, t[..., None], ((1.0 - e) * w[t])[..., None], axis=-1)
-    a += e / classes * w
+    a += smooth * w
     a *= kept[..., None]
     divisor = float((w[t] * kept).sum()) if reduction == "mean" else 1.0
     return logp, a, divisor
