@@ -597,3 +597,26 @@ def test_losses_past_float32_range_are_inf_as_torch(reduction):
     assert F.mse_loss(np.array([3.0, 0.0], np.float32), np.zeros(2), reduction) == (
         4.5 if reduction == "mean" else 9.0
     )
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+def test_cross_entropy_gradient_when_the_counted_weights_sum_to_zero(label_smoothing):
+    # The labels not ignored all have class weight 0: torch's mean is 0 / 0 (NaN) and so is the
+    # gradient of every row it counts (the ignored row's stays 0); fastcnn gave zeros everywhere.
+    torch = pytest.importorskip("torch")
+    z = np.random.default_rng(0).standard_normal((3, 4, 2)).astype(np.float32)
+    labels = np.array([[2, -100], [-100, 2], [2, 2]])
+    weight = np.array([1, 1, 0, 1], np.float32)
+    zt = torch.tensor(z, requires_grad=True)
+    torch.nn.functional.cross_entropy(
+        zt, torch.tensor(labels), torch.tensor(weight), label_smoothing=label_smoothing
+    ).backward()
+    expected = zt.grad.numpy()
+    assert np.isnan(expected[0, :, 0]).all() and (expected[0, :, 1] == 0).all()
+    module = fastcnn.nn.CrossEntropyLoss(weight, label_smoothing=label_smoothing)
+    assert np.isnan(module(z, labels))
+    for grad in (
+        module.backward(),
+        F.cross_entropy_backward(z, labels, label_smoothing, weight=weight),
+    ):
+        np.testing.assert_array_equal(grad, expected)

@@ -151,7 +151,11 @@ def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str
                 f"grad_output: expected shape {grad.shape[:-1]} (one per position), got {g.shape}"
             )
         grad *= g[..., None] if g.ndim else g
+    elif divisor:
+        grad *= float(grad_output) / divisor
     else:
-        # nothing counted (all ignored): torch's loss is NaN, its gradient zero
-        grad *= float(grad_output) / divisor if divisor else 0.0
+        # "mean" over class ids whose weights sum to 0: torch's loss is 0 / 0 and each counted
+        # position's gradient is too (NaN over its row); an ignored one's is 0 (all ignored: zeros)
+        counted = np.asarray(labels) != ignore_index
+        grad = np.where(counted[..., None], np.nan, grad * 0.0)
     return np.ascontiguousarray(np.moveaxis(grad, -1, 1), dtype=np.float32)
