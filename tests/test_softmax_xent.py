@@ -620,3 +620,28 @@ def test_cross_entropy_gradient_when_the_counted_weights_sum_to_zero(label_smoot
         F.cross_entropy_backward(z, labels, label_smoothing, weight=weight),
     ):
         np.testing.assert_array_equal(grad, expected)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_non_finite_class_weights_and_logits_as_torch(reduction):
+    # Without smoothing torch multiplies out each counted label's term only: a NaN or Inf class
+    # weight reaches the rows labelled with it (fastcnn spread it to every row, ignored ones too,
+    # through the 0 * w smoothing share), a weight of 0 on a -inf logit is 0 * inf = NaN (fastcnn
+    # left zero coefficients out), and an ignored position's loss is +0.0 (it was -0.0).
+    torch = pytest.importorskip("torch")
+    z = np.random.default_rng(1).standard_normal((4, 3, 2)).astype(np.float32)
+    z[1, 2, 0] = -np.inf
+    labels = np.array([[0, 1], [2, 0], [-100, 1], [0, -100]])
+    for weight in ([np.nan, 1, 1], [np.inf, 1, 2], [1, 1, 0]):
+        weight = np.array(weight, np.float32)
+        zt = torch.tensor(z, requires_grad=True)
+        expected = torch.nn.functional.cross_entropy(
+            zt, torch.tensor(labels), torch.tensor(weight), reduction=reduction
+        )
+        expected.backward(torch.ones_like(expected))
+        module = fastcnn.nn.CrossEntropyLoss(weight, reduction=reduction)
+        loss = np.asarray(module(z, labels), np.float32)
+        np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-5)
+        np.testing.assert_array_equal(np.signbit(loss), np.signbit(expected.detach().numpy()))
+        grad = module.backward(np.ones(labels.shape) if reduction == "none" else 1.0)
+        np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-5, atol=1e-6)
