@@ -94,6 +94,20 @@ def test_empty_outputs_with_int64_overflowing_strides_are_refused():
     assert _core.adaptive_avg_pool2d_forward(x, 5).shape == (0, 3, 5, 5)
 
 
+def test_inputs_too_large_to_copy_raise_memory_error():
+    # A zero-strided broadcast view of 2**60 floats needs a contiguous copy NumPy cannot make;
+    # the conversion's null result reached the kernels (a segmentation fault).
+    huge = np.broadcast_to(np.float32(1), (2**15,) * 4)
+    with pytest.raises(MemoryError, match="x: cannot make a C-contiguous float32 copy"):
+        _core.relu_forward(huge)
+    mask = np.broadcast_to(np.uint8(1), huge.shape)
+    with pytest.raises(MemoryError, match="dy: cannot make"):
+        _core.dropout_backward(huge, mask, 0.5)
+    labels = np.broadcast_to(np.int32(0), (2**30, 2**30))
+    with pytest.raises(MemoryError, match="target: cannot make a C-contiguous int64 copy"):
+        _core.nll_loss_forward(np.zeros((1, 2), np.float32), labels, None, -100)
+
+
 @pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
 def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).

@@ -500,13 +500,27 @@ def test_changing_layer_arguments_after_construction_takes_effect(rng):
     )
     pool = nn.MaxPool2d(2)
     assert pool(x).shape == (2, 3, 4, 4)
-    pool.kernel_size = 3
-    assert pool(x).shape == (2, 3, 3, 3)
+    pool.kernel_size = 3  # the stride stays the 2 the constructor defaulted to, as in torch
+    assert pool(x).shape == (2, 3, 4, 4)
     pool.stride = 1
     np.testing.assert_array_equal(pool(x), fc.functional.max_pool2d(x, 3, 1))
     avg = nn.AvgPool2d(2)
     avg.padding = 1
     np.testing.assert_array_equal(avg(x), fc.functional.avg_pool2d(x, 2, padding=1))
+
+
+@pytest.mark.parametrize("cls", ["MaxPool2d", "AvgPool2d"])
+def test_pool_default_stride_is_the_kernel_size_given_to_the_constructor(cls, rng):
+    # torch sets stride = kernel_size in the constructor; a kernel size assigned later keeps it.
+    # fastcnn kept None and took the new kernel size (stride 3 where torch strides by 2).
+    x = rng.standard_normal((1, 2, 9, 9)).astype(np.float32)
+    pool, tpool = getattr(nn, cls)(2), getattr(torch.nn, cls)(2)
+    assert pool.stride == tpool.stride == 2
+    pool.kernel_size = tpool.kernel_size = 3
+    expected = tpool(torch.from_numpy(x)).numpy()
+    assert expected.shape == (1, 2, 4, 4)
+    np.testing.assert_allclose(pool(x), expected, rtol=1e-6)
+    assert getattr(nn, cls)(3, stride=None).config()["stride"] == 3
 
 
 def test_bad_layer_arguments_assigned_later_raise_naming_the_argument(rng):

@@ -262,6 +262,28 @@ def test_zero_size(core):
     assert F.mse_loss_backward(np.zeros((0, 2)), np.zeros((0, 2)))[0].shape == (0, 2)
 
 
+@pytest.mark.parametrize(
+    "shape", [(0, 5), (0, 5, 3), (0, 0), (0, 0, 2, 2)], ids=["N0", "N0-K-dim", "C0", "C0-K-dim"]
+)
+@pytest.mark.parametrize("options", [{}, {"label_smoothing": 0.1}, {"weight": True}])
+def test_empty_batch_losses_as_torch(shape, options):
+    # An empty sum is 0 and an empty mean NaN, as torch's, on every path: the module's "sum" was
+    # the fused mean (NaN) times 0, and with no classes at all the smoothing share e / C divided
+    # by zero (ZeroDivisionError).
+    z = np.zeros(shape, np.float32)
+    t = np.zeros((0,) + shape[2:], np.int64)
+    if options.get("weight"):
+        options = {"weight": np.ones(shape[1], np.float32)}
+    for reduction in ("mean", "sum", "none"):
+        module = fastcnn.nn.CrossEntropyLoss(reduction=reduction, **options)
+        for loss in (F.cross_entropy(z, t, reduction=reduction, **options), module(z, t)):
+            if reduction == "none":
+                assert loss.shape == t.shape
+            else:
+                assert np.isnan(loss) if reduction == "mean" else loss == 0.0
+        assert module.backward(np.zeros(t.shape) if reduction == "none" else 1.0).shape == shape
+
+
 def test_converts_inputs_and_leaves_them_unchanged(rng):
     z64 = rng.standard_normal((6, 20)) * 2.0
     view = z64[:, ::2]  # float64, non-contiguous
@@ -551,3 +573,75 @@ def test_mse_loss_shapes_that_do_not_broadcast():
         pytest.raises(ValueError, match=r"grad_output: expected shape \(3, 4\)"),
     ):
         F.mse_loss_backward(z, z[0], np.ones(4), "none")
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum"])
+def test_losses_past_float32_range_are_inf_as_torch(reduction):
+    torch = pytest.importorskip("torch")
+    tF = torch.nn.functional
+    # A square of 4e38 overflows torch's float32 MSE, and so does a sum of two row losses of 3e38
+    # its cross-entropy and NLL; the reductions in double gave a finite 5e37 (MSE mean) or 6e38.
+    a, b = np.array([2e19] + [0] * 7, np.float32), np.zeros(8, np.float32)
+    mse = tF.mse_loss(torch.tensor(a), torch.tensor(b), reduction=reduction).item()
+    assert F.mse_loss(a, b, reduction) == fastcnn.nn.MSELoss(reduction)(a, b) == mse == np.inf
+    z, labels = np.array([[2e38, -1e38, 0.0]] * 2, np.float32), np.array([1, 1])
+    logp = np.array([[-3e38, 0.0]] * 2, np.float32)
+    xent = tF.cross_entropy(torch.tensor(z), torch.tensor(labels), reduction="sum").item()
+    nll = tF.nll_loss(torch.tensor(logp), torch.tensor(labels * 0), reduction="sum").item()
+    assert xent == nll == np.inf
+    for weight in (None, np.ones(3)):  # the fused kernel and the NumPy path
+        assert F.cross_entropy(z, labels, weight=weight, reduction="sum") == np.inf
+        assert fastcnn.nn.CrossEntropyLoss(weight, reduction="sum")(z, labels) == np.inf
+    assert F.nll_loss(logp, labels * 0, reduction="sum") == np.inf
+    # finite results keep their double accumulation
+    assert F.mse_loss(np.array([3.0, 0.0], np.float32), np.zeros(2), reduction) == (
+        4.5 if reduction == "mean" else 9.0
+    )
+
+
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.3])
+def test_cross_entropy_gradient_when_the_counted_weights_sum_to_zero(label_smoothing):
+    # The labels not ignored all have class weight 0: torch's mean is 0 / 0 (NaN) and so is the
+    # gradient of every row it counts (the ignored row's stays 0); fastcnn gave zeros everywhere.
+    torch = pytest.importorskip("torch")
+    z = np.random.default_rng(0).standard_normal((3, 4, 2)).astype(np.float32)
+    labels = np.array([[2, -100], [-100, 2], [2, 2]])
+    weight = np.array([1, 1, 0, 1], np.float32)
+    zt = torch.tensor(z, requires_grad=True)
+    torch.nn.functional.cross_entropy(
+        zt, torch.tensor(labels), torch.tensor(weight), label_smoothing=label_smoothing
+    ).backward()
+    expected = zt.grad.numpy()
+    assert np.isnan(expected[0, :, 0]).all() and (expected[0, :, 1] == 0).all()
+    module = fastcnn.nn.CrossEntropyLoss(weight, label_smoothing=label_smoothing)
+    assert np.isnan(module(z, labels))
+    for grad in (
+        module.backward(),
+        F.cross_entropy_backward(z, labels, label_smoothing, weight=weight),
+    ):
+        np.testing.assert_array_equal(grad, expected)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_cross_entropy_non_finite_class_weights_and_logits_as_torch(reduction):
+    # Without smoothing torch multiplies out each counted label's term only: a NaN or Inf class
+    # weight reaches the rows labelled with it (fastcnn spread it to every row, ignored ones too,
+    # through the 0 * w smoothing share), a weight of 0 on a -inf logit is 0 * inf = NaN (fastcnn
+    # left zero coefficients out), and an ignored position's loss is +0.0 (it was -0.0).
+    torch = pytest.importorskip("torch")
+    z = np.random.default_rng(1).standard_normal((4, 3, 2)).astype(np.float32)
+    z[1, 2, 0] = -np.inf
+    labels = np.array([[0, 1], [2, 0], [-100, 1], [0, -100]])
+    for weight in ([np.nan, 1, 1], [np.inf, 1, 2], [1, 1, 0]):
+        weight = np.array(weight, np.float32)
+        zt = torch.tensor(z, requires_grad=True)
+        expected = torch.nn.functional.cross_entropy(
+            zt, torch.tensor(labels), torch.tensor(weight), reduction=reduction
+        )
+        expected.backward(torch.ones_like(expected))
+        module = fastcnn.nn.CrossEntropyLoss(weight, reduction=reduction)
+        loss = np.asarray(module(z, labels), np.float32)
+        np.testing.assert_allclose(loss, expected.detach().numpy(), rtol=1e-5)
+        np.testing.assert_array_equal(np.signbit(loss), np.signbit(expected.detach().numpy()))
+        grad = module.backward(np.ones(labels.shape) if reduction == "none" else 1.0)
+        np.testing.assert_allclose(grad, zt.grad.numpy(), rtol=1e-5, atol=1e-6)

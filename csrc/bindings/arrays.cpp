@@ -20,6 +20,14 @@ std::vector<int64_t> shape_of(const py::array& a) {
 
 std::string shape_string(const py::array& a) { return shape_string(shape_of(a)); }
 
+void copy_failed(const py::array& a, const char* name, const char* dtype) {
+  const std::string message = std::string(name) + ": cannot make a C-contiguous " + dtype +
+                              " copy of an array of shape " + shape_string(a) + " and dtype " +
+                              std::string(py::str(a.dtype()));
+  PyErr_SetString(PyExc_MemoryError, message.c_str());
+  throw py::error_already_set();
+}
+
 namespace {
 
 std::string type_name(py::handle obj) { return py::str(py::type::handle_of(obj).attr("__name__")); }
@@ -43,7 +51,7 @@ F32 to_f32(py::handle obj, const char* name) {
   if (kind != 'b' && kind != 'i' && kind != 'u' && kind != 'f')
     throw py::type_error(std::string(name) + ": expected a real-valued array (bool, integer or float), got dtype " +
                          std::string(py::str(a.dtype())) + " from " + type_name(obj));
-  return F32::ensure(a);
+  return c_contiguous<float>(a, name);
 }
 
 std::optional<F32> to_f32_or_none(py::handle obj, const char* name) {
@@ -57,7 +65,7 @@ I64 to_labels(py::handle obj, const char* name) {
   if (kind != 'i' && kind != 'u')
     throw py::type_error(std::string(name) + ": expected an integer array of class ids, got dtype " +
                          std::string(py::str(a.dtype())));
-  return I64::ensure(a);
+  return c_contiguous<int64_t>(a, name);
 }
 
 float* exact_f32(py::handle obj, const std::vector<int64_t>& shape, const char* name,
@@ -183,7 +191,7 @@ I64 index_array(py::handle obj, const std::vector<int64_t>& shape, int64_t plane
   if (kind == 'u' && a.itemsize() == 8 && a.size() > 0 &&
       py::int_(a.attr("max")()).cast<unsigned long long>() >= static_cast<unsigned long long>(plane))
     throw py::value_error(arg + index_range(plane));
-  return I64::ensure(a);
+  return c_contiguous<int64_t>(a, name);
 }
 
 void require_indices_in_plane(const I64& indices, int64_t plane, const char* name) {

@@ -26,6 +26,19 @@ using U8 = py::array_t<uint8_t, kArrayFlags>;
 std::string shape_string(const py::array& a);
 std::string shape_string(const std::vector<int64_t>& shape);
 
+// Raises MemoryError naming `name`: the C-contiguous `dtype` copy of `a` could not be made.
+[[noreturn]] void copy_failed(const py::array& a, const char* name, const char* dtype);
+
+// `a` (any real dtype, any layout) as a C-contiguous, aligned array of T; `a` itself when it is
+// one already. array_t::ensure returns a null handle, the reason cleared, when NumPy cannot make
+// the copy (a zero-strided broadcast view of 2**60 elements): that is raised here, by name.
+template <typename T>
+py::array_t<T, kArrayFlags> c_contiguous(const py::array& a, const char* name) {
+  auto out = py::array_t<T, kArrayFlags>::ensure(a);
+  if (!out) copy_failed(a, name, py::str(py::dtype::of<T>()).cast<std::string>().c_str());
+  return out;
+}
+
 // Converts any real-valued array (bool, integer or floating) to C-contiguous float32; a float32
 // C-contiguous array passes through without a copy. Raises TypeError naming `name` for anything
 // else (complex, object, strings, None).

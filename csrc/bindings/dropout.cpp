@@ -55,7 +55,7 @@ U8 checked_mask(py::handle obj, const std::vector<int64_t>& shape) {
     throw py::type_error("mask: expected a uint8 or bool array, got dtype " +
                          std::string(py::str(a.dtype())));
   require_shape(a, shape, "mask");
-  U8 mask = U8::ensure(a);
+  U8 mask = c_contiguous<uint8_t>(a, "mask");
   const int64_t n = mask.size();
   const uint8_t* mp = mask.data();
   for (int64_t i = 0; i < n; ++i)

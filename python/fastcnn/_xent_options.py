@@ -28,6 +28,19 @@ def check_reduction(reduction: object) -> str:
     return reduction
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def float32_loss(value: float) -> float:
+    """A reduced loss (accumulated in double) as a float, +-inf where it is past float32's range:
+    PyTorch's float32 loss overflows there, and a finite 1e60 would hide that."""
+    value = float(value)
+    if abs(value) <= _FLOAT32_MAX:  # the common case (NaN falls through, and stays NaN)
+        return value
+    with np.errstate(over="ignore"):
+        return float(np.float32(value))  # inf, or FLT_MAX when value rounds down to it
+
+
 def fused_applies(weight: object, ignore_index: int, reduction: str) -> bool:
     """Whether the fused kernel may try the loss: no weights, a reduction, and an ignore_index
     that no valid label equals (a negative one, as the default -100). The kernel refuses other
@@ -66,6 +79,8 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
             f"logits: expected an array (N, C) or (N, C, d1, ...), got shape {np.shape(z)}"
         )
     classes = z.shape[1]
+    # each class's share of the smoothing; no classes (an empty batch of C = 0) share nothing
+    smooth = e / classes if classes else 0.0
     if weight is None:
         w = np.ones(classes)
     else:
@@ -80,7 +95,7 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
                 f"ignore_index: not supported with class-probability labels, got {ignore_index} "
                 "(leave it at -100)"
             )
-        a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + e / classes)
+        a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + smooth)
         divisor = a.size // classes if reduction == "mean" else 1.0
         return logp, a, divisor
     if t.dtype.kind not in "iu":
@@ -101,9 +116,11 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
         )
     a = np.zeros_like(logp)
     np.put_along_axis(a, t[..., None], ((1.0 - e) * w[t])[..., None], axis=-1)
-    a += e / classes * w
-    a *= kept[..., None]
-    divisor = float((w[t] * kept).sum()) if reduction == "mean" else 1.0
+    if smooth:  # (a NaN or Inf class weight then reaches every row, as in torch; else only its own)
+        a += smooth * w
+    # selected, not multiplied: an ignored row counts nothing even where its weight is NaN or Inf
+    a = np.where(kept[..., None], a, 0.0)
+    divisor = float(w[t][kept].sum()) if reduction == "mean" else 1.0
     return logp, a, divisor
 
 
@@ -112,15 +129,26 @@ def forward(logits, labels, e: float, weight, ignore_index: int, reduction: str)
     logp, a, divisor = _coefficients(logits, labels, e, weight, ignore_index, reduction)
     with np.errstate(invalid="ignore"):  # 0 * inf: NaN is data here
         terms = a * logp
-    if np.asarray(labels).dtype.kind != "f":
-        # A class id's zero coefficients are left out, not multiplied: PyTorch picks the -logp
-        # terms it needs, so a -inf logit elsewhere (or a NaN in an ignored row) leaves the loss
-        # finite. Probability targets multiply every term, as PyTorch does (0 * inf is NaN).
-        terms = np.where(a != 0.0, terms, 0.0)
-    loss = -terms.sum(-1)
+    t = np.asarray(labels)
+    if t.dtype.kind != "f":
+        # Only the terms PyTorch multiplies out: each counted position's label term (at weight 0
+        # too: 0 * -inf is NaN) and, with smoothing, its every class's. The rest are left out, so
+        # a -inf logit elsewhere (or a NaN in an ignored row) leaves the loss finite. Probability
+        # targets multiply every term, as PyTorch does.
+        kept = t != ignore_index
+        picked = np.zeros(a.shape, bool)
+        if e > 0.0:
+            picked[...] = True
+        else:
+            np.put_along_axis(picked, np.where(kept, t, 0)[..., None], True, axis=-1)
+        terms = np.where(picked & kept[..., None], terms, 0.0)
+    loss = 0.0 - terms.sum(-1)  # +0.0 for an ignored position, as torch's
     if reduction == "none":
         return loss.astype(np.float32)
-    return float(loss.sum() / divisor) if divisor else float("nan")
+    if divisor == 0.0 and e > 0.0:  # torch: (1 - e) * nll / 0 + e * smoothing / 0, mostly NaN
+        return float("nan")
+    with np.errstate(divide="ignore", invalid="ignore"):  # weights summing to 0: +-inf or NaN
+        return float32_loss(np.float64(loss.sum()) / divisor)
 
 
 def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str, grad_output):
@@ -128,15 +156,27 @@ def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str
     (N, d1, ...) (or a float applied to every position)."""
     logp, a, divisor = _coefficients(logits, labels, e, weight, ignore_index, reduction)
     # d loss_i / d z[i, c] = p[i, c] * sum_c' a[i, c'] - a[i, c]
-    grad = np.exp(logp) * a.sum(-1, keepdims=True) - a
+    with np.errstate(invalid="ignore"):  # inf - inf: NaN is data here
+        grad = np.exp(logp) * a.sum(-1, keepdims=True) - a
     if reduction == "none":
         g = np.asarray(grad_output, dtype=np.float64)
         if g.ndim and g.shape != grad.shape[:-1]:
             raise ValueError(
                 f"grad_output: expected shape {grad.shape[:-1]} (one per position), got {g.shape}"
             )
-        grad *= g[..., None] if g.ndim else g
+        scale = g[..., None] if g.ndim else g
     else:
-        # nothing counted (all ignored): torch's loss is NaN, its gradient zero
-        grad *= float(grad_output) / divisor if divisor else 0.0
+        # "mean" over class ids whose weights sum to 0: torch's gradient is NaN over each counted
+        # row (its label's +-inf or NaN spreads through the log-softmax backward)
+        scale = float(grad_output) / divisor if divisor else np.nan
+    t = np.asarray(labels)
+    with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf: NaN is data here
+        if t.dtype.kind == "f":
+            return _classes_second(grad * scale)
+        # an ignored position's row gets none of the scale (not even a NaN one), as in torch
+        return _classes_second(np.where((t != ignore_index)[..., None], grad * scale, grad * 0.0))
+
+
+def _classes_second(grad: np.ndarray) -> np.ndarray:
+    """grad with its class axis (last) moved back to dim 1, as float32."""
     return np.ascontiguousarray(np.moveaxis(grad, -1, 1), dtype=np.float32)

@@ -663,7 +663,7 @@ def cross_entropy(
             lambda: _core.softmax_xent_forward(logits, labels, e), labels, ignore_index
         )
         if fused is not None:
-            return fused[0]
+            return _xent_options.float32_loss(fused[0])
     return _xent_options.forward(
         logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
     )
@@ -770,9 +770,9 @@ def _nll_reduce(forward: tuple, reduction: str, single: bool) -> float | np.ndar
     if reduction == "none":
         return losses.reshape(()) if single else losses
     if reduction == "sum":
-        return total
+        return _xent_options.float32_loss(total)
     with np.errstate(divide="ignore", invalid="ignore"):  # nothing counted: NaN, as in PyTorch
-        return float(np.float64(total) / total_weight)
+        return _xent_options.float32_loss(np.float64(total) / total_weight)
 
 
 def nll_loss_backward(
@@ -869,14 +869,17 @@ def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> 
 
 
 def _mse_loss(a: np.ndarray, b: np.ndarray, reduction: str) -> float | np.ndarray:
-    if reduction == "none":
+    # The differences and their squares in float32, as PyTorch's: a square past float32's range
+    # is inf there (and so is the loss), however small the mean would be in double.
+    with np.errstate(over="ignore", invalid="ignore"):
         d = a - b
-        return d * d
-    d = (a.astype(np.float64) - b).ravel()
-    if d.size == 0:
+        squares = d * d
+    if reduction == "none":
+        return squares
+    if squares.size == 0:
         return float("nan") if reduction == "mean" else 0.0
-    total = float(np.dot(d, d))
-    return total / d.size if reduction == "mean" else total
+    total = float(np.sum(squares, dtype=np.float64))
+    return _xent_options.float32_loss(total / squares.size if reduction == "mean" else total)
 
 
 def mse_loss_backward(

@@ -312,7 +312,8 @@ class MaxPool2d(Module):
         super().__init__()
         self.return_indices = bool(return_indices)
         self.kernel_size = kernel_size
-        self.stride = stride
+        # As in torch: the default stride is the kernel size given here, not one assigned later.
+        self.stride = kernel_size if stride is None else stride
         self.padding = padding
         self.dilation = dilation
         self.ceil_mode = bool(ceil_mode)
@@ -422,7 +423,8 @@ class AvgPool2d(Module):
     ) -> None:
         super().__init__()
         self.kernel_size = kernel_size
-        self.stride = stride
+        # As in torch: the default stride is the kernel size given here, not one assigned later.
+        self.stride = kernel_size if stride is None else stride
         self.padding = padding
         self.ceil_mode = bool(ceil_mode)
         self.count_include_pad = bool(count_include_pad)

@@ -57,10 +57,11 @@ class CrossEntropyLoss(Module):
             )
             if fused is not None:
                 loss, probabilities = fused
-                # 'sum' is the mean times the number of labelled positions (N, or N*d1*...).
+                # 'sum' is the mean times the number of labelled positions (N, or N*d1*...); over
+                # no positions it is 0, as in torch, where the mean is NaN.
                 scale = float(np.size(labels)) if self.reduction == "sum" else 1.0
                 self._saved = (probabilities, labels, scale)
-                return float(loss) * scale
+                return _xent_options.float32_loss(float(loss) * scale) if scale else 0.0
         self._saved = (logits, labels, None)  # the NumPy path of the other options
         loss = _xent_options.forward(
             logits, labels, self.label_smoothing, self.weight, self.ignore_index, self.reduction
