@@ -571,6 +571,25 @@ def test_maximize_steps_a_zero_dim_parameter_as_torch(kind):
         np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-6)
 
 
+def _steps_on_shrinking_gradients(seed, n, kind, kw):
+    """fastcnn's and torch's optimizer `kind` (with options kw) on one parameter of n floats,
+    stepped side by side on gradients of scale 1, 1e-3, 1, 1e-3 (a small gradient after a large
+    one is where the order of a running average's sum shows); yields (param, tparam, opt, topt)
+    after each step."""
+    rng = np.random.default_rng(seed)
+    start = rng.standard_normal(n).astype(np.float32)
+    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
+    opt = getattr(fastcnn.optim, kind)([param], **kw)
+    topt = getattr(torch.optim, kind)([tparam], **kw)
+    for scale in (1.0, 1e-3, 1.0, 1e-3):
+        grad = (rng.standard_normal(n) * scale).astype(np.float32)
+        param.grad = grad.copy()
+        tparam.grad = torch.from_numpy(grad)
+        opt.step()
+        topt.step()
+        yield param, tparam, opt, topt
+
+
 @pytest.mark.parametrize("beta1", [0.0, 0.5])
 @pytest.mark.parametrize("kind", ["Adam", "AdamW"])
 def test_adam_first_moment_is_torchs_lerp(kind, beta1):
@@ -579,18 +598,8 @@ def test_adam_first_moment_is_torchs_lerp(kind, beta1):
     fastcnn always summed from exp_avg, where a gradient 1000x smaller than the last cancelled:
     exp_avg and the step came out 5e-5 off. (Below 1/2 torch's vector lerp fuses a multiply-add
     that fastcnn, rounding as NumPy does, does not: those agree to rounding.)"""
-    rng = np.random.default_rng(8800)
-    start = rng.standard_normal(500).astype(np.float32)
-    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
     kw = {"lr": 0.5, "betas": (beta1, 0.9), "eps": 1e-3}
-    opt = getattr(fastcnn.optim, kind)([param], **kw)
-    topt = getattr(torch.optim, kind)([tparam], **kw)
-    for scale in (1.0, 1e-3, 1.0, 1e-3):
-        grad = (rng.standard_normal(500) * scale).astype(np.float32)
-        param.grad = grad.copy()
-        tparam.grad = torch.from_numpy(grad)
-        opt.step()
-        topt.step()
+    for param, tparam, opt, topt in _steps_on_shrinking_gradients(8800, 500, kind, kw):
         np.testing.assert_array_equal(
             opt.state[param]["exp_avg"], topt.state[tparam]["exp_avg"].numpy()
         )
@@ -634,17 +643,8 @@ def test_centered_rmsprop_gradient_average_is_torchs_lerp(alpha):
     summed from grad at weights of 1/2 and more (summed from grad_avg, a gradient 1000x smaller
     than the last cancelled). At alpha = 0.5 the products are exact: torch's bits; elsewhere
     torch's vector lerp fuses the multiply-add, which fastcnn does not."""
-    rng = np.random.default_rng(8850)
-    start = rng.standard_normal(300).astype(np.float32)
-    param, tparam = fastcnn.Parameter(start), torch.tensor(start.copy(), requires_grad=True)
     kw = {"lr": 0.01, "alpha": alpha, "centered": True, "eps": 1e-3}
-    opt, topt = fastcnn.optim.RMSprop([param], **kw), torch.optim.RMSprop([tparam], **kw)
-    for scale in (1.0, 1e-3, 1.0, 1e-3):
-        grad = (rng.standard_normal(300) * scale).astype(np.float32)
-        param.grad = grad.copy()
-        tparam.grad = torch.from_numpy(grad)
-        opt.step()
-        topt.step()
+    for param, tparam, opt, topt in _steps_on_shrinking_gradients(8850, 300, "RMSprop", kw):
         grad_avg, want = opt.state[param]["grad_avg"], topt.state[tparam]["grad_avg"].numpy()
         np.testing.assert_allclose(grad_avg, want, rtol=0 if alpha == 0.5 else 1e-6, atol=0)
         np.testing.assert_allclose(param.data, tparam.detach().numpy(), rtol=1e-5, atol=1e-6)
