@@ -69,8 +69,11 @@ def fused_or_none(call, labels: object, ignore_index: int, can_fall_back: bool =
 
 
 def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction: str):
-    """(logp, a, divisor): logp and a with the class axis last, and what "mean" divides by (1
-    for the other reductions)."""
+    """(logp, a, divisor, counted): logp and a with the class axis last, what "mean" divides by
+    (1 for the other reductions), and for class ids the terms PyTorch multiplies out, shaped like
+    a (None for probabilities, where it multiplies every term): each counted position's label
+    term (at weight 0 too: 0 * -inf is NaN) and, with smoothing, its every class's. The rest are
+    left out, so a -inf logit elsewhere (or a NaN in an ignored row) leaves the loss finite."""
     if not 0.0 <= e <= 1.0:
         raise ValueError(f"label_smoothing: expected a value in [0, 1], got {e}")
     z = np.asarray(logits)
@@ -97,7 +100,7 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
             )
         a = w * ((1.0 - e) * np.moveaxis(t.astype(np.float64), 1, -1) + smooth)
         divisor = a.size // classes if reduction == "mean" else 1.0
-        return logp, a, divisor
+        return logp, a, divisor, None
     if t.dtype.kind not in "iu":
         raise TypeError(
             f"labels: expected an integer array of class ids (or class probabilities shaped "
@@ -121,27 +124,19 @@ def _coefficients(logits, labels, e: float, weight, ignore_index: int, reduction
     # selected, not multiplied: an ignored row counts nothing even where its weight is NaN or Inf
     a = np.where(kept[..., None], a, 0.0)
     divisor = float(w[t][kept].sum()) if reduction == "mean" else 1.0
-    return logp, a, divisor
+    labelled = np.zeros(a.shape, bool)
+    np.put_along_axis(labelled, t[..., None], True, axis=-1)
+    counted = (labelled | (e > 0.0)) & kept[..., None]
+    return logp, a, divisor, counted
 
 
 def forward(logits, labels, e: float, weight, ignore_index: int, reduction: str):
     """The loss: a float for "mean" and "sum", a float32 array (N, d1, ...) for "none"."""
-    logp, a, divisor = _coefficients(logits, labels, e, weight, ignore_index, reduction)
+    logp, a, divisor, counted = _coefficients(logits, labels, e, weight, ignore_index, reduction)
     with np.errstate(invalid="ignore"):  # 0 * inf: NaN is data here
         terms = a * logp
-    t = np.asarray(labels)
-    if t.dtype.kind != "f":
-        # Only the terms PyTorch multiplies out: each counted position's label term (at weight 0
-        # too: 0 * -inf is NaN) and, with smoothing, its every class's. The rest are left out, so
-        # a -inf logit elsewhere (or a NaN in an ignored row) leaves the loss finite. Probability
-        # targets multiply every term, as PyTorch does.
-        kept = t != ignore_index
-        picked = np.zeros(a.shape, bool)
-        if e > 0.0:
-            picked[...] = True
-        else:
-            np.put_along_axis(picked, np.where(kept, t, 0)[..., None], True, axis=-1)
-        terms = np.where(picked & kept[..., None], terms, 0.0)
+    if counted is not None:
+        terms = np.where(counted, terms, 0.0)
     loss = 0.0 - terms.sum(-1)  # +0.0 for an ignored position, as torch's
     if reduction == "none":
         return loss.astype(np.float32)
@@ -154,7 +149,7 @@ def forward(logits, labels, e: float, weight, ignore_index: int, reduction: str)
 def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str, grad_output):
     """dloss/dlogits, float32 with logits' shape; grad_output is a float, or for "none" an array
     (N, d1, ...) (or a float applied to every position)."""
-    logp, a, divisor = _coefficients(logits, labels, e, weight, ignore_index, reduction)
+    logp, a, divisor, counted = _coefficients(logits, labels, e, weight, ignore_index, reduction)
     # d loss_i / d z[i, c] = p[i, c] * sum_c' a[i, c'] - a[i, c]
     with np.errstate(invalid="ignore"):  # inf - inf: NaN is data here
         grad = np.exp(logp) * a.sum(-1, keepdims=True) - a
@@ -169,12 +164,12 @@ def backward(logits, labels, e: float, weight, ignore_index: int, reduction: str
         # "mean" over class ids whose weights sum to 0: torch's gradient is NaN over each counted
         # row (its label's +-inf or NaN spreads through the log-softmax backward)
         scale = float(grad_output) / divisor if divisor else np.nan
-    t = np.asarray(labels)
     with np.errstate(invalid="ignore", over="ignore"):  # 0 * inf: NaN is data here
-        if t.dtype.kind == "f":
+        if counted is None:
             return _classes_second(grad * scale)
         # an ignored position's row gets none of the scale (not even a NaN one), as in torch
-        return _classes_second(np.where((t != ignore_index)[..., None], grad * scale, grad * 0.0))
+        kept = counted.any(-1, keepdims=True)
+        return _classes_second(np.where(kept, grad * scale, grad * 0.0))
 
 
 def _classes_second(grad: np.ndarray) -> np.ndarray:
