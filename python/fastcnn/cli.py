@@ -11,6 +11,7 @@ import numpy as np
 
 import fastcnn
 from fastcnn import models
+from fastcnn._atomic import write_atomically
 
 # --- data ----------------------------------------------------------------------------------------
 DATASETS = ("fashion-mnist-subset", "fashion-mnist", "mnist")
@@ -188,8 +189,7 @@ def cmd_train(args) -> int:
         )
         print("wrote " + ", ".join(paths))
     if args.history:
-        with open(args.history, "w") as f:
-            json.dump(history, f, indent=1)
+        write_atomically(args.history, lambda f: f.write(json.dumps(history, indent=1).encode()))
     return 0
 
 

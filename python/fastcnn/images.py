@@ -8,6 +8,8 @@ import zlib
 
 import numpy as np
 
+from fastcnn._atomic import write_atomically
+
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _CHANNELS = {0: 1, 2: 3, 4: 2, 6: 4}  # colour type -> samples per pixel
 _MAX_PIXELS = 1 << 26
@@ -99,13 +101,13 @@ def write_png(path: str, image: np.ndarray) -> None:
             + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
         )
 
-    with open(path, "wb") as f:
-        f.write(
-            _SIGNATURE
-            + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw))
-            + chunk(b"IEND", b"")
-        )
+    png = (
+        _SIGNATURE
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+    write_atomically(path, lambda f: f.write(png))
 
 
 def to_gray28(image: np.ndarray) -> np.ndarray:

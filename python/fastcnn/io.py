@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import tokenize
 import zipfile
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from fastcnn import _random
+from fastcnn._atomic import write_atomically
 from fastcnn.nn import architecture
 from fastcnn.nn.module import Module
 
@@ -136,27 +136,8 @@ def save(
 
 
 def write_npz_atomically(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> None:
-    """np.savez into a temporary sibling file, fsync it, rename it over `path`, fsync the folder."""
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    """np.savez into `path`, atomically (see fastcnn._atomic)."""
+    write_atomically(path, lambda f: np.savez(f, **arrays))
 
 
 # --- reading -------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fastcnn._atomic import write_atomically
+
 __all__ = [
     "confusion_matrix",
     "feature_maps",
@@ -43,9 +45,7 @@ def _new_figure(width: float, height: float):
 
 
 def _save(fig, path: str | os.PathLike) -> str:
-    path = os.fspath(path)
-    fig.savefig(path, format="png")
-    return path
+    return write_atomically(path, lambda f: fig.savefig(f, format="png"))
 
 
 def _grid(n: int) -> tuple[int, int]:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 import fastcnn
+from fastcnn._atomic import write_atomically
 from fastcnn.bench.cases import OPS, cases
 from fastcnn.bench.machine import BlasThreads, environment
 from fastcnn.bench.measure import SETTLE_S, run_case
@@ -108,8 +109,8 @@ def run(args: argparse.Namespace) -> int:
         f"(op not in this build), {len(failed)} aborted (mismatch or error)"
     )
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"meta": meta, "rows": rows}, f, indent=1)
+        report = json.dumps({"meta": meta, "rows": rows}, indent=1).encode()
+        write_atomically(args.json, lambda f: f.write(report))
         print(f"wrote {args.json}")
     if args.plot:
         plot(rows, args.plot, meta)

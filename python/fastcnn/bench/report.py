@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fastcnn._atomic import write_atomically
+
 
 def _fmt(v: float | None, spec: str = ".3f") -> str:
     return "-" if v is None else format(v, spec)
@@ -63,7 +65,7 @@ def plot(rows: list[dict], path: str, meta: dict) -> None:
         f"fastcnn {meta['fastcnn_version']} ({meta['cpu_variant']}), {meta['threads']} threads"
     )
     ax.legend()
-    fig.savefig(path, dpi=120)
+    write_atomically(path, lambda f: fig.savefig(f, format="png", dpi=120))
 
 
 def print_header(meta: dict, warmup: int, repeats: int) -> None:
