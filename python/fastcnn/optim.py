@@ -402,12 +402,8 @@ class SGD(Optimizer):
 def _ascent(p: Parameter, group: dict[str, Any]) -> np.ndarray:
     """The gradient a step descends along: negated for maximize (torch negates it first, before
     weight decay; negation is exact, so the kernels need no flag). Written into a new array: for a
-    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse. The kernels
-    only read it, so a float32 gradient assigned in another layout (torch takes any) is read from
-    a C-contiguous copy; another dtype is refused, as torch refuses it."""
+    0-d parameter np.negative would return a NumPy scalar, which the kernels refuse."""
     grad = p.grad
-    if isinstance(grad, np.ndarray) and grad.dtype == np.float32 and not grad.flags.c_contiguous:
-        grad = np.ascontiguousarray(grad)
     if not group["maximize"]:
         return grad
     return np.negative(grad, out=np.empty_like(grad))
