@@ -108,9 +108,9 @@ CASES = [
     # length that cross images, partial row tiles and a partial panel; grouped
     ((3, 37, 39, 39), (45, 37, 1, 1), {}),
     ((2, 8, 48, 48), (6, 4, 1, 1), {"groups": 2}),
-    # the input gradient packs w^T once for all images (every case above), unless it is larger
-    # than 1 MB, as here; a channel range that starts inside an A panel packs its own (the first
-    # case: batch 1, 3 channels of 9 taps, cut into channel ranges [0, 2) and [2, 3))
+    # the input gradient packs w^T, and the GEMM forward w, once for all images (every case above),
+    # unless it is larger than 1 MB, as here; a channel range that starts inside an A panel packs
+    # its own (the first case: batch 1, 3 channels of 9 taps, in channel ranges [0, 2), [2, 3))
     ((1, 520, 3, 4), (520, 520, 1, 1), {}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
