@@ -108,10 +108,15 @@ CASES = [
     # length that cross images, partial row tiles and a partial panel; grouped
     ((3, 37, 39, 39), (45, 37, 1, 1), {}),
     ((2, 8, 48, 48), (6, 4, 1, 1), {"groups": 2}),
-    # the input gradient packs w^T once for all images (every case above), unless it is larger
-    # than 1 MB, as here; a channel range that starts inside an A panel packs its own (the first
-    # case: batch 1, 3 channels of 9 taps, cut into channel ranges [0, 2) and [2, 3))
+    # the input gradient packs w^T, and the GEMM forward w, once for all images (every case above),
+    # unless it is larger than 1 MB, as here; a channel range that starts inside an A panel packs
+    # its own (the first case: batch 1, 3 channels of 9 taps, in channel ranges [0, 2), [2, 3))
     ((1, 520, 3, 4), (520, 520, 1, 1), {}),
+    # the GEMM forward packs w only for outputs of 1024 or more columns (N*P*Q): im2col with a
+    # partial filter tile, padded rows, grouped (the 1x1 cases above: 1x1)
+    ((2, 20, 45, 47), (13, 20, 3, 3), {"stride": 2, "padding": 1}),
+    ((3, 9, 23, 19), (11, 9, 5, 5), {"padding": 2}),
+    ((4, 12, 33, 35), (10, 6, 3, 3), {"groups": 2, "stride": 2}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
