@@ -204,12 +204,14 @@ class Optimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter from its `.grad`; returns `closure()` if given. A
         parameter whose gradient torch would hold as None (grad_is_none, and nothing written into
-        it in place since) is skipped, its state untouched: no weight decay, momentum or step. So
-        is a frozen one (requires_grad False), whatever its gradient holds."""
+        it in place since) is skipped, its state untouched: no weight decay, momentum or step.
+        requires_grad is not consulted, as in torch: a frozen parameter normally has no gradient
+        (backward computes none for it), but one frozen while it still holds a gradient (zeroed
+        with set_to_none=False, or frozen between backward and step) steps on it."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
-                if not p.requires_grad or (p.grad_is_none and not p.grad.any()):
+                if p.grad_is_none and not p.grad.any():
                     continue
                 self._update(p, group, self.state.setdefault(p, {}))
         return loss

@@ -270,8 +270,9 @@ class Module:
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Sets `requires_grad` on every parameter of the tree and returns self, as torch's: with
-        False, backward computes no gradient for them and optimizers leave them alone (freezing
-        a pretrained feature extractor while the head trains)."""
+        False, backward computes no gradient for them, so optimizers leave them alone once their
+        gradients are None (after zero_grad(), or never computed): freezing a pretrained feature
+        extractor while the head trains."""
         if not isinstance(requires_grad, (bool, np.bool_)):
             raise TypeError(
                 f"requires_grad: expected a bool, got {type(requires_grad).__name__} "
