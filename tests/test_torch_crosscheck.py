@@ -1256,6 +1256,30 @@ def test_one_cycle_resumed_with_last_epoch_continues_the_schedule():
         assert resumed.get_last_lr() == lrs[step]
 
 
+def test_multi_step_lr_loads_torchs_counted_milestones():
+    """torch's MultiStepLR keeps its milestones as a Counter {step: times listed} (and takes such
+    a mapping as the argument): loading its state_dict cuts twice at a milestone listed twice, as
+    torch goes on. fastcnn read the mapping's keys only, cutting once."""
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    tparam = torch.zeros(2, requires_grad=True)
+    topt = torch.optim.SGD([tparam], lr=0.5)
+    theirs = torch.optim.lr_scheduler.MultiStepLR(topt, milestones=[4, 4, 6], gamma=0.5)
+    for _ in range(2):
+        topt.step()
+        theirs.step()
+    opt = fastcnn.optim.SGD([param], lr=0.5)
+    ours = fastcnn.optim.MultiStepLR(opt, milestones=[9], gamma=0.5)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.milestones == [4, 4, 6]
+    for _ in range(6):
+        topt.step()
+        theirs.step()
+        ours.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+    counted = fastcnn.optim.MultiStepLR(opt, milestones={3: 2, 5: 1})
+    assert counted.milestones == [3, 3, 5]
+
+
 def test_module_helpers_as_torch():
     """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
     buffers in the same order, a child added by name shows in state_dict, apply visits children

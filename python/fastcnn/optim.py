@@ -16,7 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -784,6 +784,11 @@ class MultiStepLR(LRScheduler):
 
     def _set_config(self, config: dict[str, Any]) -> None:
         milestones = config["milestones"]
+        if isinstance(milestones, Mapping):
+            # torch's state_dict holds them as a Counter {step: how often it is listed}
+            milestones = [
+                m for m, n in milestones.items() for _ in range(_nonnegative_int(n, "milestones"))
+            ]
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
             raise TypeError(
                 f"milestones: expected an iterable of steps, got {type(milestones).__name__}"
