@@ -6,6 +6,7 @@ arguments) where fastcnn once answered differently."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import OrderedDict
 
@@ -1486,6 +1487,34 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     opt.step()
     topt.step()
     _close(ps[0].data, tps[0])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_optimizers_take_every_keyword_of_torchs(name):
+    """Each keyword of torch's constructor is taken, at torch's default, so code written for
+    torch.optim runs unchanged: foreach and fused (which of torch's loops runs) are ignored, as
+    every step here is one fused kernel; differentiable and capturable refuse True by name.
+    fastcnn raised TypeError on foreach, fused, differentiable and capturable."""
+    signature = inspect.signature(getattr(torch.optim, name))
+    ours = getattr(fastcnn.optim, name)
+    for key, arg in signature.parameters.items():
+        if key != "params":
+            ours([fastcnn.Parameter(np.zeros(2, np.float32))], **{key: arg.default})
+    switches = {"foreach", "fused"} & signature.parameters.keys()
+    rng = np.random.default_rng(9990)
+    start = rng.standard_normal(4).astype(np.float32)
+    p, tp = fastcnn.Parameter(start), torch.tensor(start, requires_grad=True)
+    opt = ours([p], lr=0.1, **{k: True for k in switches})
+    topt = getattr(torch.optim, name)([tp], lr=0.1, **{k: False for k in switches})
+    for _ in range(3):
+        g = rng.standard_normal(4).astype(np.float32)
+        p.grad, tp.grad = g.copy(), torch.from_numpy(g)
+        opt.step()
+        topt.step()
+        _close(p.data, tp)
+    for key in {"differentiable", "capturable"} & signature.parameters.keys():
+        with pytest.raises(ValueError, match=key):
+            ours([fastcnn.Parameter(np.zeros(2, np.float32))], **{key: True})
 
 
 def test_nesterov_groups_may_override_momentum_and_dampening_as_torch():

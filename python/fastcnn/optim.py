@@ -89,6 +89,28 @@ def _nonnegative_int(value: object, name: str) -> int:
     return result
 
 
+def _implementation_switches(
+    foreach: object = None,
+    fused: object = None,
+    differentiable: object = False,
+    capturable: object = False,
+) -> None:
+    """torch's arguments that pick how a step runs, not what it computes, so that code written
+    for torch.optim runs unchanged: foreach and fused choose among torch's loops (here every step
+    is one fused kernel already) and are ignored; differentiable (autograd through the step) and
+    capturable (CUDA graphs) need what fastcnn does not have, so True is refused."""
+    for name, value in (("foreach", foreach), ("fused", fused)):
+        if value is not None:
+            _flag(value, name)
+    missing = {
+        "differentiable": (differentiable, "autograd to differentiate a step with"),
+        "capturable": (capturable, "CUDA graphs to capture a step in"),
+    }
+    for name, (value, what) in missing.items():
+        if _flag(value, name):
+            raise ValueError(f"{name}=True: fastcnn's optimizers have no {what}")
+
+
 def _choice(value: object, name: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise ValueError(f"{name}: expected one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -347,7 +369,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
+        _implementation_switches(foreach, fused, differentiable)
         # Checked on the constructor's arguments only, as torch: a group may override momentum
         # (0: plain steps, nesterov then changes nothing) or dampening, and torch steps it.
         if _flag(nesterov, "nesterov") and (
@@ -433,9 +459,14 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
+        _implementation_switches(foreach, fused, differentiable, capturable)
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -513,6 +544,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -521,7 +556,11 @@ class AdamW(Adam):
             eps,
             weight_decay,
             amsgrad,
+            foreach=foreach,
             maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 
@@ -548,8 +587,12 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
+        _implementation_switches(foreach, differentiable=differentiable, capturable=capturable)
         defaults = {
             "lr": lr,
             "alpha": alpha,
