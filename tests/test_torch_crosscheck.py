@@ -1281,6 +1281,46 @@ def test_multi_step_lr_loads_torchs_counted_milestones():
     assert counted.milestones == [3, 3, 5]
 
 
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", {"step_size": 3, "gamma": 0.5}),
+        ("MultiStepLR", {"milestones": [2, 5, 5], "gamma": 0.5}),
+        ("ExponentialLR", {"gamma": 0.8}),
+        ("CosineAnnealingLR", {"T_max": 6, "eta_min": 0.01}),
+        ("LinearLR", {"start_factor": 0.25, "total_iters": 4}),
+        ("OneCycleLR", {"max_lr": 0.5, "total_steps": 12}),
+        ("ReduceLROnPlateau", {"patience": 0, "factor": 0.5}),
+    ],
+)
+def test_scheduler_step_with_an_epoch_as_torch(name, kw):
+    """torch still takes the deprecated scheduler.step(epoch) of older training loops (with a
+    UserWarning): it jumps to that step with the closed-form lrs (ReduceLROnPlateau.step(metric,
+    epoch) sets last_epoch), and step() chains on from there. fastcnn raised TypeError."""
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    tparam = torch.zeros(2, requires_grad=True)
+    opt = fastcnn.optim.SGD([param], lr=0.5, momentum=0.9)
+    topt = torch.optim.SGD([tparam], lr=0.5, momentum=0.9)
+    ours = getattr(fastcnn.optim, name)(opt, **kw)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    metric = [1.0, 2.0, 0.5, 0.7, 0.8, 0.1, 0.2, 0.3]
+    for step, epoch in enumerate([None, 4, None, None, 2, 7, None, 9]):
+        args = (metric[step],) if name == "ReduceLROnPlateau" else ()
+        topt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs.step(*args, epoch)
+        with (
+            pytest.warns(UserWarning, match="deprecated")
+            if epoch is not None
+            else warnings.catch_warnings()
+        ):
+            ours.step(*args, epoch)
+        assert ours.last_epoch == theirs.last_epoch
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert opt.param_groups[0]["momentum"] == pytest.approx(topt.param_groups[0]["momentum"])
+
+
 def test_module_helpers_as_torch():
     """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
     buffers in the same order, a child added by name shows in state_dict, apply visits children

@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Union
 
@@ -644,6 +645,11 @@ class RMSprop(Optimizer):
 
 # --- learning-rate schedulers --------------------------------------------------------------------
 
+_EPOCH_DEPRECATION = (
+    "scheduler.step(epoch) is deprecated (in torch too): it jumps to that step with the "
+    "closed-form lr; call scheduler.step() once per step instead"
+)
+
 
 class LRScheduler:
     """Base class: sets each group's "lr" for the step count `last_epoch`.
@@ -708,8 +714,16 @@ class LRScheduler:
         for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
             group["lr"] = self._lr_at(base_lr, i, step)
 
-    def step(self) -> None:
-        """Advances one step and sets each group's lr."""
+    def step(self, epoch: int | None = None) -> None:
+        """Advances one step and sets each group's lr. step(epoch), deprecated in torch but still
+        taken there, jumps to step `epoch` instead, with the closed-form lrs of that step."""
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            epoch = _nonnegative_int(epoch, "epoch")
+            self._apply(epoch)
+            self.last_epoch = epoch
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            return
         self.last_epoch += 1
         if not self._chainable:
             self._apply(self.last_epoch)
@@ -1207,9 +1221,13 @@ class ReduceLROnPlateau:
             best * (threshold + 1.0) if self.threshold_mode == "rel" else best + threshold
         )
 
-    def step(self, metrics: float) -> None:
-        """Counts one step with the watched value `metrics` (a float, or a 0-d array)."""
+    def step(self, metrics: float, epoch: int | None = None) -> None:
+        """Counts one step with the watched value `metrics` (a float, or a 0-d array). epoch,
+        deprecated in torch but still taken there, sets last_epoch instead of counting on."""
         value = as_float(metrics, "metrics")
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            epoch = _nonnegative_int(epoch, "epoch")
         groups = self.optimizer.param_groups
         if len(groups) != len(self.min_lrs):
             if self.default_min_lr is None:
@@ -1218,7 +1236,7 @@ class ReduceLROnPlateau:
                     f"{len(groups)} parameter groups"
                 )
             self.min_lrs = [self.default_min_lr] * len(groups)
-        self.last_epoch += 1
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(value):
             self.best = value
             self.num_bad_epochs = 0
