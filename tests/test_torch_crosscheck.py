@@ -1321,6 +1321,36 @@ def test_scheduler_step_with_an_epoch_as_torch(name, kw):
         assert opt.param_groups[0]["momentum"] == pytest.approx(topt.param_groups[0]["momentum"])
 
 
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", {"step_size": 2, "gamma": 0.5}),
+        ("MultiStepLR", {"milestones": [2, 4], "gamma": 0.5}),
+        ("ExponentialLR", {"gamma": 0.8}),
+        ("CosineAnnealingLR", {"T_max": 9, "eta_min": 0.001}),
+        ("LinearLR", {"start_factor": 0.2, "total_iters": 4}),
+    ],
+)
+def test_scheduler_steps_a_group_added_later_as_torch(name, kw):
+    """torch's chainable schedulers step every group's lr, so a group added with
+    add_param_group after the scheduler was made (a head unfrozen mid-run) decays with the
+    others from its own lr; fastcnn left it at the lr it was added with."""
+    params = [fastcnn.Parameter(np.zeros(2, np.float32)) for _ in range(2)]
+    tparams = [torch.zeros(2, requires_grad=True) for _ in range(2)]
+    opt = fastcnn.optim.SGD(params[:1], lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tparams[:1], lr=0.1, momentum=0.9)
+    ours = getattr(fastcnn.optim, name)(opt, **kw)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for step in range(8):
+        if step == 2:
+            opt.add_param_group({"params": params[1:], "lr": 0.05})
+            topt.add_param_group({"params": tparams[1:], "lr": 0.05})
+        topt.step()
+        theirs.step()
+        ours.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
+
 def test_module_helpers_as_torch():
     """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
     buffers in the same order, a child added by name shows in state_dict, apply visits children

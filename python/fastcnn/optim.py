@@ -701,8 +701,9 @@ class LRScheduler:
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         raise NotImplementedError
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
-        """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
+        """A chainable scheduler's lr for `step` >= 1 from the group's current lr (base_lr: None
+        for a group added to the optimizer after the scheduler was made)."""
         raise NotImplementedError
 
     def _chained_start(self, lr: float) -> float:
@@ -731,7 +732,11 @@ class LRScheduler:
             for group in self.optimizer.param_groups:
                 group["lr"] = self._chained_start(group["lr"])
         elif self._chains_at_start or not self._starting:
-            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            # every group, as torch's: one added to the optimizer later (it has no base_lr, None
+            # here) decays with the others
+            groups = self.optimizer.param_groups
+            base_lrs = self.base_lrs + [None] * (len(groups) - len(self.base_lrs))
+            for group, base_lr in zip(groups, base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
         # else: resuming at last_epoch >= 0, a chainable scheduler starts from each group's lr as
         # it is (as torch's do: after loading an optimizer checkpoint it need not be "initial_lr")
@@ -817,7 +822,7 @@ class StepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** (step // self.step_size)
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         return lr * self.gamma if step % self.step_size == 0 else lr
 
 
@@ -860,7 +865,7 @@ class MultiStepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** bisect.bisect_right(self.milestones, step)
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         count = self.milestones.count(step)
         return lr * self.gamma**count if count else lr
 
@@ -882,7 +887,7 @@ class ExponentialLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma**step
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         return lr * self.gamma
 
 
@@ -925,7 +930,7 @@ class LinearLR(LRScheduler):
     def _chained_start(self, lr: float) -> float:
         return lr * self.start_factor
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         if step > self.total_iters:
             return lr
         # factor(step) / factor(step - 1), times total_iters above and below
@@ -957,9 +962,14 @@ class CosineAnnealingLR(LRScheduler):
         cosine = math.cos(math.pi * step / self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + cosine) / 2.0
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         t_max, eta_min = self.T_max, self.eta_min
         if (step - 1 - t_max) % (2 * t_max) == 0:  # leaving the minimum: the ratio below is 0/0
+            if base_lr is None:  # (torch fails here too, on a shorter list of base lrs)
+                raise ValueError(
+                    "CosineAnnealingLR: a parameter group added after the scheduler was made has "
+                    "no base lr to rise back to after eta_min"
+                )
             return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
         now, before = math.cos(math.pi * step / t_max), math.cos(math.pi * (step - 1) / t_max)
         return (1 + now) / (1 + before) * (lr - eta_min) + eta_min
@@ -1095,6 +1105,11 @@ class OneCycleLR(LRScheduler):
                 f"OneCycleLR: stepped {step} times, but total_steps is {self.total_steps}"
             )
         phases = self._phases()
+        if len(self.optimizer.param_groups) != len(self.max_lrs):
+            raise ValueError(
+                f"OneCycleLR: set up for {len(self.max_lrs)} parameter groups (a max_lr each), "
+                f"the optimizer now has {len(self.optimizer.param_groups)}"
+            )
         for i, group in enumerate(self.optimizer.param_groups):
             initial = self.max_lrs[i] / self.div_factor
             lrs = {
