@@ -1496,6 +1496,42 @@ def test_parameters_and_buffers_take_recurse_as_torch():
             assert len(list(module.buffers(recurse))) == len(list(tmodule.buffers(recurse)))
 
 
+def test_module_lookups_and_remove_duplicate_as_torch():
+    """named_parameters/named_buffers take torch's remove_duplicate (False: a shared module's
+    entries under each of its names), and get_submodule/get_parameter/get_buffer find an entry
+    by its dotted name or raise AttributeError, as torch's; each raised TypeError or
+    AttributeError (no such method) before."""
+    shared, tshared = fastcnn.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    net = fastcnn.nn.Sequential(
+        shared, fastcnn.nn.BatchNorm2d(3), fastcnn.nn.Sequential(shared, fastcnn.nn.ReLU())
+    )
+    tnet = torch.nn.Sequential(
+        tshared, torch.nn.BatchNorm2d(3), torch.nn.Sequential(tshared, torch.nn.ReLU())
+    )
+    for remove_duplicate in (True, False):
+        for recurse in (True, False):
+            kw = dict(prefix="m", recurse=recurse, remove_duplicate=remove_duplicate)
+            assert [n for n, _ in net.named_parameters(**kw)] == [
+                n for n, _ in tnet.named_parameters(**kw)
+            ]
+            assert [n for n, _ in net.named_buffers(**kw)] == [
+                n for n, _ in tnet.named_buffers(**kw)
+            ]
+    for target in ("", "1", "2", "2.0"):
+        assert type(net.get_submodule(target)).__name__ == type(tnet.get_submodule(target)).__name__
+    assert net.get_parameter("2.0.weight") is shared.weight
+    assert net.get_buffer("1.running_var") is net[1].running_var
+    for lookup in (
+        lambda m: m.get_submodule("2.5"),
+        lambda m: m.get_parameter("1.nope"),
+        lambda m: m.get_buffer("0.weight"),
+    ):
+        with pytest.raises(AttributeError):
+            lookup(tnet)
+        with pytest.raises(AttributeError):
+            lookup(net)
+
+
 def test_shared_module_is_listed_once_as_torch():
     """A module registered under two names (tied weights) is one child, one module and one set of
     parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the
