@@ -75,3 +75,12 @@ def test_each_writer_is_atomic(tmp_path, monkeypatch, writer):
         writer(path)
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
+
+
+def test_an_unwritable_folder_is_reported_by_the_file_asked_for(tmp_path):
+    """A missing folder raises FileNotFoundError naming the target file (it named the temporary
+    sibling, '.h.json.x1y2z3.tmp', which the caller never asked for)."""
+    target = tmp_path / "missing" / "history.json"
+    with pytest.raises(FileNotFoundError) as info:
+        _atomic.write_atomically(target, lambda f: f.write(b"{}"))
+    assert info.value.filename == str(target) and ".tmp" not in str(info.value)

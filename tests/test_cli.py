@@ -81,6 +81,41 @@ def test_bad_arguments_are_reported_not_raised(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--train-limit", "-5"], "--train-limit"),  # trained on all but the last 5 images
+        (["--train-limit", "0"], "--train-limit"),  # trained on all of them
+        (["--optimizer", "adam", "--momentum", "0.5"], "--momentum"),  # ignored
+        (["--optimizer", "rmsprop", "--nesterov"], "--nesterov"),  # ignored
+        (["--epochs", "0", "--plot", "/dev/null/plots"], "/dev/null/plots"),  # a traceback
+    ],
+)
+def test_bad_train_options_are_reported_by_name(args, named, capsys):
+    """Each of these trained anyway (ignoring the option or misreading it) or ended in a
+    traceback; now each is a usage error naming the option or path, exit status 2."""
+    from fastcnn import cli
+
+    try:
+        status = cli.main(["train", *QUICK[2:], "--train-limit", "64", *args])
+    except SystemExit as e:  # argparse's usage errors
+        status = e.code
+    err = capsys.readouterr().err
+    assert status == 2 and named in err and "Traceback" not in err
+
+
+def test_rmsprop_takes_the_momentum_option():
+    from argparse import Namespace
+
+    from fastcnn import cli
+
+    params = [fc.Parameter(np.zeros(2))]
+    args = Namespace(lr=0.01, weight_decay=0.0, momentum=0.5, nesterov=False)
+    assert cli._make_optimizer("rmsprop", params, args).param_groups[0]["momentum"] == 0.5
+    args.momentum = None
+    assert cli._make_optimizer("sgd", params, args).param_groups[0]["momentum"] == 0.9
+
+
 def test_killed_run_resumes_to_the_same_weights(tmp_path):
     """SIGKILL mid-run, then --resume: the final weights equal an uninterrupted run's, bitwise."""
     args = [*QUICK, "--model", "lenet5", "--epochs", "5"]

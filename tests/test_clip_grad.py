@@ -78,6 +78,28 @@ def test_halves_match_torch(rng):
     assert_grads_match(params, twins)
 
 
+@pytest.mark.parametrize("foreach", [None, True, False])
+def test_takes_torchs_foreach_argument(rng, foreach):
+    """Each function takes torch's foreach keyword (which of torch's loops runs) and gives the
+    same result with any value; it raised TypeError, so torch code passing it did not run."""
+    torch = pytest.importorskip("torch")
+    params = make_params(rng, scale=3.0)
+    twins = torch_twins(torch, params)
+    total = utils.clip_grad_norm_(params, 1.0, 2.0, False, foreach)
+    want = torch.nn.utils.clip_grad_norm_(twins, 1.0, 2.0, False, foreach=False)
+    assert total == pytest.approx(want.item(), rel=1e-6)
+    assert utils.get_total_norm([p.grad for p in params], foreach=foreach) == pytest.approx(
+        torch.nn.utils.get_total_norm([t.grad for t in twins], foreach=False).item(), rel=1e-6
+    )
+    utils.clip_grads_with_norm_(params, 0.5, 1.0, foreach=foreach)
+    torch.nn.utils.clip_grads_with_norm_(twins, 0.5, torch.tensor(1.0), foreach=False)
+    utils.clip_grad_value_(params, 0.1, foreach=foreach)
+    torch.nn.utils.clip_grad_value_(twins, 0.1, foreach=False)
+    assert_grads_match(params, twins)
+    with pytest.raises(TypeError, match="foreach"):
+        utils.clip_grad_value_(params, 0.1, foreach="yes")
+
+
 def test_takes_what_parameters_gives_and_a_single_parameter(rng):
     fastcnn.manual_seed(0)
     net = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))

@@ -1,6 +1,7 @@
 """Frozen parameters (requires_grad=False): layers skip their gradients, Sequential stops its
-backward below the lowest trainable module, optimizers leave them alone, state_dict ignores the
-flag; fine-tuning a head on a frozen feature extractor follows torch.
+backward below the lowest trainable module, optimizers skip them while their gradient is None
+(and, as torch's, step on one they still hold), state_dict ignores the flag; fine-tuning a head
+on a frozen feature extractor follows torch.
 """
 
 from __future__ import annotations
@@ -237,18 +238,46 @@ def test_a_frozen_residual_body_is_skipped(rng):
     ("name", "kwargs"),
     [("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}), ("Adam", {}), ("RMSprop", {})],
 )
-def test_optimizers_leave_a_frozen_parameter_alone(name, kwargs):
+def test_optimizers_skip_a_frozen_parameter_without_gradient(name, kwargs):
     p, q = Parameter(np.ones(3)), Parameter(np.ones(3))
     opt = getattr(optim, name)([p, q], **kwargs)
-    p.requires_grad = False
-    p.grad[...] = 1.0  # even with a gradient written into it
+    p.requires_grad = False  # backward computes no gradient for it: it stays None
     q.grad[...] = 1.0
     opt.step()
     np.testing.assert_array_equal(p.data, 1.0)
     assert p not in opt.state and (q.data < 1.0).all()
-    p.requires_grad = True
-    opt.step()
-    assert (p.data < 1.0).all()
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"),
+    [("SGD", {"lr": 0.1, "momentum": 0.9, "weight_decay": 0.1}), ("Adam", {}), ("RMSprop", {})],
+)
+@pytest.mark.parametrize("set_to_none", [True, False])
+def test_a_parameter_frozen_mid_run_steps_as_torch(name, kwargs, set_to_none):
+    """torch's step looks at the gradient, not requires_grad: a parameter frozen between
+    backward and step steps on that gradient, and one frozen after zero_grad(set_to_none=False)
+    keeps its zero gradient, so momentum, weight decay and Adam's moments still move it (after
+    zero_grad() with set_to_none=True it has none and stays). fastcnn skipped every frozen one."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(4410)
+    data = rng.standard_normal(3).astype(np.float32)
+    p, tp = Parameter(data), torch.tensor(data, requires_grad=True)
+    opt, topt = getattr(optim, name)([p], **kwargs), getattr(torch.optim, name)([tp], **kwargs)
+    for step in range(6):
+        if step < 2:  # trainable: backward reaches it
+            g = rng.standard_normal(3).astype(np.float32)
+            p.grad = g.copy()
+            tp.grad = torch.from_numpy(g)
+        if step == 1:  # frozen between backward and step
+            p.requires_grad_(False)
+            tp.requires_grad_(False)
+        opt.step()
+        topt.step()
+        np.testing.assert_allclose(p.data, tp.detach().numpy(), rtol=1e-5, atol=1e-6)
+        opt.zero_grad(set_to_none=set_to_none)
+        topt.zero_grad(set_to_none=set_to_none)
+    moved = not np.array_equal(p.data, data)
+    assert moved
 
 
 # --- fine-tuning against torch -------------------------------------------------------------------

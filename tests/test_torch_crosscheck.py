@@ -6,6 +6,7 @@ arguments) where fastcnn once answered differently."""
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections import OrderedDict
 
@@ -1256,6 +1257,100 @@ def test_one_cycle_resumed_with_last_epoch_continues_the_schedule():
         assert resumed.get_last_lr() == lrs[step]
 
 
+def test_multi_step_lr_loads_torchs_counted_milestones():
+    """torch's MultiStepLR keeps its milestones as a Counter {step: times listed} (and takes such
+    a mapping as the argument): loading its state_dict cuts twice at a milestone listed twice, as
+    torch goes on. fastcnn read the mapping's keys only, cutting once."""
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    tparam = torch.zeros(2, requires_grad=True)
+    topt = torch.optim.SGD([tparam], lr=0.5)
+    theirs = torch.optim.lr_scheduler.MultiStepLR(topt, milestones=[4, 4, 6], gamma=0.5)
+    for _ in range(2):
+        topt.step()
+        theirs.step()
+    opt = fastcnn.optim.SGD([param], lr=0.5)
+    ours = fastcnn.optim.MultiStepLR(opt, milestones=[9], gamma=0.5)
+    ours.load_state_dict(theirs.state_dict())
+    assert ours.milestones == [4, 4, 6]
+    for _ in range(6):
+        topt.step()
+        theirs.step()
+        ours.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-14)
+    counted = fastcnn.optim.MultiStepLR(opt, milestones={3: 2, 5: 1})
+    assert counted.milestones == [3, 3, 5]
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", {"step_size": 3, "gamma": 0.5}),
+        ("MultiStepLR", {"milestones": [2, 5, 5], "gamma": 0.5}),
+        ("ExponentialLR", {"gamma": 0.8}),
+        ("CosineAnnealingLR", {"T_max": 6, "eta_min": 0.01}),
+        ("LinearLR", {"start_factor": 0.25, "total_iters": 4}),
+        ("OneCycleLR", {"max_lr": 0.5, "total_steps": 12}),
+        ("ReduceLROnPlateau", {"patience": 0, "factor": 0.5}),
+    ],
+)
+def test_scheduler_step_with_an_epoch_as_torch(name, kw):
+    """torch still takes the deprecated scheduler.step(epoch) of older training loops (with a
+    UserWarning): it jumps to that step with the closed-form lrs (ReduceLROnPlateau.step(metric,
+    epoch) sets last_epoch), and step() chains on from there. fastcnn raised TypeError."""
+    param = fastcnn.Parameter(np.zeros(2, np.float32))
+    tparam = torch.zeros(2, requires_grad=True)
+    opt = fastcnn.optim.SGD([param], lr=0.5, momentum=0.9)
+    topt = torch.optim.SGD([tparam], lr=0.5, momentum=0.9)
+    ours = getattr(fastcnn.optim, name)(opt, **kw)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    metric = [1.0, 2.0, 0.5, 0.7, 0.8, 0.1, 0.2, 0.3]
+    for step, epoch in enumerate([None, 4, None, None, 2, 7, None, 9]):
+        args = (metric[step],) if name == "ReduceLROnPlateau" else ()
+        topt.step()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            theirs.step(*args, epoch)
+        with (
+            pytest.warns(UserWarning, match="deprecated")
+            if epoch is not None
+            else warnings.catch_warnings()
+        ):
+            ours.step(*args, epoch)
+        assert ours.last_epoch == theirs.last_epoch
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+        assert opt.param_groups[0]["momentum"] == pytest.approx(topt.param_groups[0]["momentum"])
+
+
+@pytest.mark.parametrize(
+    "name, kw",
+    [
+        ("StepLR", {"step_size": 2, "gamma": 0.5}),
+        ("MultiStepLR", {"milestones": [2, 4], "gamma": 0.5}),
+        ("ExponentialLR", {"gamma": 0.8}),
+        ("CosineAnnealingLR", {"T_max": 9, "eta_min": 0.001}),
+        ("LinearLR", {"start_factor": 0.2, "total_iters": 4}),
+    ],
+)
+def test_scheduler_steps_a_group_added_later_as_torch(name, kw):
+    """torch's chainable schedulers step every group's lr, so a group added with
+    add_param_group after the scheduler was made (a head unfrozen mid-run) decays with the
+    others from its own lr; fastcnn left it at the lr it was added with."""
+    params = [fastcnn.Parameter(np.zeros(2, np.float32)) for _ in range(2)]
+    tparams = [torch.zeros(2, requires_grad=True) for _ in range(2)]
+    opt = fastcnn.optim.SGD(params[:1], lr=0.1, momentum=0.9)
+    topt = torch.optim.SGD(tparams[:1], lr=0.1, momentum=0.9)
+    ours = getattr(fastcnn.optim, name)(opt, **kw)
+    theirs = getattr(torch.optim.lr_scheduler, name)(topt, **kw)
+    for step in range(8):
+        if step == 2:
+            opt.add_param_group({"params": params[1:], "lr": 0.05})
+            topt.add_param_group({"params": tparams[1:], "lr": 0.05})
+        topt.step()
+        theirs.step()
+        ours.step()
+        assert ours.get_last_lr() == pytest.approx(theirs.get_last_lr(), rel=1e-12)
+
+
 def test_module_helpers_as_torch():
     """buffers(), add_module(), apply() and Parameter.numel() behave as torch.nn's: the same
     buffers in the same order, a child added by name shows in state_dict, apply visits children
@@ -1401,6 +1496,42 @@ def test_parameters_and_buffers_take_recurse_as_torch():
             assert len(list(module.buffers(recurse))) == len(list(tmodule.buffers(recurse)))
 
 
+def test_module_lookups_and_remove_duplicate_as_torch():
+    """named_parameters/named_buffers take torch's remove_duplicate (False: a shared module's
+    entries under each of its names), and get_submodule/get_parameter/get_buffer find an entry
+    by its dotted name or raise AttributeError, as torch's; each raised TypeError or
+    AttributeError (no such method) before."""
+    shared, tshared = fastcnn.nn.Linear(2, 2), torch.nn.Linear(2, 2)
+    net = fastcnn.nn.Sequential(
+        shared, fastcnn.nn.BatchNorm2d(3), fastcnn.nn.Sequential(shared, fastcnn.nn.ReLU())
+    )
+    tnet = torch.nn.Sequential(
+        tshared, torch.nn.BatchNorm2d(3), torch.nn.Sequential(tshared, torch.nn.ReLU())
+    )
+    for remove_duplicate in (True, False):
+        for recurse in (True, False):
+            kw = dict(prefix="m", recurse=recurse, remove_duplicate=remove_duplicate)
+            assert [n for n, _ in net.named_parameters(**kw)] == [
+                n for n, _ in tnet.named_parameters(**kw)
+            ]
+            assert [n for n, _ in net.named_buffers(**kw)] == [
+                n for n, _ in tnet.named_buffers(**kw)
+            ]
+    for target in ("", "1", "2", "2.0"):
+        assert type(net.get_submodule(target)).__name__ == type(tnet.get_submodule(target)).__name__
+    assert net.get_parameter("2.0.weight") is shared.weight
+    assert net.get_buffer("1.running_var") is net[1].running_var
+    for lookup in (
+        lambda m: m.get_submodule("2.5"),
+        lambda m: m.get_parameter("1.nope"),
+        lambda m: m.get_buffer("0.weight"),
+    ):
+        with pytest.raises(AttributeError):
+            lookup(tnet)
+        with pytest.raises(AttributeError):
+            lookup(net)
+
+
 def test_shared_module_is_listed_once_as_torch():
     """A module registered under two names (tied weights) is one child, one module and one set of
     parameters, as in torch, so an optimizer over parameters() takes it (it used to refuse the
@@ -1462,6 +1593,34 @@ def test_step_skips_parameters_without_gradient_as_torch(name, set_to_none):
     opt.step()
     topt.step()
     _close(ps[0].data, tps[0])
+
+
+@pytest.mark.parametrize("name", ["SGD", "Adam", "AdamW", "RMSprop"])
+def test_optimizers_take_every_keyword_of_torchs(name):
+    """Each keyword of torch's constructor is taken, at torch's default, so code written for
+    torch.optim runs unchanged: foreach and fused (which of torch's loops runs) are ignored, as
+    every step here is one fused kernel; differentiable and capturable refuse True by name.
+    fastcnn raised TypeError on foreach, fused, differentiable and capturable."""
+    signature = inspect.signature(getattr(torch.optim, name))
+    ours = getattr(fastcnn.optim, name)
+    for key, arg in signature.parameters.items():
+        if key != "params":
+            ours([fastcnn.Parameter(np.zeros(2, np.float32))], **{key: arg.default})
+    switches = {"foreach", "fused"} & signature.parameters.keys()
+    rng = np.random.default_rng(9990)
+    start = rng.standard_normal(4).astype(np.float32)
+    p, tp = fastcnn.Parameter(start), torch.tensor(start, requires_grad=True)
+    opt = ours([p], lr=0.1, **{k: True for k in switches})
+    topt = getattr(torch.optim, name)([tp], lr=0.1, **{k: False for k in switches})
+    for _ in range(3):
+        g = rng.standard_normal(4).astype(np.float32)
+        p.grad, tp.grad = g.copy(), torch.from_numpy(g)
+        opt.step()
+        topt.step()
+        _close(p.data, tp)
+    for key in {"differentiable", "capturable"} & signature.parameters.keys():
+        with pytest.raises(ValueError, match=key):
+            ours([fastcnn.Parameter(np.zeros(2, np.float32))], **{key: True})
 
 
 def test_nesterov_groups_may_override_momentum_and_dampening_as_torch():

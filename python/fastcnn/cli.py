@@ -40,11 +40,15 @@ def standardize(images: np.ndarray, mean: float, std: float) -> np.ndarray:
 def _make_optimizer(name: str, params, args):
     from fastcnn import optim
 
+    if args.nesterov and name != "sgd":
+        raise ValueError(f"--nesterov: only sgd has Nesterov momentum, got --optimizer {name}")
+    if args.momentum is not None and name not in ("sgd", "rmsprop"):
+        raise ValueError(f"--momentum: sgd and rmsprop take a momentum, got --optimizer {name}")
     if name == "sgd":
         return optim.SGD(
             params,
             lr=args.lr,
-            momentum=args.momentum,
+            momentum=0.9 if args.momentum is None else args.momentum,
             weight_decay=args.weight_decay,
             nesterov=args.nesterov,
         )
@@ -53,7 +57,9 @@ def _make_optimizer(name: str, params, args):
     if name == "adamw":
         return optim.AdamW(params, lr=args.lr, weight_decay=args.weight_decay)
     if name == "rmsprop":
-        return optim.RMSprop(params, lr=args.lr, weight_decay=args.weight_decay)
+        return optim.RMSprop(
+            params, lr=args.lr, weight_decay=args.weight_decay, momentum=args.momentum or 0.0
+        )
     raise ValueError(f"--optimizer: expected sgd, adam, adamw or rmsprop, got {name!r}")
 
 
@@ -275,6 +281,17 @@ def cmd_bench(args) -> int:
 
 
 # --- parser --------------------------------------------------------------------------------------
+def _positive_int(text: str) -> int:
+    """An argparse type: an int >= 1 (a bad one is reported as a usage error, not a traceback)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an int >= 1, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="fastcnn", description=fastcnn.__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -287,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--batch-size", type=int, default=128)
     t.add_argument("--lr", type=float, default=0.05)
     t.add_argument("--optimizer", choices=("sgd", "adam", "adamw", "rmsprop"), default="sgd")
-    t.add_argument("--momentum", type=float, default=0.9)
+    t.add_argument("--momentum", type=float, help="sgd (default 0.9) or rmsprop (default 0)")
     t.add_argument("--nesterov", action="store_true")
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument(
@@ -307,8 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--history", metavar="JSON", help="write the per-epoch history")
     t.add_argument(
         "--train-limit",
-        type=int,
-        default=0,
+        type=_positive_int,
         metavar="N",
         help="train on the first N training images only (quick runs)",
     )
@@ -345,15 +361,16 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ValueError, TypeError, FileNotFoundError) as e:
+    except BrokenPipeError:  # (an OSError, so before the clause below)
+        # The reader went away (`fastcnn info | head`): stop quietly, and keep Python's exit-time
+        # flush of stdout from raising again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (ValueError, TypeError, OSError) as e:
+        # OSError: a path that cannot be written (--plot, --save, --history, --json) or read
         print(f"fastcnn {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         # Ctrl-C: checkpoints are renamed into place whole, so the last one written is intact.
         print(f"fastcnn {args.command}: interrupted", file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        # The reader went away (`fastcnn info | head`): stop quietly, and keep Python's exit-time
-        # flush of stdout from raising again.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1

@@ -16,7 +16,8 @@ from __future__ import annotations
 import bisect
 import math
 import numbers
-from collections.abc import Iterable, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -87,6 +88,28 @@ def _nonnegative_int(value: object, name: str) -> int:
     if result < 0:
         raise ValueError(f"{name}: expected an int >= 0, got {result}")
     return result
+
+
+def _implementation_switches(
+    foreach: object = None,
+    fused: object = None,
+    differentiable: object = False,
+    capturable: object = False,
+) -> None:
+    """torch's arguments that pick how a step runs, not what it computes, so that code written
+    for torch.optim runs unchanged: foreach and fused choose among torch's loops (here every step
+    is one fused kernel already) and are ignored; differentiable (autograd through the step) and
+    capturable (CUDA graphs) need what fastcnn does not have, so True is refused."""
+    for name, value in (("foreach", foreach), ("fused", fused)):
+        if value is not None:
+            _flag(value, name)
+    missing = {
+        "differentiable": (differentiable, "autograd to differentiate a step with"),
+        "capturable": (capturable, "CUDA graphs to capture a step in"),
+    }
+    for name, (value, what) in missing.items():
+        if _flag(value, name):
+            raise ValueError(f"{name}=True: fastcnn's optimizers have no {what}")
 
 
 def _choice(value: object, name: str, choices: tuple[str, ...]) -> str:
@@ -204,12 +227,14 @@ class Optimizer:
     def step(self, closure: Callable[[], float] | None = None) -> float | None:
         """One update of every parameter from its `.grad`; returns `closure()` if given. A
         parameter whose gradient torch would hold as None (grad_is_none, and nothing written into
-        it in place since) is skipped, its state untouched: no weight decay, momentum or step. So
-        is a frozen one (requires_grad False), whatever its gradient holds."""
+        it in place since) is skipped, its state untouched: no weight decay, momentum or step.
+        requires_grad is not consulted, as in torch: a frozen parameter normally has no gradient
+        (backward computes none for it), but one frozen while it still holds a gradient (zeroed
+        with set_to_none=False, or frozen between backward and step) steps on it."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
             for p in group["params"]:
-                if not p.requires_grad or (p.grad_is_none and not p.grad.any()):
+                if p.grad_is_none and not p.grad.any():
                     continue
                 self._update(p, group, self.state.setdefault(p, {}))
         return loss
@@ -345,7 +370,11 @@ class SGD(Optimizer):
         nesterov: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
+        _implementation_switches(foreach, fused, differentiable)
         # Checked on the constructor's arguments only, as torch: a group may override momentum
         # (0: plain steps, nesterov then changes nothing) or dampening, and torch steps it.
         if _flag(nesterov, "nesterov") and (
@@ -431,9 +460,14 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         amsgrad: bool = False,
         *,
+        foreach: bool | None = None,
         maximize: bool = False,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
         decoupled_weight_decay: bool = False,
     ) -> None:
+        _implementation_switches(foreach, fused, differentiable, capturable)
         defaults = {
             "lr": lr,
             "betas": betas,
@@ -511,6 +545,10 @@ class AdamW(Adam):
         amsgrad: bool = False,
         *,
         maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | None = None,
     ) -> None:
         super().__init__(
             params,
@@ -519,7 +557,11 @@ class AdamW(Adam):
             eps,
             weight_decay,
             amsgrad,
+            foreach=foreach,
             maximize=maximize,
+            capturable=capturable,
+            differentiable=differentiable,
+            fused=fused,
             decoupled_weight_decay=True,
         )
 
@@ -546,8 +588,12 @@ class RMSprop(Optimizer):
         momentum: float = 0.0,
         centered: bool = False,
         *,
+        capturable: bool = False,
+        foreach: bool | None = None,
         maximize: bool = False,
+        differentiable: bool = False,
     ) -> None:
+        _implementation_switches(foreach, differentiable=differentiable, capturable=capturable)
         defaults = {
             "lr": lr,
             "alpha": alpha,
@@ -598,6 +644,11 @@ class RMSprop(Optimizer):
 
 
 # --- learning-rate schedulers --------------------------------------------------------------------
+
+_EPOCH_DEPRECATION = (
+    "scheduler.step(epoch) is deprecated (in torch too): it jumps to that step with the "
+    "closed-form lr; call scheduler.step() once per step instead"
+)
 
 
 class LRScheduler:
@@ -650,8 +701,9 @@ class LRScheduler:
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         raise NotImplementedError
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
-        """A chainable scheduler's lr for `step` >= 1 from the group's current lr."""
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
+        """A chainable scheduler's lr for `step` >= 1 from the group's current lr (base_lr: None
+        for a group added to the optimizer after the scheduler was made)."""
         raise NotImplementedError
 
     def _chained_start(self, lr: float) -> float:
@@ -663,8 +715,16 @@ class LRScheduler:
         for i, (group, base_lr) in enumerate(zip(self.optimizer.param_groups, self.base_lrs)):
             group["lr"] = self._lr_at(base_lr, i, step)
 
-    def step(self) -> None:
-        """Advances one step and sets each group's lr."""
+    def step(self, epoch: int | None = None) -> None:
+        """Advances one step and sets each group's lr. step(epoch), deprecated in torch but still
+        taken there, jumps to step `epoch` instead, with the closed-form lrs of that step."""
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            epoch = _nonnegative_int(epoch, "epoch")
+            self._apply(epoch)
+            self.last_epoch = epoch
+            self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
+            return
         self.last_epoch += 1
         if not self._chainable:
             self._apply(self.last_epoch)
@@ -672,7 +732,11 @@ class LRScheduler:
             for group in self.optimizer.param_groups:
                 group["lr"] = self._chained_start(group["lr"])
         elif self._chains_at_start or not self._starting:
-            for group, base_lr in zip(self.optimizer.param_groups, self.base_lrs):
+            # every group, as torch's: one added to the optimizer later (it has no base_lr, None
+            # here) decays with the others
+            groups = self.optimizer.param_groups
+            base_lrs = self.base_lrs + [None] * (len(groups) - len(self.base_lrs))
+            for group, base_lr in zip(groups, base_lrs):
                 group["lr"] = self._chained_lr(group["lr"], base_lr, self.last_epoch)
         # else: resuming at last_epoch >= 0, a chainable scheduler starts from each group's lr as
         # it is (as torch's do: after loading an optimizer checkpoint it need not be "initial_lr")
@@ -758,7 +822,7 @@ class StepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** (step // self.step_size)
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         return lr * self.gamma if step % self.step_size == 0 else lr
 
 
@@ -782,6 +846,11 @@ class MultiStepLR(LRScheduler):
 
     def _set_config(self, config: dict[str, Any]) -> None:
         milestones = config["milestones"]
+        if isinstance(milestones, Mapping):
+            # torch's state_dict holds them as a Counter {step: how often it is listed}
+            milestones = [
+                m for m, n in milestones.items() for _ in range(_nonnegative_int(n, "milestones"))
+            ]
         if isinstance(milestones, (str, bytes)) or not isinstance(milestones, Iterable):
             raise TypeError(
                 f"milestones: expected an iterable of steps, got {type(milestones).__name__}"
@@ -796,7 +865,7 @@ class MultiStepLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma ** bisect.bisect_right(self.milestones, step)
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         count = self.milestones.count(step)
         return lr * self.gamma**count if count else lr
 
@@ -818,7 +887,7 @@ class ExponentialLR(LRScheduler):
     def _lr_at(self, base_lr: float, group_index: int, step: int) -> float:
         return base_lr * self.gamma**step
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         return lr * self.gamma
 
 
@@ -861,7 +930,7 @@ class LinearLR(LRScheduler):
     def _chained_start(self, lr: float) -> float:
         return lr * self.start_factor
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         if step > self.total_iters:
             return lr
         # factor(step) / factor(step - 1), times total_iters above and below
@@ -893,9 +962,14 @@ class CosineAnnealingLR(LRScheduler):
         cosine = math.cos(math.pi * step / self.T_max)
         return self.eta_min + (base_lr - self.eta_min) * (1.0 + cosine) / 2.0
 
-    def _chained_lr(self, lr: float, base_lr: float, step: int) -> float:
+    def _chained_lr(self, lr: float, base_lr: float | None, step: int) -> float:
         t_max, eta_min = self.T_max, self.eta_min
         if (step - 1 - t_max) % (2 * t_max) == 0:  # leaving the minimum: the ratio below is 0/0
+            if base_lr is None:  # (torch fails here too, on a shorter list of base lrs)
+                raise ValueError(
+                    "CosineAnnealingLR: a parameter group added after the scheduler was made has "
+                    "no base lr to rise back to after eta_min"
+                )
             return lr + (base_lr - eta_min) * (1 - math.cos(math.pi / t_max)) / 2
         now, before = math.cos(math.pi * step / t_max), math.cos(math.pi * (step - 1) / t_max)
         return (1 + now) / (1 + before) * (lr - eta_min) + eta_min
@@ -1031,6 +1105,11 @@ class OneCycleLR(LRScheduler):
                 f"OneCycleLR: stepped {step} times, but total_steps is {self.total_steps}"
             )
         phases = self._phases()
+        if len(self.optimizer.param_groups) != len(self.max_lrs):
+            raise ValueError(
+                f"OneCycleLR: set up for {len(self.max_lrs)} parameter groups (a max_lr each), "
+                f"the optimizer now has {len(self.optimizer.param_groups)}"
+            )
         for i, group in enumerate(self.optimizer.param_groups):
             initial = self.max_lrs[i] / self.div_factor
             lrs = {
@@ -1157,9 +1236,13 @@ class ReduceLROnPlateau:
             best * (threshold + 1.0) if self.threshold_mode == "rel" else best + threshold
         )
 
-    def step(self, metrics: float) -> None:
-        """Counts one step with the watched value `metrics` (a float, or a 0-d array)."""
+    def step(self, metrics: float, epoch: int | None = None) -> None:
+        """Counts one step with the watched value `metrics` (a float, or a 0-d array). epoch,
+        deprecated in torch but still taken there, sets last_epoch instead of counting on."""
         value = as_float(metrics, "metrics")
+        if epoch is not None:
+            warnings.warn(_EPOCH_DEPRECATION, UserWarning, stacklevel=2)
+            epoch = _nonnegative_int(epoch, "epoch")
         groups = self.optimizer.param_groups
         if len(groups) != len(self.min_lrs):
             if self.default_min_lr is None:
@@ -1168,7 +1251,7 @@ class ReduceLROnPlateau:
                     f"{len(groups)} parameter groups"
                 )
             self.min_lrs = [self.default_min_lr] * len(groups)
-        self.last_epoch += 1
+        self.last_epoch = self.last_epoch + 1 if epoch is None else epoch
         if self._is_better(value):
             self.best = value
             self.num_bad_epochs = 0

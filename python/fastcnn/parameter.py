@@ -30,8 +30,9 @@ class Parameter:
     as torch requires (a float32 array in another layout is copied into a C-contiguous one).
 
     `requires_grad=False` freezes the parameter, as in torch: layers then compute no gradient for
-    it (its `grad` stays as it was, normally torch's None) and optimizers never change it. It is a
-    training setting, not state: `state_dict()` and `fastcnn.save` leave it out, as torch does.
+    it (its `grad` stays as it was, normally torch's None, which optimizers skip; a gradient it
+    still holds is stepped on, as in torch). It is a training setting, not state: `state_dict()`
+    and `fastcnn.save` leave it out, as torch does.
     """
 
     __slots__ = ("_data", "_grad", "_requires_grad", "grad_is_none")

@@ -147,37 +147,68 @@ class Module:
             yield m
 
     def _named_members(
-        self, table: str, prefix: str, recurse: bool
+        self, table: str, prefix: str, recurse: bool, remove_duplicate: bool
     ) -> Iterator[tuple[str, Parameter | np.ndarray]]:
         """Every entry of each module's `table` once (a shared one under its first name, as in
-        torch); recurse=False: this module's own only."""
+        torch), or under each of its names with remove_duplicate=False; recurse=False: this
+        module's own only."""
         seen: set[int] = set()
-        modules = self.named_modules(prefix) if recurse else [(prefix, self)]
+        modules = self.named_modules(prefix, remove_duplicate) if recurse else [(prefix, self)]
         for module_name, module in modules:
             for name, value in getattr(module, table).items():
-                if value is not None and id(value) not in seen:
+                if value is not None and not (remove_duplicate and id(value) in seen):
                     seen.add(id(value))
                     yield (f"{module_name}.{name}" if module_name else name), value
 
     def named_parameters(
-        self, prefix: str = "", recurse: bool = True
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
     ) -> Iterator[tuple[str, Parameter]]:
         """Every parameter once (a shared one under its first name, as in torch), so an optimizer
-        over parameters() steps each once. recurse=False: this module's own only."""
-        yield from self._named_members("_parameters", prefix, recurse)
+        over parameters() steps each once; remove_duplicate=False gives it under each name.
+        recurse=False: this module's own only."""
+        yield from self._named_members("_parameters", prefix, recurse, remove_duplicate)
 
     def parameters(self, recurse: bool = True) -> Iterator[Parameter]:
         for _, p in self.named_parameters(recurse=recurse):
             yield p
 
     def named_buffers(
-        self, prefix: str = "", recurse: bool = True
+        self, prefix: str = "", recurse: bool = True, remove_duplicate: bool = True
     ) -> Iterator[tuple[str, np.ndarray]]:
-        yield from self._named_members("_buffers", prefix, recurse)
+        yield from self._named_members("_buffers", prefix, recurse, remove_duplicate)
 
     def buffers(self, recurse: bool = True) -> Iterator[np.ndarray]:
         for _, b in self.named_buffers(recurse=recurse):
             yield b
+
+    def get_submodule(self, target: str) -> Module:
+        """The module at the dotted path `target`, as torch's ("" is this one, "0.conv" child
+        "0"'s child "conv"); AttributeError names the first step that is not a child module."""
+        module = self
+        for name in target.split(".") if target else ():
+            if name not in module._modules:
+                raise AttributeError(
+                    f"{type(module).__name__} has no submodule {name!r} (looking up {target!r})"
+                )
+            module = module._modules[name]
+        return module
+
+    def get_parameter(self, target: str) -> Parameter:
+        """The parameter at the dotted path `target` ("0.weight"), as torch's."""
+        return self._get_member("_parameters", target)
+
+    def get_buffer(self, target: str) -> np.ndarray:
+        """The buffer at the dotted path `target` ("1.running_mean"), as torch's."""
+        return self._get_member("_buffers", target)
+
+    def _get_member(self, table: str, target: str):
+        module_path, _, name = target.rpartition(".")
+        module = self.get_submodule(module_path)
+        value = getattr(module, table).get(name)
+        if value is None:
+            kind = table.strip("_")[:-1]
+            raise AttributeError(f"{type(module).__name__} has no {kind} {name!r} ({target!r})")
+        return value
 
     def add_module(self, name: str, module: Module) -> None:
         """Registers a child under `name`, as assigning the attribute does."""
@@ -270,8 +301,9 @@ class Module:
 
     def requires_grad_(self, requires_grad: bool = True) -> Module:
         """Sets `requires_grad` on every parameter of the tree and returns self, as torch's: with
-        False, backward computes no gradient for them and optimizers leave them alone (freezing
-        a pretrained feature extractor while the head trains)."""
+        False, backward computes no gradient for them, so optimizers leave them alone once their
+        gradients are None (after zero_grad(), or never computed): freezing a pretrained feature
+        extractor while the head trains."""
         if not isinstance(requires_grad, (bool, np.bool_)):
             raise TypeError(
                 f"requires_grad: expected a bool, got {type(requires_grad).__name__} "

@@ -3,7 +3,8 @@ halves of the first, `get_total_norm` and `clip_grads_with_norm_`.
 
 Call them between `net.backward(...)` and `opt.step()`; they change each `Parameter.grad` in place.
 Norms are computed as torch computes them, in float32: one norm per gradient, then the norm of
-those norms. Each function returns a Python float where torch returns a 0-d tensor.
+those norms. Each takes torch's foreach argument and ignores it (it picks torch's loop, not the
+result). Each function returns a Python float where torch returns a 0-d tensor.
 """
 
 from __future__ import annotations
@@ -48,6 +49,13 @@ def _with_grad(params: list[Parameter]) -> list[Parameter]:
     return [p for p in params if not (p.grad_is_none and not p.grad.any())]
 
 
+def _foreach(value: object) -> None:
+    """torch's foreach picks which of its loops runs, not the result: taken (None or a bool) and
+    ignored, so torch code runs unchanged."""
+    if value is not None and not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"foreach: expected None or a bool, got {type(value).__name__} {value!r}")
+
+
 def _norm_type(value: object) -> float:
     """A p > 0, or inf (also spelled "inf", as torch accepts it)."""
     if isinstance(value, str):
@@ -80,10 +88,12 @@ def get_total_norm(
     tensors: np.ndarray | Iterable[np.ndarray],
     norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
 ) -> float:
     """The p-norm of all the arrays' elements together (the norm of their norms), as
     torch.nn.utils.get_total_norm: pass the gradients, `[p.grad for p in net.parameters()]`.
     0.0 for no arrays. error_if_nonfinite: RuntimeError when the norm is NaN or infinite."""
+    _foreach(foreach)
     p = _norm_type(norm_type)
     arrays = [tensors] if isinstance(tensors, np.ndarray) else list(tensors)
     norms = []
@@ -103,10 +113,13 @@ def get_total_norm(
     return total
 
 
-def clip_grads_with_norm_(parameters: ParametersArg, max_norm: float, total_norm: float) -> None:
+def clip_grads_with_norm_(
+    parameters: ParametersArg, max_norm: float, total_norm: float, foreach: bool | None = None
+) -> None:
     """Scales every gradient in place by min(max_norm / (total_norm + 1e-6), 1), as
     torch.nn.utils.clip_grads_with_norm_ (a NaN total_norm makes them NaN, as there). Gradients
     torch would hold as None stay as they are, zero and skipped by the optimizers."""
+    _foreach(foreach)
     params = _with_grad(_parameters(parameters))
     max_norm = as_float(max_norm, "max_norm")
     if not max_norm >= 0:  # a negative one would flip every gradient: always a mistake
@@ -127,20 +140,24 @@ def clip_grad_norm_(
     max_norm: float,
     norm_type: float | str = 2.0,
     error_if_nonfinite: bool = False,
+    foreach: bool | None = None,
 ) -> float:
     """Scales the gradients in place so that their total p-norm (all of them as one vector) is at
     most max_norm; returns the norm before scaling. torch.nn.utils.clip_grad_norm_'s arguments,
     result (as a float) and float32 rounding. Gradients torch would hold as None are left out,
     as there."""
     params = _with_grad(_parameters(parameters))
-    total = get_total_norm([p.grad for p in params], norm_type, error_if_nonfinite)
-    clip_grads_with_norm_(params, max_norm, total)
+    total = get_total_norm([p.grad for p in params], norm_type, error_if_nonfinite, foreach)
+    clip_grads_with_norm_(params, max_norm, total, foreach)
     return total
 
 
-def clip_grad_value_(parameters: ParametersArg, clip_value: float) -> None:
+def clip_grad_value_(
+    parameters: ParametersArg, clip_value: float, foreach: bool | None = None
+) -> None:
     """Clamps every gradient element into [-clip_value, clip_value] in place, as
     torch.nn.utils.clip_grad_value_ (NaN elements stay NaN)."""
+    _foreach(foreach)
     params = _parameters(parameters)
     clip_value = as_float(clip_value, "clip_value")
     if not clip_value >= 0:  # torch would set every element to -|clip_value|
