@@ -758,6 +758,47 @@ def test_weight_gradient_masks(core, rng, xs, ws, kw, same_bits, threads) -> Non
         np.testing.assert_array_equal(db_only, db)
 
 
+# GEMM layers on a phase grid (cpu/fast/phase_grid.inc, wgrad_grid.inc) and the direct kernels
+# up to 800 taps. Grouped at stride 2 with rows of at most 32 floats (the AVX-512 row permutes)
+# and wider (the row loop), stride 3 (element by element), dilation, mixed strides, 900 taps
+# (GEMM forward and weight gradient on the grid, 5-wide output rows), 216 taps with 9-wide rows
+# (grid forward, direct weight gradient) and 180 taps with 29-wide ones (direct both ways), and
+# a batch whose planes fill two chunks of the weight gradient's grid.
+PHASE_GRID_CASES = [
+    ((3, 16, 15, 13), (12, 4, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),
+    ((2, 8, 37, 41), (8, 2, 3, 3), {"stride": 2, "padding": 1, "groups": 4}),
+    ((2, 6, 20, 23), (4, 3, 3, 3), {"stride": 3, "padding": 1, "groups": 2}),
+    ((2, 8, 17, 19), (8, 4, 3, 3), {"dilation": 2, "padding": 2, "groups": 2}),
+    ((2, 6, 19, 21), (6, 3, 3, 5), {"stride": (2, 1), "dilation": (1, 2), "groups": 2}),
+    ((2, 100, 9, 9), (5, 100, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 24, 14, 17), (16, 24, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 20, 30, 29), (32, 20, 3, 3), {"dilation": 2, "padding": 2}),
+    ((9, 96, 40, 40), (4, 48, 3, 3), {"stride": 2, "padding": 1, "groups": 2}),
+    ((6, 16, 30, 31), (8, 8, 3, 3), {"stride": 2, "groups": 2}),
+]
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(PHASE_GRID_CASES, [f"{x}-{w}-{kw}" for x, w, kw in PHASE_GRID_CASES]),
+)
+def test_phase_grid_and_wide_direct_layers(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+def test_phase_grid_weight_gradient_redone_when_an_unread_column_is_inf(core, rng) -> None:
+    """Column 13 of a 14-wide input is read by no tap (3x3, stride 2, no padding), but on the
+    grid an extra column multiplies it by a zero dy: the Inf there must not reach dw."""
+    x, w, b, args, dy, (want_y, want_dx, want_dw, want_db) = _oracle_case(
+        rng, (2, 4, 11, 14), (6, 2, 3, 3), {"stride": 2, "groups": 2}
+    )
+    x[:, :, :, 13] = np.inf
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, dy.shape[0] * dy.shape[2] * dy.shape[3])
+    _close(db, want_db, dy.shape[0] * dy.shape[2] * dy.shape[3])
+    _close(core.conv2d_forward(x, w, b, *args), want_y, 18)
+
+
 # Winograd weight gradients, whose dy transform also sums db (one partial sum per run of blocks):
 # odd sizes, batch 1, 8-17 and 33+ channels, filters that end inside a vector and past two B
 # panels, one block and several (37 images of 3x3 tiles: three runs), padding 0 and 2. Then GEMM
