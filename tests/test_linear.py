@@ -49,16 +49,18 @@ def _close(got, want, length):
 
 
 # GEMM micro-tiles cut by the panel edges: out_features leaves every width of last B panel
-# (AVX-512 panels are 32 wide: 1-16 take the left-half kernel, 17-20 the one-column-at-a-time
+# (AVX-512 panels are 32 wide: 1-16 take the one-vector kernel, 17-20 the one-column-at-a-time
 # kernel, 21-31 the padded full tile; AVX2 panels are 16 wide), 11 or 3 rows leave partial row
 # tiles, and 170 in-features are two depth slices, so the second accumulates.
 TAIL_CASES = [((11, 170), k) for k in (1, 5, 16, 17, 18, 19, 20, 21, 31, 49, 52)]
 TAIL_CASES += [((3, 170), k) for k in (17, 20, 49)]
 # The backward products with more than one row of tiles (dx here: 9 rows) read their B operands
-# (w for dx, x for dw) in place, copying one panel at a time from its rows: whole panels, then a
-# last partial one (1, 15, 17 or 31 of 32 columns), within a range of at most 8 panels (530 and
-# 545: two ranges of 8 panels, then one of 18 or 33 columns).
-TAIL_CASES += [((9, c), 13) for c in (33, 47, 49, 63, 530, 545)]
+# (w for dx, x for dw) in place, copying one panel at a time from its rows (AVX-512: 48 wide,
+# AVX2: 16): whole panels, then a last partial one (AVX-512: 1-16 columns take one vector, 17-20
+# the one-column-at-a-time kernel where A is packed (dw), 21-32 two vectors, 33-47 the padded
+# full tile), within a range of at most 8 panels (530 and 545: two ranges of 8 panels, then one
+# of 146 or 161 columns).
+TAIL_CASES += [((9, c), 13) for c in (16, 20, 21, 32, 33, 47, 49, 63, 68, 80, 530, 545)]
 # The weight gradient packs dy^T once for all its column ranges (every case above with
 # out_features <= in_features), unless it is too large: here each range packs its own.
 TAIL_CASES += [((2100, 150), 128)]

@@ -55,6 +55,9 @@ struct StridedOperand {
   /* Micro-tile rows (A panel width) and columns (B panel width). */                          \
   int gemm_mr();                                                                               \
   int gemm_nr();                                                                               \
+  /* B panel width when gemm reads B in place (GemmOperand::depth_rows): column ranges of a  \
+     product split in multiples of it leave no partial panels inside. */                      \
+  int gemm_depth_rows_nr();                                                                    \
   /* Floats of 64-byte-aligned scratch one gemm call needs (its packed A and B blocks). */    \
   int64_t gemm_scratch_floats();                                                               \
   void pack_strided(const void* ctx, int64_t line0, int64_t lines, int64_t k0, int64_t depth,  \
