@@ -440,12 +440,12 @@ def test_cross_entropy_all_positions_ignored_gives_nan_loss_and_zero_gradient(rn
         ({"weight": np.ones(5)}, "weight"),
         ({"reduction": "avg"}, "reduction"),
         ({"ignore_index": 1.5}, "ignore_index"),
-        ({"labels": np.array([0, 7, 1])}, "labels"),
-        ({"labels": np.array([0, -1, 1]), "ignore_index": -100}, "labels"),
+        ({"target": np.array([0, 7, 1])}, "labels"),
+        ({"target": np.array([0, -1, 1]), "ignore_index": -100}, "labels"),
     ],
 )
 def test_cross_entropy_bad_options(rng, kwargs, match):
-    args = {"logits": _logits(rng, (3, 4)), "labels": np.array([0, 1, 2])}
+    args = {"input": _logits(rng, (3, 4)), "target": np.array([0, 1, 2])}
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         F.cross_entropy(**args)
