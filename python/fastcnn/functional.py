@@ -864,10 +864,18 @@ def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, dtype=np.float32).reshape(shape)
 
 
-def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> float | np.ndarray:
+def mse_loss(
+    input: np.ndarray,
+    target: np.ndarray,
+    size_average: None = None,
+    reduce: None = None,
+    reduction: str = "mean",
+) -> float | np.ndarray:
     """(input - target)**2 reduced as PyTorch does: "mean" (the default; NaN when empty) and "sum"
     accumulate in double and give a float, "none" gives the float32 array of squared errors.
-    Shapes that differ broadcast against each other, with PyTorch's UserWarning."""
+    Shapes that differ broadcast against each other, with PyTorch's UserWarning. The arguments are
+    torch's, in its order; size_average and reduce, deprecated there, must stay None."""
+    _xent_options.refuse_legacy_reduction(size_average, reduce)
     a, b = _mse_operands(input, target)
     return _mse_loss(a, b, _xent_options.check_reduction(reduction))
 
