@@ -173,6 +173,30 @@ def test_non_finite_channel_gives_nan_variance(core, rng, shape):
     assert np.isnan(running_var[:2]).all() and np.isfinite(invstd[2])
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 5, 4), (4, 2, 40)])
+def test_huge_finite_values_keep_the_variance_finite(core, rng, shape):
+    """A channel with values near 1e30 has a variance of ~1e59, past float32's range but not
+    double's: ref and torch's float64 normalize it. The fast variants' float partial sums
+    overflowed (d^2 past 3.4e38), giving invstd 0 (every output the bias) and dweight 0."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[(1, 0) + (1,) * (len(shape) - 2)] = 1e30
+    x[(0, 1) + (0,) * (len(shape) - 2)] = -1e30
+    x[(2, 1) + (2,) * (len(shape) - 2)] = 2e30
+    w, dy = np.array([1.5, -0.5], np.float32), rng.standard_normal(shape).astype(np.float32)
+    y, mean, invstd = core.batchnorm2d_forward_train(x, w, None, None, None, 0.1, 1e-5)
+    dx, dw, db = core.batchnorm2d_backward(dy, x, w, mean, invstd, True)
+    xt, wt = (
+        torch.tensor(x, dtype=torch.float64, requires_grad=True),
+        torch.tensor(w, dtype=torch.float64, requires_grad=True),
+    )
+    yt = torch.nn.functional.batch_norm(xt, None, None, wt, None, True)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-35)
+
+
 @pytest.mark.parametrize("pooled", [False, True])
 def test_eval_input_gradient_does_not_read_x(core, rng, pooled):
     """Eval mode's dx is dy * weight / sqrt(running_var + eps), which torch computes without x:
