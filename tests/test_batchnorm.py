@@ -173,6 +173,60 @@ def test_non_finite_channel_gives_nan_variance(core, rng, shape):
     assert np.isnan(running_var[:2]).all() and np.isfinite(invstd[2])
 
 
+@pytest.mark.parametrize("shape", [(3, 2, 5, 4), (4, 2, 40)])
+def test_huge_finite_values_keep_the_variance_finite(core, rng, shape):
+    """A channel with values near 1e30 has a variance of ~1e59, past float32's range but not
+    double's: ref and torch's float64 normalize it. The fast variants' float partial sums
+    overflowed (d^2 past 3.4e38), giving invstd 0 (every output the bias) and dweight 0."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal(shape).astype(np.float32)
+    x[(1, 0) + (1,) * (len(shape) - 2)] = 1e30
+    x[(0, 1) + (0,) * (len(shape) - 2)] = -1e30
+    x[(2, 1) + (2,) * (len(shape) - 2)] = 2e30
+    w, dy = np.array([1.5, -0.5], np.float32), rng.standard_normal(shape).astype(np.float32)
+    y, mean, invstd = core.batchnorm2d_forward_train(x, w, None, None, None, 0.1, 1e-5)
+    dx, dw, db = core.batchnorm2d_backward(dy, x, w, mean, invstd, True)
+    xt, wt = (
+        torch.tensor(x, dtype=torch.float64, requires_grad=True),
+        torch.tensor(w, dtype=torch.float64, requires_grad=True),
+    )
+    yt = torch.nn.functional.batch_norm(xt, None, None, wt, None, True)
+    yt.backward(torch.tensor(dy, dtype=torch.float64))
+    np.testing.assert_allclose(y, yt.detach().numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(dw, wt.grad.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-4, atol=1e-35)
+
+
+@pytest.mark.parametrize("pooled", [False, True])
+def test_eval_input_gradient_does_not_read_x(core, rng, pooled):
+    """Eval mode's dx is dy * weight / sqrt(running_var + eps), which torch computes without x:
+    an Inf or NaN input reaches only dweight. dx was NaN at those positions, through
+    0 * (x - running_mean) (plain and fused max-pooling backward, every variant)."""
+    torch = pytest.importorskip("torch")
+    x = rng.standard_normal((2, 3, 4, 6)).astype(np.float32)
+    x[0, 0, 1, 1], x[1, 2, 0, 3], x[0, 1, 3, 5] = np.inf, -np.inf, np.nan
+    w = rng.standard_normal(3).astype(np.float32)
+    rm, rv = rng.standard_normal(3).astype(np.float32), rng.uniform(0.5, 2.0, 3).astype(np.float32)
+    dy = rng.standard_normal(x.shape).astype(np.float32)
+    if pooled:  # 2x2 windows, each one's maximum at its top left: dy is g there, else 0
+        g = rng.standard_normal((2, 3, 2, 3)).astype(np.float32)
+        top_left = 12 * np.arange(2)[:, None] + 2 * np.arange(3)
+        indices = np.broadcast_to(top_left, g.shape).astype(np.int64)
+        dy = np.zeros_like(x)
+        dy[:, :, ::2, ::2] = g
+        got = core.batchnorm2d_backward_pooled_eval(g, indices, x, w, rm, rv, 1e-5, None)
+    else:
+        got = core.batchnorm2d_backward_eval(dy, x, w, rm, rv, 1e-5)
+    xt, wt = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    tF = torch.nn.functional
+    tF.batch_norm(xt, torch.tensor(rm), torch.tensor(rv), wt, None, False).backward(
+        torch.tensor(dy)
+    )
+    np.testing.assert_allclose(got[0], xt.grad.numpy(), rtol=1e-6, atol=1e-7)
+    if not pooled:  # the fused fast kernels sum dweight over the window maxima only (no 0 * inf)
+        np.testing.assert_array_equal(np.isfinite(got[1]), np.isfinite(wt.grad.numpy()))
+
+
 def _stats(core, x):
     _, m, s = core.batchnorm2d_forward_train(x, None, None, None, None, 0.1, 1e-5)
     return m, s

@@ -966,7 +966,7 @@ W = np.ones((6, 4, 3, 3), np.float32)
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"x": np.ones((4, 8), np.float32)}, ValueError, "x"),
+        ({"input": np.ones((4, 8), np.float32)}, ValueError, "x"),
         ({"weight": np.ones((6, 4, 3), np.float32)}, ValueError, "weight"),
         ({"weight": np.ones((6, 3, 3, 3), np.float32)}, ValueError, "weight"),
         ({"weight": np.ones((6, 2, 3, 3), np.float32), "groups": 3}, ValueError, "x"),
@@ -984,18 +984,18 @@ W = np.ones((6, 4, 3, 3), np.float32)
         ({"groups": True}, TypeError, "groups"),
         ({"weight": np.ones((6, 4, 11, 3), np.float32)}, ValueError, "weight"),
         ({"weight": np.ones((6, 4, 5, 5), np.float32), "dilation": 3}, ValueError, "weight"),
-        ({"x": "abc"}, TypeError, "x"),
-        ({"x": None}, TypeError, "x"),
+        ({"input": "abc"}, TypeError, "x"),
+        ({"input": None}, TypeError, "x"),
         ({"weight": np.ones((6, 4, 3, 3), np.complex64)}, TypeError, "weight"),
         (
-            {"weight": np.ones((6, 0, 3, 3), np.float32), "x": np.ones((2, 0, 8, 8))},
+            {"weight": np.ones((6, 0, 3, 3), np.float32), "input": np.ones((2, 0, 8, 8))},
             ValueError,
             "x",
         ),
     ],
 )
 def test_bad_input_functional(kwargs, error, match) -> None:
-    args = {"x": X, "weight": W}
+    args = {"input": X, "weight": W}
     args.update(kwargs)
     with pytest.raises(error, match=match):
         F.conv2d(**args)

@@ -642,6 +642,11 @@ def test_python_threads_at_once(rng):
 X = np.ones((2, 3, 8, 8), np.float32)
 
 
+def _functional(kwargs: dict) -> dict:
+    """The kernels' keyword arguments as the functional ops take them: x is torch's input."""
+    return {"input" if k == "x" else k: v for k, v in kwargs.items()}
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,match",
     [
@@ -675,7 +680,7 @@ X = np.ones((2, 3, 8, 8), np.float32)
 )
 def test_max_pool2d_bad_input(core, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        F.max_pool2d(**kwargs)
+        F.max_pool2d(**_functional(kwargs))
     with pytest.raises(exc, match=match):
         core.max_pool2d_forward(**kwargs)
 
@@ -720,7 +725,7 @@ def test_max_pool2d_backward_bad_input(core, rng):
 )
 def test_avg_pool2d_bad_input(core, kwargs, exc, match):
     with pytest.raises(exc, match=match):
-        F.avg_pool2d(**kwargs)
+        F.avg_pool2d(**_functional(kwargs))
     with pytest.raises(exc, match=match):
         core.avg_pool2d_forward(**kwargs)
     if "x" in kwargs and np.ndim(kwargs["x"]) == 4:

@@ -440,12 +440,12 @@ def test_cross_entropy_all_positions_ignored_gives_nan_loss_and_zero_gradient(rn
         ({"weight": np.ones(5)}, "weight"),
         ({"reduction": "avg"}, "reduction"),
         ({"ignore_index": 1.5}, "ignore_index"),
-        ({"labels": np.array([0, 7, 1])}, "labels"),
-        ({"labels": np.array([0, -1, 1]), "ignore_index": -100}, "labels"),
+        ({"target": np.array([0, 7, 1])}, "labels"),
+        ({"target": np.array([0, -1, 1]), "ignore_index": -100}, "labels"),
     ],
 )
 def test_cross_entropy_bad_options(rng, kwargs, match):
-    args = {"logits": _logits(rng, (3, 4)), "labels": np.array([0, 1, 2])}
+    args = {"input": _logits(rng, (3, 4)), "target": np.array([0, 1, 2])}
     args.update(kwargs)
     with pytest.raises((ValueError, TypeError), match=match):
         F.cross_entropy(**args)
@@ -459,11 +459,13 @@ def test_mse_loss_reductions_match_torch(rng, reduction):
     tl = torch.nn.functional.mse_loss(ta, torch.tensor(b, dtype=torch.float64), reduction=reduction)
     g = rng.standard_normal(a.shape).astype(np.float32) if reduction == "none" else 1.5
     (tl * torch.as_tensor(g)).sum().backward()
-    np.testing.assert_allclose(F.mse_loss(a, b, reduction), tl.detach().numpy(), rtol=1e-5)
+    np.testing.assert_allclose(
+        F.mse_loss(a, b, reduction=reduction), tl.detach().numpy(), rtol=1e-5
+    )
     da, db = F.mse_loss_backward(a, b, g, reduction)
     np.testing.assert_allclose(da, ta.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL)
     np.testing.assert_array_equal(db, -da)
-    module = fastcnn.nn.MSELoss(reduction)
+    module = fastcnn.nn.MSELoss(reduction=reduction)
     np.testing.assert_allclose(module(a, b), tl.detach().numpy(), rtol=1e-5)
     np.testing.assert_allclose(
         module.backward(g), ta.grad.numpy(), rtol=TORCH_RTOL, atol=TORCH_ATOL
@@ -524,7 +526,7 @@ def test_mse_loss_broadcasts_with_a_warning(rng, shapes, reduction):
     b = rng.standard_normal(shapes[1]).astype(np.float32)
     full = np.broadcast_shapes(a.shape, b.shape)
     with pytest.warns(UserWarning, match="different to the input size"):
-        loss = F.mse_loss(a, b, reduction)
+        loss = F.mse_loss(a, b, reduction=reduction)
     d = a.astype(np.float64) - b
     want = {"none": d * d, "sum": (d * d).sum(), "mean": (d * d).mean()}[reduction]
     np.testing.assert_allclose(loss, want, rtol=1e-6)
@@ -537,7 +539,7 @@ def test_mse_loss_broadcasts_with_a_warning(rng, shapes, reduction):
     assert da.shape == a.shape and db.shape == b.shape and da.dtype == np.float32
     np.testing.assert_allclose(da, want_da, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(db, want_db, rtol=1e-5, atol=1e-6)
-    module = fastcnn.nn.MSELoss(reduction)
+    module = fastcnn.nn.MSELoss(reduction=reduction)
     with pytest.warns(UserWarning, match="different to the input size"):
         np.testing.assert_array_equal(module(a, b), F._mse_loss(a, b, reduction))
     np.testing.assert_array_equal(module.backward(g), da)
@@ -583,7 +585,12 @@ def test_losses_past_float32_range_are_inf_as_torch(reduction):
     # its cross-entropy and NLL; the reductions in double gave a finite 5e37 (MSE mean) or 6e38.
     a, b = np.array([2e19] + [0] * 7, np.float32), np.zeros(8, np.float32)
     mse = tF.mse_loss(torch.tensor(a), torch.tensor(b), reduction=reduction).item()
-    assert F.mse_loss(a, b, reduction) == fastcnn.nn.MSELoss(reduction)(a, b) == mse == np.inf
+    assert (
+        F.mse_loss(a, b, reduction=reduction)
+        == fastcnn.nn.MSELoss(reduction=reduction)(a, b)
+        == mse
+        == np.inf
+    )
     z, labels = np.array([[2e38, -1e38, 0.0]] * 2, np.float32), np.array([1, 1])
     logp = np.array([[-3e38, 0.0]] * 2, np.float32)
     xent = tF.cross_entropy(torch.tensor(z), torch.tensor(labels), reduction="sum").item()
@@ -594,7 +601,7 @@ def test_losses_past_float32_range_are_inf_as_torch(reduction):
         assert fastcnn.nn.CrossEntropyLoss(weight, reduction="sum")(z, labels) == np.inf
     assert F.nll_loss(logp, labels * 0, reduction="sum") == np.inf
     # finite results keep their double accumulation
-    assert F.mse_loss(np.array([3.0, 0.0], np.float32), np.zeros(2), reduction) == (
+    assert F.mse_loss(np.array([3.0, 0.0], np.float32), np.zeros(2), reduction=reduction) == (
         4.5 if reduction == "mean" else 9.0
     )
 

@@ -1773,3 +1773,44 @@ def test_rmsprop_steps_random(case):
             getattr(torch.optim.lr_scheduler, name)(topt, **skw),
         )
     _step_side_by_side(rng, opt, topt, params, tparams, schedulers, 10)
+
+
+# --- round 6: torch's keyword names, eval-mode batch norm with non-finite inputs -----------------
+
+
+def _keyword_calls(rng):
+    """(name, keyword arguments as torch.nn.functional names them) for each forward op."""
+    x = rng.standard_normal((2, 3, 6, 5)).astype(np.float32)
+    logits = rng.standard_normal((4, 3)).astype(np.float32)
+    return [
+        ("relu", dict(input=x)),
+        ("leaky_relu", dict(input=x, negative_slope=0.2)),
+        ("sigmoid", dict(input=x)),
+        ("tanh", dict(input=x)),
+        ("softmax", dict(input=x, dim=1)),
+        ("log_softmax", dict(input=x, dim=-1)),
+        ("max_pool2d", dict(input=x, kernel_size=3, stride=2, padding=1, ceil_mode=True)),
+        ("avg_pool2d", dict(input=x, kernel_size=2, count_include_pad=False)),
+        ("adaptive_avg_pool2d", dict(input=x, output_size=(2, 3))),
+        ("dropout", dict(input=x, p=0.3, training=False)),
+        ("conv2d", dict(input=x, weight=x[:2, :, :3, :3], bias=None, stride=1, padding="same")),
+        ("linear", dict(input=logits, weight=logits[:2], bias=logits[0, :2])),
+        (
+            "batch_norm",
+            dict(input=x, running_mean=None, running_var=None, training=True, eps=1e-3),
+        ),
+        (
+            "cross_entropy",
+            dict(input=logits, target=np.array([0, 2, 1, 2]), reduction="sum", label_smoothing=0.1),
+        ),
+    ]
+
+
+def test_functional_takes_torchs_keyword_names():
+    """Each forward op takes its array arguments by torch's names (input=, target= for
+    cross_entropy), as code written against torch.nn.functional passes them; they were x= (and
+    logits=, labels=), so such calls raised TypeError."""
+    for name, kw in _keyword_calls(np.random.default_rng(60)):
+        tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+        want = getattr(tF, name)(**tkw)
+        _close(getattr(F, name)(**kw), want, rtol=1e-5)

@@ -265,7 +265,7 @@ def test_mse_loss_broadcast_as_torch(shapes, reduction):
     with pytest.warns(UserWarning, match="different to the input size") as theirs:
         tl = torch.nn.MSELoss(reduction=reduction)(at, bt)
     with pytest.warns(UserWarning, match="different to the input size") as ours:
-        module = nn.MSELoss(reduction)
+        module = nn.MSELoss(reduction=reduction)
         loss = module(a, b)
     # the same words, with NumPy's spelling of the shapes
     assert str(ours[0].message).split("(")[0] == str(theirs[0].message).split("(")[0]
@@ -303,6 +303,26 @@ def _mlp(lib, d_in: int, hidden: int, classes: int):
         m.Linear(hidden, classes),
         m.LogSoftmax(dim=1),
     )
+
+
+def test_mse_loss_positional_reduction_is_refused_as_torch_reads_it():
+    """torch's third positional argument of MSELoss and F.mse_loss is the deprecated size_average,
+    so MSELoss("sum") is the mean there (with a deprecation warning); fastcnn took it as the
+    reduction and summed, a silent difference. It is refused now, naming the argument, as
+    CrossEntropyLoss and NLLLoss refuse size_average and reduce; reduction= gives torch's values."""
+    a, b = np.full(3, 2.0, np.float32), np.zeros(3, np.float32)
+    with pytest.warns(UserWarning, match="size_average"):
+        assert float(torch.nn.MSELoss("sum")(torch.from_numpy(a), torch.from_numpy(b))) == 4.0
+    with pytest.raises(ValueError, match="size_average='sum'"):
+        nn.MSELoss("sum")
+    with pytest.raises(ValueError, match="size_average='sum'"):
+        F.mse_loss(a, b, "sum")
+    with pytest.raises(ValueError, match="reduce=False"):
+        nn.MSELoss(reduce=False)
+    for reduction in ("mean", "sum"):
+        want = torch.nn.MSELoss(reduction=reduction)(torch.from_numpy(a), torch.from_numpy(b))
+        assert nn.MSELoss(reduction=reduction)(a, b) == F.mse_loss(a, b, reduction=reduction)
+        assert F.mse_loss(a, b, reduction=reduction) == float(want)
 
 
 @pytest.mark.parametrize("kind", ["SGD", "Adam"])

@@ -28,6 +28,16 @@ def check_reduction(reduction: object) -> str:
     return reduction
 
 
+def refuse_legacy_reduction(size_average: object, reduce: object) -> None:
+    """torch's deprecated size_average and reduce, which must stay None: a reduction name passed
+    in their place (torch's MSELoss("sum") is a size_average, giving the mean) is refused."""
+    if size_average is not None or reduce is not None:
+        raise ValueError(
+            "size_average, reduce: deprecated in PyTorch and not supported; use reduction= "
+            f"(got size_average={size_average!r}, reduce={reduce!r})"
+        )
+
+
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 

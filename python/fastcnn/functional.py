@@ -25,9 +25,9 @@ from fastcnn._args import IntPair, as_float, as_int, nonnegative_pair, positive_
 # --- activations ---------------------------------------------------------------------------------
 
 
-def relu(x: np.ndarray) -> np.ndarray:
-    """max(x, 0), elementwise; any shape."""
-    return _core.relu_forward(x)
+def relu(input: np.ndarray) -> np.ndarray:
+    """max(input, 0), elementwise; any shape."""
+    return _core.relu_forward(input)
 
 
 def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -35,9 +35,9 @@ def relu_backward(dy: np.ndarray, x: np.ndarray) -> np.ndarray:
     return _core.relu_backward(dy, x)
 
 
-def leaky_relu(x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
-    """x where x > 0, else negative_slope * x; any shape."""
-    return _core.leaky_relu_forward(x, as_float(negative_slope, "negative_slope"))
+def leaky_relu(input: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
+    """input where input > 0, else negative_slope * input; any shape."""
+    return _core.leaky_relu_forward(input, as_float(negative_slope, "negative_slope"))
 
 
 def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0.01) -> np.ndarray:
@@ -45,10 +45,10 @@ def leaky_relu_backward(dy: np.ndarray, x: np.ndarray, negative_slope: float = 0
     return _core.leaky_relu_backward(dy, x, as_float(negative_slope, "negative_slope"))
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    """1 / (1 + exp(-x)), elementwise; any shape. No exp overflows: sigmoid(-inf) = 0,
+def sigmoid(input: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-input)), elementwise; any shape. No exp overflows: sigmoid(-inf) = 0,
     sigmoid(inf) = 1."""
-    return _core.sigmoid_forward(x)
+    return _core.sigmoid_forward(input)
 
 
 def sigmoid_backward(
@@ -61,9 +61,9 @@ def sigmoid_backward(
     return _core.sigmoid_backward(dy, _core.sigmoid_forward(x) if y is None else y)
 
 
-def tanh(x: np.ndarray) -> np.ndarray:
-    """tanh(x), elementwise; any shape."""
-    return _core.tanh_forward(x)
+def tanh(input: np.ndarray) -> np.ndarray:
+    """tanh(input), elementwise; any shape."""
+    return _core.tanh_forward(input)
 
 
 def tanh_backward(
@@ -105,7 +105,7 @@ def _window_args(kernel_size, stride, padding) -> tuple:
 
 
 def max_pool2d(
-    x: np.ndarray,
+    input: np.ndarray,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
@@ -113,7 +113,7 @@ def max_pool2d(
     ceil_mode: bool = False,
     return_indices: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Window maxima of x (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
+    """Window maxima of input (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
 
     padding may be at most half the kernel (PyTorch's rule) and pads with -inf. Ties keep the first
     maximum in row-major window order; a NaN in a window wins. With return_indices, also returns
@@ -122,9 +122,9 @@ def max_pool2d(
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
     return_indices = bool(return_indices)
-    x, single = _as_batch(x)
+    input, single = _as_batch(input)
     y, indices = _core.max_pool2d_forward(
-        x,
+        input,
         kernel,
         strides,
         pad,
@@ -162,7 +162,7 @@ def max_pool2d_backward(
 
 
 def avg_pool2d(
-    x: np.ndarray,
+    input: np.ndarray,
     kernel_size: IntPair,
     stride: IntPair | None = None,
     padding: IntPair = 0,
@@ -170,16 +170,16 @@ def avg_pool2d(
     count_include_pad: bool = True,
     divisor_override: int | None = None,
 ) -> np.ndarray:
-    """Window averages of x (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
+    """Window averages of input (N, C, H, W) -> y (N, C, P, Q); stride defaults to kernel_size.
 
     The divisor is PyTorch's: divisor_override when given (nonzero), else the window's size clipped
     to the padded input (count_include_pad=True; the part of a ceil_mode window that hangs past
     the padding is not counted) or to the input (count_include_pad=False).
     """
     kernel, strides, pad = _window_args(kernel_size, stride, padding)
-    x, single = _as_batch(x)
+    input, single = _as_batch(input)
     y = _core.avg_pool2d_forward(
-        x, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
+        input, kernel, strides, pad, bool(ceil_mode), bool(count_include_pad), divisor_override
     )
     return y[0] if single else y
 
@@ -213,16 +213,16 @@ def _adaptive_size(output_size) -> object:
 
 
 def adaptive_avg_pool2d(
-    x: np.ndarray, output_size: int | tuple[int | None, int | None]
+    input: np.ndarray, output_size: int | tuple[int | None, int | None]
 ) -> np.ndarray:
-    """Averages of x (N, C, H, W) over PyTorch's adaptive windows -> (N, C, P, Q).
+    """Averages of input (N, C, H, W) over PyTorch's adaptive windows -> (N, C, P, Q).
 
     Output cell i along an axis of input length L and output length P averages the inputs
     floor(i * L / P) .. ceil((i + 1) * L / P) - 1; output_size=1 is global average pooling, and P may
     exceed L (windows then repeat inputs).
     """
-    x, single = _as_batch(x)
-    y = _core.adaptive_avg_pool2d_forward(x, _adaptive_size(output_size))
+    input, single = _as_batch(input)
+    y = _core.adaptive_avg_pool2d_forward(input, _adaptive_size(output_size))
     return y[0] if single else y
 
 
@@ -257,11 +257,11 @@ def _dropout_seed(seed: int | None) -> int:
 
 
 def dropout(
-    x: np.ndarray, p: float = 0.5, training: bool = True, seed: int | None = None
+    input: np.ndarray, p: float = 0.5, training: bool = True, seed: int | None = None
 ) -> np.ndarray:
-    """Zero each element of x with probability p and scale the rest by 1 / (1 - p); any shape.
+    """Zero each element of input with probability p and scale the rest by 1 / (1 - p); any shape.
 
-    Not training: a float32 copy of x. p == 1: x * 0 (zeros; NaN stays NaN, as in PyTorch).
+    Not training: a float32 copy of input. p == 1: input * 0 (zeros; NaN stays NaN, as in PyTorch).
     The mask is a pure function of (seed, element index): the same seed and shape give the same
     mask on any machine and thread count (it is not torch's random stream). seed=None draws a
     fresh seed, so calls differ.
@@ -276,8 +276,8 @@ def dropout(
     """
     p = _dropout_p(p)
     if not training:
-        return _core.dropout_forward(x, 0.0, 0)[0]
-    return _core.dropout_forward(x, p, _dropout_seed(seed))[0]
+        return _core.dropout_forward(input, 0.0, 0)[0]
+    return _core.dropout_forward(input, p, _dropout_seed(seed))[0]
 
 
 def dropout_backward(dy: np.ndarray, mask: np.ndarray | int, p: float = 0.5) -> np.ndarray:
@@ -319,7 +319,7 @@ def _conv2d_padding(
 
 
 def conv2d(
-    x: np.ndarray,
+    input: np.ndarray,
     weight: np.ndarray,
     bias: np.ndarray | None = None,
     stride: IntPair = 1,
@@ -327,15 +327,15 @@ def conv2d(
     dilation: IntPair = 1,
     groups: int = 1,
 ) -> np.ndarray:
-    """2-D convolution: x (N, C, H, W), weight (K, C/groups, R, S), bias (K,) -> (N, K, P, Q).
+    """2-D convolution: input (N, C, H, W), weight (K, C/groups, R, S), bias (K,) -> (N, K, P, Q).
 
     padding is an int, a pair (ph, pw), "valid" (none) or "same" (output size = input size; stride 1).
     """
     st = positive_pair(stride, "stride")
     dil = positive_pair(dilation, "dilation")
     pad = _conv2d_padding(padding, weight, st, dil)
-    x, single = _as_batch(x)
-    y = _core.conv2d_forward(x, weight, bias, st, pad, dil, as_int(groups, "groups"))
+    input, single = _as_batch(input)
+    y = _core.conv2d_forward(input, weight, bias, st, pad, dil, as_int(groups, "groups"))
     return y[0] if single else y
 
 
@@ -375,9 +375,10 @@ def conv2d_backward(
 # --- linear --------------------------------------------------------------------------------------
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
-    """x @ weight.T + bias: x (..., in_features), weight (out_features, in_features) -> (..., out)."""
-    return _core.linear_forward(x, weight, bias)
+def linear(input: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """input @ weight.T + bias: input (..., in_features), weight (out_features, in_features) ->
+    (..., out_features)."""
+    return _core.linear_forward(input, weight, bias)
 
 
 def linear_backward(
@@ -408,7 +409,7 @@ def linear_backward(
 
 
 def batch_norm(
-    x: np.ndarray,
+    input: np.ndarray,
     running_mean: np.ndarray | None,
     running_var: np.ndarray | None,
     weight: np.ndarray | None = None,
@@ -425,10 +426,10 @@ def batch_norm(
     which are then required. An empty batch gives an empty result and leaves the stats untouched.
     """
     if training:
-        return batch_norm_train(x, running_mean, running_var, weight, bias, momentum, eps)[0]
+        return batch_norm_train(input, running_mean, running_var, weight, bias, momentum, eps)[0]
     _require_running_stats(running_mean, running_var)
     return _core.batchnorm2d_forward_eval(
-        x, weight, bias, running_mean, running_var, as_float(eps, "eps")
+        input, weight, bias, running_mean, running_var, as_float(eps, "eps")
     )
 
 
@@ -585,15 +586,17 @@ def _softmax_dim(dim: int | None, axis: int | None, x: object) -> int:
     return as_int(dim, "dim")
 
 
-def softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along dim (default: see above), computed stably (max subtracted
+def softmax(input: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
+    """exp(input) / sum(exp(input)) along dim (default: see above), computed stably (max subtracted
     first)."""
-    return _core.softmax_forward(x, _softmax_dim(dim, axis, x))
+    return _core.softmax_forward(input, _softmax_dim(dim, axis, input))
 
 
-def log_softmax(x: np.ndarray, dim: int | None = None, *, axis: int | None = None) -> np.ndarray:
-    """x - log(sum(exp(x))) along dim (default: see above), computed stably."""
-    return _core.log_softmax_forward(x, _softmax_dim(dim, axis, x))
+def log_softmax(
+    input: np.ndarray, dim: int | None = None, *, axis: int | None = None
+) -> np.ndarray:
+    """input - log(sum(exp(input))) along dim (default: see above), computed stably."""
+    return _core.log_softmax_forward(input, _softmax_dim(dim, axis, input))
 
 
 def softmax_backward(
@@ -633,39 +636,40 @@ def log_softmax_backward(
 
 
 def cross_entropy(
-    logits: np.ndarray,
-    labels: np.ndarray,
+    input: np.ndarray,
+    target: np.ndarray,
     label_smoothing: float = 0.0,
     *,
     weight: np.ndarray | None = None,
     ignore_index: int = -100,
     reduction: str = "mean",
 ) -> float | np.ndarray:
-    """Cross-entropy of softmax(logits) against class labels, as PyTorch defines it.
+    """Cross-entropy of softmax(input) against the class labels in target, as PyTorch defines it
+    (torch's argument names; the third positional argument is label_smoothing, not weight).
 
-    logits (N, C) or (N, C, d1, ...), or one unbatched (C,) row with a 0-d label (or a (C,)
-    probability row); labels (N,) or (N, d1, ...) integer ids in [0, C) or
+    input, the logits: (N, C) or (N, C, d1, ...), or one unbatched (C,) row with a 0-d label (or
+    a (C,) probability row); target (N,) or (N, d1, ...) integer ids in [0, C) or
     ignore_index (those positions count for nothing), or floating class probabilities shaped like
-    logits. With label_smoothing e the target is (1 - e) * onehot + e / C (or (1 - e) *
+    input. With label_smoothing e the target is (1 - e) * onehot + e / C (or (1 - e) *
     probabilities + e / C); weight (C,) scales each class's terms. reduction "mean" (the default:
     the mean over the positions, weighted for class ids, accumulated in double; NaN when there
     are none) and "sum" give a Python float, "none" a float32 array (N, d1, ...).
     """
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
-    logits, labels, single = _xent_batch(logits, labels)
+    input, target, single = _xent_batch(input, target)
     if single and reduction == "none":  # torch gives a 0-d loss for the one row
         return cross_entropy(
-            logits, labels, e, weight=weight, ignore_index=ignore_index, reduction=reduction
+            input, target, e, weight=weight, ignore_index=ignore_index, reduction=reduction
         ).reshape(())
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
         fused = _xent_options.fused_or_none(
-            lambda: _core.softmax_xent_forward(logits, labels, e), labels, ignore_index
+            lambda: _core.softmax_xent_forward(input, target, e), target, ignore_index
         )
         if fused is not None:
             return _xent_options.float32_loss(fused[0])
     return _xent_options.forward(
-        logits, labels, e, weight, ignore_index, _xent_options.check_reduction(reduction)
+        input, target, e, weight, ignore_index, _xent_options.check_reduction(reduction)
     )
 
 
@@ -860,10 +864,18 @@ def _sum_to_shape(g: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return g.sum(axis=axes, dtype=np.float32).reshape(shape)
 
 
-def mse_loss(input: np.ndarray, target: np.ndarray, reduction: str = "mean") -> float | np.ndarray:
+def mse_loss(
+    input: np.ndarray,
+    target: np.ndarray,
+    size_average: None = None,
+    reduce: None = None,
+    reduction: str = "mean",
+) -> float | np.ndarray:
     """(input - target)**2 reduced as PyTorch does: "mean" (the default; NaN when empty) and "sum"
     accumulate in double and give a float, "none" gives the float32 array of squared errors.
-    Shapes that differ broadcast against each other, with PyTorch's UserWarning."""
+    Shapes that differ broadcast against each other, with PyTorch's UserWarning. The arguments are
+    torch's, in its order; size_average and reduce, deprecated there, must stay None."""
+    _xent_options.refuse_legacy_reduction(size_average, reduce)
     a, b = _mse_operands(input, target)
     return _mse_loss(a, b, _xent_options.check_reduction(reduction))
 

@@ -104,13 +104,14 @@ void batchnorm2d_backward(const BatchNormShape& s, bool training, const float* d
     dbias[c] = static_cast<float>(sum_dy);
     dweight[c] = static_cast<float>(sum_dy_xmu * is);
     const double k = is * (weight ? weight[c] : 1.0f);
-    // dx = k * (dy - a - (x - mean) * b); in eval mode a = b = 0.
+    // dx = k * (dy - a - (x - mean) * b); eval mode's dx = k * dy does not read x, so an Inf or
+    // NaN input reaches only dweight, as in torch (a zero b would make it NaN through 0 * inf).
     const double a = batch_terms ? sum_dy / count : 0.0;
     const double b = batch_terms ? sum_dy_xmu * is * is / count : 0.0;
     for (int64_t n = 0; n < s.N; ++n)
       for (int64_t l = 0; l < s.L; ++l) {
         const int64_t i = (n * s.C + c) * s.L + l;
-        dx[i] = static_cast<float>(k * (dy[i] - a - (x[i] - mu) * b));
+        dx[i] = static_cast<float>(batch_terms ? k * (dy[i] - a - (x[i] - mu) * b) : k * dy[i]);
       }
   }
 }

@@ -1,7 +1,7 @@
 """Layers, containers and losses with PyTorch's names; explicit forward and backward. Gradient
 clipping is in fastcnn.nn.utils, as in torch.nn.utils."""
 
-from fastcnn.nn import utils
+from fastcnn.nn import init, utils
 from fastcnn.nn.containers import ModuleList, Residual, Sequential
 from fastcnn.nn.fusion import fold_conv_bn, fuse_conv_bn
 from fastcnn.nn.layers import (
@@ -53,5 +53,6 @@ __all__ = [
     "Tanh",
     "fold_conv_bn",
     "fuse_conv_bn",
+    "init",
     "utils",
 ]

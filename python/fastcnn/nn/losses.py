@@ -31,10 +31,7 @@ class CrossEntropyLoss(Module):
         """torch.nn.CrossEntropyLoss's arguments, in its order (CrossEntropyLoss(class_weights)
         is common); size_average and reduce, deprecated there, must stay None."""
         super().__init__()
-        if size_average is not None or reduce is not None:
-            raise ValueError(
-                "size_average, reduce: deprecated in PyTorch and not supported; use reduction="
-            )
+        _xent_options.refuse_legacy_reduction(size_average, reduce)
         self.reduction = _reduction(reduction)
         self.label_smoothing = float(label_smoothing)
         if not 0.0 <= self.label_smoothing <= 1.0:
@@ -118,10 +115,7 @@ class NLLLoss(Module):
         """torch.nn.NLLLoss's arguments, in its order; size_average and reduce, deprecated there,
         must stay None."""
         super().__init__()
-        if size_average is not None or reduce is not None:
-            raise ValueError(
-                "size_average, reduce: deprecated in PyTorch and not supported; use reduction="
-            )
+        _xent_options.refuse_legacy_reduction(size_average, reduce)
         self.reduction = _reduction(reduction)
         self.weight = None if weight is None else np.array(weight, dtype=np.float32)
         self.ignore_index = as_int(ignore_index, "ignore_index")
@@ -159,8 +153,13 @@ class MSELoss(Module):
     empty, as in PyTorch), 'sum' or 'none' (the elementwise errors). As in PyTorch, shapes that
     differ broadcast against each other, with a UserWarning."""
 
-    def __init__(self, reduction: str = "mean") -> None:
+    def __init__(
+        self, size_average: None = None, reduce: None = None, reduction: str = "mean"
+    ) -> None:
+        """torch.nn.MSELoss's arguments, in its order; size_average and reduce, deprecated there,
+        must stay None."""
         super().__init__()
+        _xent_options.refuse_legacy_reduction(size_average, reduce)
         self.reduction = _reduction(reduction)
         self._saved = None
 
