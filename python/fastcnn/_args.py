@@ -58,6 +58,13 @@ def nonnegative_pair(value: IntPair, name: str) -> tuple[int, int]:
     return p
 
 
+def as_bool(value: object, name: str) -> bool:
+    """A bool (Python's or NumPy's); torch's flags refuse 0, 1 and None alike."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
 def as_float(value: object, name: str) -> float:
     """A real scalar."""
     if type(value) is float:

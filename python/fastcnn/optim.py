@@ -23,7 +23,7 @@ from typing import Any, Callable, Union
 import numpy as np
 
 from fastcnn import _core
-from fastcnn._args import as_float, as_int
+from fastcnn._args import as_bool, as_float, as_int
 from fastcnn.parameter import Parameter
 
 ParamsArg = Union[Iterable[Parameter], Iterable[tuple[str, Parameter]], Iterable[dict]]
@@ -61,12 +61,6 @@ def _real(value: object, name: str, *, minimum: float | None = None) -> float:
     return result
 
 
-def _flag(value: object, name: str) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
-    return bool(value)
-
-
 def _positive_int(value: object, name: str) -> int:
     result = as_int(value, name)
     if result < 1:
@@ -102,13 +96,13 @@ def _implementation_switches(
     capturable (CUDA graphs) need what fastcnn does not have, so True is refused."""
     for name, value in (("foreach", foreach), ("fused", fused)):
         if value is not None:
-            _flag(value, name)
+            as_bool(value, name)
     missing = {
         "differentiable": (differentiable, "autograd to differentiate a step with"),
         "capturable": (capturable, "CUDA graphs to capture a step in"),
     }
     for name, (value, what) in missing.items():
-        if _flag(value, name):
+        if as_bool(value, name):
             raise ValueError(f"{name}=True: fastcnn's optimizers have no {what}")
 
 
@@ -377,7 +371,7 @@ class SGD(Optimizer):
         _implementation_switches(foreach, fused, differentiable)
         # Checked on the constructor's arguments only, as torch: a group may override momentum
         # (0: plain steps, nesterov then changes nothing) or dampening, and torch steps it.
-        if _flag(nesterov, "nesterov") and (
+        if as_bool(nesterov, "nesterov") and (
             _real(momentum, "momentum") <= 0 or _real(dampening, "dampening") != 0
         ):
             raise ValueError(
@@ -399,9 +393,9 @@ class SGD(Optimizer):
         options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
         options["dampening"] = _real(options["dampening"], "dampening")
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
-        options["nesterov"] = _flag(options["nesterov"], "nesterov")
+        options["nesterov"] = as_bool(options["nesterov"], "nesterov")
         # absent from checkpoints saved before the option existed
-        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        options["maximize"] = as_bool(options.get("maximize", False), "maximize")
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -483,10 +477,10 @@ class Adam(Optimizer):
         options["lr"] = _real(options["lr"], "lr", minimum=None if saved else 0.0)
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
-        options["amsgrad"] = _flag(options["amsgrad"], "amsgrad")
+        options["amsgrad"] = as_bool(options["amsgrad"], "amsgrad")
         # absent from checkpoints saved before the options existed
-        options["maximize"] = _flag(options.get("maximize", False), "maximize")
-        options["decoupled_weight_decay"] = _flag(
+        options["maximize"] = as_bool(options.get("maximize", False), "maximize")
+        options["decoupled_weight_decay"] = as_bool(
             options.get("decoupled_weight_decay", self._decoupled_default), "decoupled_weight_decay"
         )
         betas = options["betas"]
@@ -611,8 +605,8 @@ class RMSprop(Optimizer):
         options["eps"] = _real(options["eps"], "eps", minimum=0.0)
         options["weight_decay"] = _real(options["weight_decay"], "weight_decay", minimum=0.0)
         options["momentum"] = _real(options["momentum"], "momentum", minimum=0.0)
-        options["centered"] = _flag(options["centered"], "centered")
-        options["maximize"] = _flag(options.get("maximize", False), "maximize")
+        options["centered"] = as_bool(options["centered"], "centered")
+        options["maximize"] = as_bool(options.get("maximize", False), "maximize")
         return options
 
     def _required_state(self, group: dict[str, Any]) -> tuple[str, ...]:
@@ -1066,8 +1060,8 @@ class OneCycleLR(LRScheduler):
         self.anneal_strategy = config["anneal_strategy"]
         self.div_factor = _real(config["div_factor"], "div_factor")
         self.final_div_factor = _real(config["final_div_factor"], "final_div_factor")
-        self.three_phase = _flag(config["three_phase"], "three_phase")
-        self.cycle_momentum = _flag(config["cycle_momentum"], "cycle_momentum")
+        self.three_phase = as_bool(config["three_phase"], "three_phase")
+        self.cycle_momentum = as_bool(config["cycle_momentum"], "cycle_momentum")
         self.base_momentums = [_real(v, "base_momentum") for v in config["base_momentums"]]
         self.max_momentums = [_real(v, "max_momentum") for v in config["max_momentums"]]
         if not len(self.base_momentums) == len(self.max_momentums) == n:

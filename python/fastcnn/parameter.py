@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.typing import ArrayLike
 
+from fastcnn._args import as_bool
+
 
 class Parameter:
     """A trainable array `data` and its gradient `grad`, both float32 with the same shape.
@@ -61,9 +63,7 @@ class Parameter:
 
     @requires_grad.setter
     def requires_grad(self, value: bool) -> None:
-        if not isinstance(value, (bool, np.bool_)):
-            raise TypeError(f"requires_grad: expected a bool, got {type(value).__name__} {value!r}")
-        self._requires_grad = bool(value)
+        self._requires_grad = as_bool(value, "requires_grad")
 
     def requires_grad_(self, requires_grad: bool = True) -> Parameter:
         """Sets `requires_grad` in place and returns the parameter, as torch's Tensor method."""

@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from fastcnn._args import as_bool
 from fastcnn.parameter import Parameter
 
 _PLAIN_TYPES = frozenset((np.ndarray, tuple, list, type(None)))
@@ -304,11 +305,7 @@ class Module:
         False, backward computes no gradient for them, so optimizers leave them alone once their
         gradients are None (after zero_grad(), or never computed): freezing a pretrained feature
         extractor while the head trains."""
-        if not isinstance(requires_grad, (bool, np.bool_)):
-            raise TypeError(
-                f"requires_grad: expected a bool, got {type(requires_grad).__name__} "
-                f"{requires_grad!r}"
-            )
+        as_bool(requires_grad, "requires_grad")
         for p in self.parameters():
             p.requires_grad = requires_grad
         return self

@@ -15,7 +15,7 @@ from typing import Union
 
 import numpy as np
 
-from fastcnn._args import as_float
+from fastcnn._args import as_bool, as_float
 from fastcnn.parameter import Parameter
 
 ParametersArg = Union[Parameter, Iterable[Parameter]]
@@ -52,8 +52,8 @@ def _with_grad(params: list[Parameter]) -> list[Parameter]:
 def _foreach(value: object) -> None:
     """torch's foreach picks which of its loops runs, not the result: taken (None or a bool) and
     ignored, so torch code runs unchanged."""
-    if value is not None and not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"foreach: expected None or a bool, got {type(value).__name__} {value!r}")
+    if value is not None:
+        as_bool(value, "foreach")
 
 
 def _norm_type(value: object) -> float:
