@@ -461,6 +461,52 @@ def test_gemm_input_gradient_row_ranges(core, rng, xs, ws, kw) -> None:
         np.testing.assert_array_equal(got, runs[0])
 
 
+# Stride-1 layers whose input gradient runs as the transposed forward (cpu/fast/dx_forward.inc):
+# on its direct kernel (ungrouped, or one filter per group) or its padded-rows GEMM (grouped),
+# with rectangular filters, dilation 2 and 3, and padding from 0 to dil * (R - 1).
+TRANSPOSED_FORWARD_CASES = [
+    ((1, 5, 13, 11), (7, 5, 3, 5), {"padding": (0, 4), "dilation": (1, 2)}),
+    ((2, 16, 11, 9), (16, 8, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 20, 7, 9), (24, 10, 3, 3), {"groups": 2, "padding": (1, 0)}),  # AVX2: col2im
+    ((1, 12, 10, 13), (12, 4, 5, 3), {"groups": 3, "padding": (2, 0), "dilation": (1, 3)}),
+    ((2, 16, 9, 9), (8, 4, 3, 3), {"groups": 4, "padding": 2, "dilation": 2}),
+    ((1, 6, 13, 14), (16, 6, 5, 5), {"padding": (1, 2)}),
+    ((2, 12, 9, 10), (3, 4, 3, 3), {"groups": 3, "padding": 1}),
+    ((1, 9, 11, 12), (10, 9, 3, 3), {"padding": (2, 3), "dilation": 3}),
+    ((1, 24, 8, 7), (18, 8, 2, 3), {"groups": 3, "padding": 1}),
+]
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), TRANSPOSED_FORWARD_CASES)
+def test_input_gradient_as_transposed_forward(core, rng, xs, ws, kw) -> None:
+    """The oracle's dx at 1 and 2 threads, the same bits on a second call at each, and a NaN or
+    Inf in dy reaching the cells it reaches in the oracle (the forward's padding zeros only meet
+    finite filters)."""
+    _, w, _ = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    dy = rng.standard_normal(ref.conv2d(np.zeros(xs, np.float32), w, **kw).shape)
+    dy = dy.astype(np.float32)
+    want, _, _ = ref.conv2d_backward(dy, np.zeros(xs, np.float32), w, **kw)
+    dy_bad = dy.copy()
+    dy_bad[0, 0, 0, -1], dy_bad[-1, -1, -1, 0] = np.nan, np.inf
+    want_bad, _, _ = ref.conv2d_backward(dy_bad, np.zeros(xs, np.float32), w, **kw)
+    before = fastcnn.get_num_threads()
+    try:
+        runs = []
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            dx = core.conv2d_backward_input(dy, w, xs, *args)
+            np.testing.assert_array_equal(core.conv2d_backward_input(dy, w, xs, *args), dx)
+            _close(dx, want, ws[0] // args[3] * ws[2] * ws[3])
+            runs.append(dx)
+            bad = core.conv2d_backward_input(dy_bad, w, xs, *args)
+            np.testing.assert_array_equal(np.isnan(bad), np.isnan(want_bad))
+            np.testing.assert_array_equal(np.isinf(bad), np.isinf(want_bad))
+    finally:
+        fastcnn.set_num_threads(before)
+    _close(runs[1], runs[0], ws[0] // args[3] * ws[2] * ws[3])
+
+
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
@@ -587,13 +633,15 @@ def test_depthwise_forward_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((1, 3, 19, 33), (6, 1, 3, 3), {"groups": 3, "stride": 2, "dilation": 2, "padding": 2}),
         ((1, 2, 13, 15), (6, 1, 5, 3), {"groups": 2, "stride": (2, 1), "padding": (2, 0)}),
         ((1, 2, 200, 37), (2, 1, 3, 3), {"groups": 2, "padding": 1}),  # rows split on threads
+        *TRANSPOSED_FORWARD_CASES[:5],
     ],
 )
-def test_depthwise_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
-    """An Inf or NaN tap on the direct kernels (row reuse, the general kernel, strides, dilation,
-    channel multipliers, row ranges at 1 and 2 threads) reaches the dx cells it reaches in ref,
-    which skips the taps that fall on dy's padding or between its cells at a stride; the other
-    cells match the oracle on the finite filter."""
+def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
+    """An Inf or NaN tap on the depthwise kernels (row reuse, the general kernel, strides,
+    dilation, channel multipliers, row ranges at 1 and 2 threads) and on the layers whose input
+    gradient runs as the transposed forward (which would multiply dy's padding by it) reaches
+    the dx cells it reaches in ref, which skips the taps that fall on dy's padding or between its
+    cells at a stride; the other cells match the oracle on the finite filter."""
     _, w, _ = _inputs(rng, xs, ws)
     args = _core_args(ws, kw)
     dy = rng.standard_normal(ref.conv2d(np.zeros(xs, np.float32), w, **kw).shape)
@@ -624,6 +672,9 @@ def test_depthwise_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -
         ((2, 3, 13, 17), (3, 1, 3, 3), 3, (0, 1, 2, 1)),
         ((1, 4, 9, 20), (8, 1, 5, 5), 4, (3, 0, 1, 4)),
         ((2, 3, 15, 16), (5, 3, 3, 3), 1, (2, 0, 0, 1)),
+        ((3, 8, 7, 15), (8, 8, 4, 2), 1, (1, 0, 2, 1)),  # dx as the transposed forward
+        ((1, 16, 9, 11), (16, 8, 3, 3), 2, (0, 2, 1, 0)),
+        ((1, 8, 7, 9), (8, 8, 2, 3), 1, (0, 1, 2, 1)),  # bottom padding past the filter span
     ],
 )
 def test_asymmetric_padding_matches_oracle(core, rng, xs, ws, groups, pad) -> None:
