@@ -126,6 +126,16 @@ CASES = [
     ((2, 4, 13, 8), (7, 4, 3, 5), {"dilation": (2, 1), "padding": (2, 1)}),
     ((1, 3, 11, 12), (6, 3, 3, 3), {"dilation": (1, 2), "padding": (1, 2)}),
     ((2, 20, 13, 12), (6, 20, 3, 3), {"padding": 1}),
+    # forward with the images in the vector lanes (batches of whole vectors, 8 on AVX2, 16 on
+    # AVX-512): a rectangular filter with a filter tail, thin Winograd layers, row dilation, a GEMM
+    # layer (1000 taps), 7x7 images (AVX-512), padding wider than the filter, two image groups
+    ((16, 6, 11, 11), (5, 6, 3, 2), {"padding": (1, 0)}),
+    ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),
+    ((16, 3, 12, 10), (9, 3, 3, 3), {"dilation": (2, 1), "padding": (1, 2)}),
+    ((16, 40, 6, 5), (12, 40, 5, 5), {"padding": 2}),
+    ((16, 24, 7, 7), (48, 24, 3, 3), {"padding": 1}),
+    ((16, 2, 5, 5), (3, 2, 3, 3), {"padding": 3}),
+    ((32, 5, 6, 6), (7, 5, 3, 3), {"padding": 1}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -252,6 +262,7 @@ NONFINITE_CASES = [
     ((1, 33, 13, 5), (9, 33, 3, 3), {}),
     ((37, 16, 5, 6), (24, 16, 3, 3), {"padding": 1}),
     ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
+    ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),  # forward: images in the lanes
 ]
 NONFINITE_PARAMS = _case_params(NONFINITE_CASES, [f"{x}-{w}-{kw}" for x, w, kw in NONFINITE_CASES])
 
@@ -360,6 +371,9 @@ def test_functional_matches_torch(rng, xs, ws, kw) -> None:
         # shifted planes: filter parts, and one filter block whose batch sum threads split
         ((3, 6, 12, 12), (16, 6, 5, 5), {}),
         ((5, 2, 9, 10), (3, 2, 3, 3), {"padding": 1}),
+        # images in the lanes: filter parts of one image group, and two groups
+        ((16, 24, 7, 7), (48, 24, 3, 3), {"padding": 1}),
+        ((32, 5, 6, 6), (7, 5, 3, 3), {"padding": 1}),
     ],
 )
 def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
@@ -484,6 +498,7 @@ def test_gemm_input_gradient_row_ranges(core, rng, xs, ws, kw) -> None:
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
         ((1, 3, 11, 21), (32, 3, 5, 5), {"stride": 2, "padding": 2}),  # filters in the lanes
         ((2, 3, 9, 10), (5, 3, 3, 3), {"padding": 1}),  # shifted planes
+        ((16, 3, 9, 10), (5, 3, 3, 3), {"padding": 1}),  # forward: images in the lanes
     ],
 )
 def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
