@@ -126,9 +126,10 @@ CASES = [
     ((2, 4, 13, 8), (7, 4, 3, 5), {"dilation": (2, 1), "padding": (2, 1)}),
     ((1, 3, 11, 12), (6, 3, 3, 3), {"dilation": (1, 2), "padding": (1, 2)}),
     ((2, 20, 13, 12), (6, 20, 3, 3), {"padding": 1}),
-    # forward with the images in the vector lanes (batches of whole vectors, 8 on AVX2, 16 on
-    # AVX-512): a rectangular filter with a filter tail, thin Winograd layers, row dilation, a GEMM
-    # layer (1000 taps), 7x7 images (AVX-512), padding wider than the filter, two image groups
+    # images in the vector lanes (batches of whole vectors, 8 on AVX2, 16 on AVX-512; forward,
+    # and the weight gradient of direct and GEMM layers): a rectangular filter with a filter tail,
+    # thin Winograd layers, row dilation, a GEMM layer (1000 taps), 7x7 images (AVX-512; forward),
+    # padding wider than the filter, two image groups
     ((16, 6, 11, 11), (5, 6, 3, 2), {"padding": (1, 0)}),
     ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),
     ((16, 3, 12, 10), (9, 3, 3, 3), {"dilation": (2, 1), "padding": (1, 2)}),
@@ -731,8 +732,9 @@ def test_output_mask(rng, mask) -> None:
 # depthwise 3x3 (flat planes where the rows are as wide as the input's and at least a vector, on
 # AVX-512; row-reuse sweeps otherwise) and 5x5 with odd sizes, paddings 0, 1, (0, 1) and 2,
 # batch 1, a channel multiplier of 2, two rows, stride 2 and dilation (band sweeps), two groups
-# (threads split the batch sum into row ranges), and ungrouped few-channel layers (the last two on
-# shifted planes, one with a batch sum that threads split).
+# (threads split the batch sum into row ranges), ungrouped few-channel layers (two on shifted
+# planes, one with a batch sum that threads split), and two with the images in the lanes (batches
+# of 16; the second a GEMM layer of 1000 taps).
 DIRECT_WGRAD_CASES = [
     ((3, 5, 13, 17), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
     ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4}),
@@ -747,6 +749,8 @@ DIRECT_WGRAD_CASES = [
     ((3, 2, 14, 11), (6, 2, 3, 3), {"padding": 1}),
     ((5, 2, 9, 10), (3, 2, 3, 3), {"padding": 1}),
     ((1, 3, 9, 11), (5, 3, 3, 2), {"padding": (1, 0)}),
+    ((16, 6, 11, 11), (5, 6, 3, 2), {"padding": (1, 0)}),
+    ((16, 40, 6, 5), (12, 40, 5, 5), {"padding": 2}),
 ]
 # First layers whose filters fill whole vectors: with db they take the filters-in-lanes kernel
 # (cpu/fast/wgrad_lanes.inc), without it possibly the direct one, so the masks agree to rounding.
