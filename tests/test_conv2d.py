@@ -117,6 +117,26 @@ CASES = [
     ((2, 20, 45, 47), (13, 20, 3, 3), {"stride": 2, "padding": 1}),
     ((3, 9, 23, 19), (11, 9, 5, 5), {"padding": 2}),
     ((4, 12, 33, 35), (10, 6, 3, 3), {"groups": 2, "stride": 2}),
+    # direct kernels on shifted planes (ungrouped, stride 1, short output rows; vectors run along
+    # the flat output plane across row ends): LeNet's second layer (8-wide rows), batch 1 with a
+    # rectangular filter and a filter tail, row dilation with 6-wide rows, column dilation, 180
+    # taps with 12-wide rows
+    ((3, 6, 12, 12), (16, 6, 5, 5), {}),
+    ((1, 3, 9, 11), (5, 3, 3, 2), {"padding": (1, 0)}),
+    ((2, 4, 13, 8), (7, 4, 3, 5), {"dilation": (2, 1), "padding": (2, 1)}),
+    ((1, 3, 11, 12), (6, 3, 3, 3), {"dilation": (1, 2), "padding": (1, 2)}),
+    ((2, 20, 13, 12), (6, 20, 3, 3), {"padding": 1}),
+    # images in the vector lanes (batches of whole vectors, 8 on AVX2, 16 on AVX-512; forward,
+    # and the weight gradient of direct and GEMM layers): a rectangular filter with a filter tail,
+    # thin Winograd layers, row dilation, a GEMM layer (1000 taps), 7x7 images (AVX-512; forward),
+    # padding wider than the filter, two image groups
+    ((16, 6, 11, 11), (5, 6, 3, 2), {"padding": (1, 0)}),
+    ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),
+    ((16, 3, 12, 10), (9, 3, 3, 3), {"dilation": (2, 1), "padding": (1, 2)}),
+    ((16, 40, 6, 5), (12, 40, 5, 5), {"padding": 2}),
+    ((16, 24, 7, 7), (48, 24, 3, 3), {"padding": 1}),
+    ((16, 2, 5, 5), (3, 2, 3, 3), {"padding": 3}),
+    ((32, 5, 6, 6), (7, 5, 3, 3), {"padding": 1}),
 ]
 IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
@@ -243,6 +263,7 @@ NONFINITE_CASES = [
     ((1, 33, 13, 5), (9, 33, 3, 3), {}),
     ((37, 16, 5, 6), (24, 16, 3, 3), {"padding": 1}),
     ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
+    ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),  # forward: images in the lanes
 ]
 NONFINITE_PARAMS = _case_params(NONFINITE_CASES, [f"{x}-{w}-{kw}" for x, w, kw in NONFINITE_CASES])
 
@@ -348,6 +369,12 @@ def test_functional_matches_torch(rng, xs, ws, kw) -> None:
         ((1, 3, 360, 360), (3, 1, 3, 3), {"groups": 3, "padding": 1, "stride": 2}),
         ((1, 3, 224, 224), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
         ((3, 3, 31, 27), (64, 3, 5, 5), {"stride": 3, "padding": 2}),
+        # shifted planes: filter parts, and one filter block whose batch sum threads split
+        ((3, 6, 12, 12), (16, 6, 5, 5), {}),
+        ((5, 2, 9, 10), (3, 2, 3, 3), {"padding": 1}),
+        # images in the lanes: filter parts of one image group, and two groups
+        ((16, 24, 7, 7), (48, 24, 3, 3), {"padding": 1}),
+        ((32, 5, 6, 6), (7, 5, 3, 3), {"padding": 1}),
     ],
 )
 def test_thread_count_does_not_change_results(rng, xs, ws, kw) -> None:
@@ -517,6 +544,8 @@ def test_input_gradient_as_transposed_forward(core, rng, xs, ws, kw) -> None:
         ((1, 2, 11, 13), (2, 1, 7, 7), {"groups": 2, "padding": 3, "stride": 2}),
         ((2, 3, 9, 18), (5, 3, 3, 3), {"padding": 1}),
         ((1, 3, 11, 21), (32, 3, 5, 5), {"stride": 2, "padding": 2}),  # filters in the lanes
+        ((2, 3, 9, 10), (5, 3, 3, 3), {"padding": 1}),  # shifted planes
+        ((16, 3, 9, 10), (5, 3, 3, 3), {"padding": 1}),  # forward: images in the lanes
     ],
 )
 def test_direct_kernels_nan_pattern(core, rng, xs, ws, kw) -> None:
@@ -754,7 +783,9 @@ def test_output_mask(rng, mask) -> None:
 # depthwise 3x3 (flat planes where the rows are as wide as the input's and at least a vector, on
 # AVX-512; row-reuse sweeps otherwise) and 5x5 with odd sizes, paddings 0, 1, (0, 1) and 2,
 # batch 1, a channel multiplier of 2, two rows, stride 2 and dilation (band sweeps), two groups
-# (threads split the batch sum into row ranges), and an ungrouped few-channel layer.
+# (threads split the batch sum into row ranges), ungrouped few-channel layers (two on shifted
+# planes, one with a batch sum that threads split), and two with the images in the lanes (batches
+# of 16; the second a GEMM layer of 1000 taps).
 DIRECT_WGRAD_CASES = [
     ((3, 5, 13, 17), (5, 1, 3, 3), {"groups": 5, "padding": 1}),
     ((1, 4, 11, 21), (8, 1, 3, 3), {"groups": 4}),
@@ -767,6 +798,10 @@ DIRECT_WGRAD_CASES = [
     ((1, 2, 12, 13), (4, 1, 3, 3), {"groups": 2, "dilation": 2, "padding": 2}),
     ((8, 2, 56, 45), (2, 1, 3, 3), {"groups": 2, "padding": 1}),
     ((3, 2, 14, 11), (6, 2, 3, 3), {"padding": 1}),
+    ((5, 2, 9, 10), (3, 2, 3, 3), {"padding": 1}),
+    ((1, 3, 9, 11), (5, 3, 3, 2), {"padding": (1, 0)}),
+    ((16, 6, 11, 11), (5, 6, 3, 2), {"padding": (1, 0)}),
+    ((16, 40, 6, 5), (12, 40, 5, 5), {"padding": 2}),
 ]
 # First layers whose filters fill whole vectors: with db they take the filters-in-lanes kernel
 # (cpu/fast/wgrad_lanes.inc), without it possibly the direct one, so the masks agree to rounding.
