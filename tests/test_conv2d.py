@@ -872,6 +872,58 @@ def test_phase_grid_and_wide_direct_layers(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
 
 
+# Grouped layers (not depthwise) and ungrouped strided ones whose forward reads the phase grid's
+# taps in place, and the grouped weight gradient that does: groups 2-8 with odd channel and
+# filter counts per group, a filter block that ends inside a tile and several blocks, strides
+# 1-3, dilation, rectangular filters and strides, batch 1, grid runs of one tile and several.
+GRID_DIRECT_CASES = [
+    ((3, 6, 11, 13), (10, 3, 3, 3), {"groups": 2, "padding": 1}),
+    ((1, 15, 9, 10), (9, 5, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((2, 24, 17, 15), (40, 3, 3, 3), {"groups": 8, "stride": 3, "padding": 2}),
+    ((2, 8, 19, 21), (12, 2, 3, 3), {"groups": 4, "dilation": 2, "padding": 2}),
+    ((2, 14, 13, 12), (14, 7, 5, 3), {"groups": 2, "stride": (2, 1), "padding": (2, 1)}),
+    ((4, 12, 16, 16), (36, 6, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((1, 4, 9, 70), (6, 2, 3, 3), {"groups": 2, "padding": 1}),
+    ((2, 32, 8, 8), (32, 8, 3, 3), {"groups": 4, "padding": 1}),
+    ((3, 21, 17, 19), (13, 21, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 20, 15, 15), (24, 20, 3, 3), {"stride": 3, "dilation": 2, "padding": 2}),
+]
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(GRID_DIRECT_CASES, [f"{x}-{w}-{kw}" for x, w, kw in GRID_DIRECT_CASES]),
+)
+def test_grid_direct_layers(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(GRID_DIRECT_CASES, [f"{x}-{w}-{kw}" for x, w, kw in GRID_DIRECT_CASES]),
+)
+def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> None:
+    """Their forward splits only images and output columns, and their grouped weight gradient
+    only (filter, tap) blocks, so y and dw have the same bits on 1, 2 and 3 threads."""
+    x, w, b = _inputs(rng, xs, ws)
+    y = F.conv2d(x, w, b, **kw)
+    dy = rng.standard_normal(y.shape).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    runs = []
+    try:
+        for threads in (1, 2, 2, 3):
+            fastcnn.set_num_threads(threads)
+            dw = F.conv2d_backward(dy, x, w, **kw, output_mask=(False, True, False))[1]
+            runs.append((F.conv2d(x, w, b, **kw), dw))
+    finally:
+        fastcnn.set_num_threads(before)
+    grouped = kw.get("groups", 1) > 1
+    for got in runs[1:]:
+        np.testing.assert_array_equal(got[0], runs[0][0])
+        if grouped:
+            np.testing.assert_array_equal(got[1], runs[0][1])
+
+
 def test_phase_grid_weight_gradient_redone_when_an_unread_column_is_inf(core, rng) -> None:
     """Column 13 of a 14-wide input is read by no tap (3x3, stride 2, no padding), but on the
     grid an extra column multiplies it by a zero dy: the Inf there must not reach dw."""
