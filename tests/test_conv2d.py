@@ -503,12 +503,28 @@ TRANSPOSED_FORWARD_CASES = [
     ((1, 24, 8, 7), (18, 8, 2, 3), {"groups": 3, "padding": 1}),
 ]
 
+# Strided layers whose input gradient folds its columns on a phase grid (AVX-512; cpu/fast/
+# dx_grid.inc): strides per axis, groups, dilation, even and rectangular filters, rows of one to
+# three vectors, 1-3 images (channel ranges at 2 threads).
+GRID_FOLD_CASES = [
+    ((2, 8, 16, 16), (8, 2, 3, 3), {"groups": 4, "stride": 2, "padding": 1}),
+    ((3, 6, 17, 13), (9, 6, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 6, 19, 21), (9, 2, 5, 3), {"groups": 3, "stride": 2, "padding": (2, 1)}),
+    ((1, 4, 15, 16), (7, 4, 3, 3), {"stride": (2, 1), "padding": (0, 2)}),
+    ((2, 4, 13, 13), (6, 2, 3, 3), {"groups": 2, "stride": (3, 2), "padding": 1}),
+    ((3, 4, 12, 12), (4, 4, 3, 3), {"stride": 2, "padding": 1, "dilation": 2}),
+    ((2, 4, 33, 35), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
+    ((1, 5, 11, 9), (4, 5, 4, 2), {"stride": 2, "padding": (1, 0)}),
+    ((2, 12, 18, 18), (6, 4, 4, 4), {"groups": 3, "stride": 2, "padding": 1}),
+    ((1, 3, 16, 40), (4, 3, 3, 3), {"stride": (1, 2), "padding": (1, 0)}),
+]
 
-@pytest.mark.parametrize(("xs", "ws", "kw"), TRANSPOSED_FORWARD_CASES)
-def test_input_gradient_as_transposed_forward(core, rng, xs, ws, kw) -> None:
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), TRANSPOSED_FORWARD_CASES + GRID_FOLD_CASES)
+def test_input_gradient_as_transposed_forward_or_grid_fold(core, rng, xs, ws, kw) -> None:
     """The oracle's dx at 1 and 2 threads, the same bits on a second call at each, and a NaN or
-    Inf in dy reaching the cells it reaches in the oracle (the forward's padding zeros only meet
-    finite filters)."""
+    Inf in dy reaching the cells it reaches in the oracle (the forward's padding zeros and the
+    grid's extra columns only meet finite filters)."""
     _, w, _ = _inputs(rng, xs, ws)
     args = _core_args(ws, kw)
     dy = rng.standard_normal(ref.conv2d(np.zeros(xs, np.float32), w, **kw).shape)
@@ -663,12 +679,14 @@ def test_depthwise_forward_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((1, 2, 13, 15), (6, 1, 5, 3), {"groups": 2, "stride": (2, 1), "padding": (2, 0)}),
         ((1, 2, 200, 37), (2, 1, 3, 3), {"groups": 2, "padding": 1}),  # rows split on threads
         *TRANSPOSED_FORWARD_CASES[:5],
+        *GRID_FOLD_CASES[:3],
     ],
 )
 def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
     """An Inf or NaN tap on the depthwise kernels (row reuse, the general kernel, strides,
-    dilation, channel multipliers, row ranges at 1 and 2 threads) and on the layers whose input
-    gradient runs as the transposed forward (which would multiply dy's padding by it) reaches
+    dilation, channel multipliers, row ranges at 1 and 2 threads), on the layers whose input
+    gradient runs as the transposed forward (which would multiply dy's padding by it) and on those
+    whose fold runs on a phase grid (whose extra columns of dy would meet it) reaches
     the dx cells it reaches in ref, which skips the taps that fall on dy's padding or between its
     cells at a stride; the other cells match the oracle on the finite filter."""
     _, w, _ = _inputs(rng, xs, ws)
