@@ -505,18 +505,18 @@ TRANSPOSED_FORWARD_CASES = [
 
 # Strided layers whose input gradient folds its columns on a phase grid (AVX-512; cpu/fast/
 # dx_grid.inc): strides per axis, groups, dilation, even and rectangular filters, rows of one to
-# three vectors, 1-3 images (channel ranges at 2 threads).
+# three vectors, 4 or more images (or images x groups), as the fold wants.
 GRID_FOLD_CASES = [
     ((2, 8, 16, 16), (8, 2, 3, 3), {"groups": 4, "stride": 2, "padding": 1}),
-    ((3, 6, 17, 13), (9, 6, 3, 3), {"stride": 2, "padding": 1}),
+    ((4, 6, 17, 13), (9, 6, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 6, 19, 21), (9, 2, 5, 3), {"groups": 3, "stride": 2, "padding": (2, 1)}),
-    ((1, 4, 15, 16), (7, 4, 3, 3), {"stride": (2, 1), "padding": (0, 2)}),
+    ((4, 4, 15, 16), (7, 4, 3, 3), {"stride": (2, 1), "padding": (0, 2)}),
     ((2, 4, 13, 13), (6, 2, 3, 3), {"groups": 2, "stride": (3, 2), "padding": 1}),
-    ((3, 4, 12, 12), (4, 4, 3, 3), {"stride": 2, "padding": 1, "dilation": 2}),
-    ((2, 4, 33, 35), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
-    ((1, 5, 11, 9), (4, 5, 4, 2), {"stride": 2, "padding": (1, 0)}),
+    ((4, 4, 12, 12), (4, 4, 3, 3), {"stride": 2, "padding": 1, "dilation": 2}),
+    ((4, 4, 33, 35), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
+    ((5, 5, 11, 9), (4, 5, 4, 2), {"stride": 2, "padding": (1, 0)}),
     ((2, 12, 18, 18), (6, 4, 4, 4), {"groups": 3, "stride": 2, "padding": 1}),
-    ((1, 3, 16, 40), (4, 3, 3, 3), {"stride": (1, 2), "padding": (1, 0)}),
+    ((4, 3, 16, 40), (4, 3, 3, 3), {"stride": (1, 2), "padding": (1, 0)}),
 ]
 
 
