@@ -1847,6 +1847,10 @@ def test_functional_errors_name_torchs_arguments():
         F.conv2d(np.ones((2, 3, 6, 5)), np.ones((4, 2, 3, 3)))
     with pytest.raises(ValueError, match=r"^input: expected last dimension in_features = 4"):
         fastcnn.nn.Linear(4, 2)(np.ones((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"^input: expected 3 channels \(N, 3\) or \(N, 3, L\)"):
+        fastcnn.nn.BatchNorm1d(3)(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"^input: expected an array \(N, C, H, W\) or"):
+        fastcnn.nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect")(np.ones(3, np.float32))
     for backward in (F.sigmoid_backward, F.tanh_backward):
         with pytest.raises(TypeError, match=r"^x: expected a real-valued array"):
             backward(np.ones(3), bad[0, 0, 0, :3])
