@@ -415,13 +415,13 @@ def test_read_only_running_var(core, rng):
 
 def test_bad_arguments(core, rng):
     x, rm, rv = _good(rng)
-    with pytest.raises(ValueError, match="x: expected an array \\(N, C\\)"):
+    with pytest.raises(ValueError, match="input: expected an array \\(N, C\\)"):
         F.batch_norm(np.ones(3, np.float32), rm, rv, training=True)
-    with pytest.raises(ValueError, match="x: expected"):
+    with pytest.raises(ValueError, match="input: expected"):
         core.batchnorm2d_forward_eval(np.ones(3, np.float32), None, None, rm, rv, 1e-5)
-    with pytest.raises(TypeError, match="x"):
+    with pytest.raises(TypeError, match="input"):
         F.batch_norm("abc", rm, rv)
-    with pytest.raises(TypeError, match="x"):
+    with pytest.raises(TypeError, match="input"):
         core.batchnorm2d_forward_train(None, None, None, rm, rv, 0.1, 1e-5)
     with pytest.raises(ValueError, match="weight: expected shape \\(3,\\), got shape \\(4,\\)"):
         F.batch_norm(x, rm, rv, np.ones(4, np.float32))

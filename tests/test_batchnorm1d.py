@@ -125,16 +125,16 @@ def test_bad_input(rng):
     bn = nn.BatchNorm1d(3)
     with pytest.raises(
         ValueError,
-        match=r"x: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), got shape \(2, 3, 4, 4\)",
+        match=r"input: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), got shape \(2, 3, 4, 4\)",
     ):
         bn(np.zeros((2, 3, 4, 4), np.float32))
     with pytest.raises(
         ValueError,
-        match=r"x: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), got shape \(3,\)",
+        match=r"input: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), got shape \(3,\)",
     ):
         bn(np.zeros(3, np.float32))
     with pytest.raises(
-        ValueError, match=r"x: expected 3 channels \(N, 3\) or \(N, 3, L\), got shape \(2, 4\)"
+        ValueError, match=r"input: expected 3 channels \(N, 3\) or \(N, 3, L\), got shape \(2, 4\)"
     ):
         bn(np.zeros((2, 4), np.float32))
     with pytest.raises(ValueError, match="more than 1 value per channel"):
@@ -144,6 +144,6 @@ def test_bad_input(rng):
     with pytest.raises(ValueError, match="num_features"):
         nn.BatchNorm1d(0)
     with pytest.raises(
-        ValueError, match=r"x: expected a 4-D array \(N, C, H, W\), got shape \(2, 3, 4\)"
+        ValueError, match=r"input: expected a 4-D array \(N, C, H, W\), got shape \(2, 3, 4\)"
     ):
         nn.BatchNorm2d(3)(np.zeros((2, 3, 4), np.float32))

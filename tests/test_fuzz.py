@@ -98,7 +98,7 @@ def test_inputs_too_large_to_copy_raise_memory_error():
     # A zero-strided broadcast view of 2**60 floats needs a contiguous copy NumPy cannot make;
     # the conversion's null result reached the kernels (a segmentation fault).
     huge = np.broadcast_to(np.float32(1), (2**15,) * 4)
-    with pytest.raises(MemoryError, match="x: cannot make a C-contiguous float32 copy"):
+    with pytest.raises(MemoryError, match="input: cannot make a C-contiguous float32 copy"):
         _core.relu_forward(huge)
     mask = np.broadcast_to(np.uint8(1), huge.shape)
     with pytest.raises(MemoryError, match="dy: cannot make"):

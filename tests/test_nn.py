@@ -537,7 +537,7 @@ def test_bad_layer_arguments_assigned_later_raise_naming_the_argument(rng):
     pool.kernel_size = (2, 2, 2)
     with pytest.raises(ValueError, match="kernel_size"):
         pool(x)
-    with pytest.raises(ValueError, match="x: expected a 4-D"):
+    with pytest.raises(ValueError, match="input: expected a 4-D"):
         nn.BatchNorm2d(2)(x[0])
     with pytest.raises(ValueError, match="channels"):
         nn.BatchNorm2d(3).eval()(x)

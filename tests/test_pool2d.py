@@ -642,9 +642,12 @@ def test_python_threads_at_once(rng):
 X = np.ones((2, 3, 8, 8), np.float32)
 
 
-def _functional(kwargs: dict) -> dict:
-    """The kernels' keyword arguments as the functional ops take them: x is torch's input."""
-    return {"input" if k == "x" else k: v for k, v in kwargs.items()}
+def _forward(kwargs: dict, match: str) -> tuple[dict, str]:
+    """A row's keyword arguments and expected message as the forward ops (functional and kernel)
+    take and raise them: x is torch's input there; the backward kernels keep x."""
+    return {"input" if k == "x" else k: v for k, v in kwargs.items()}, (
+        "input" if match == "x" else match
+    )
 
 
 @pytest.mark.parametrize(
@@ -679,10 +682,11 @@ def _functional(kwargs: dict) -> dict:
     ],
 )
 def test_max_pool2d_bad_input(core, kwargs, exc, match):
-    with pytest.raises(exc, match=match):
-        F.max_pool2d(**_functional(kwargs))
-    with pytest.raises(exc, match=match):
-        core.max_pool2d_forward(**kwargs)
+    forward_kwargs, forward_match = _forward(kwargs, match)
+    with pytest.raises(exc, match=forward_match):
+        F.max_pool2d(**forward_kwargs)
+    with pytest.raises(exc, match=forward_match):
+        core.max_pool2d_forward(**forward_kwargs)
 
 
 def test_max_pool2d_backward_bad_input(core, rng):
@@ -724,10 +728,11 @@ def test_max_pool2d_backward_bad_input(core, rng):
     ],
 )
 def test_avg_pool2d_bad_input(core, kwargs, exc, match):
-    with pytest.raises(exc, match=match):
-        F.avg_pool2d(**_functional(kwargs))
-    with pytest.raises(exc, match=match):
-        core.avg_pool2d_forward(**kwargs)
+    forward_kwargs, forward_match = _forward(kwargs, match)
+    with pytest.raises(exc, match=forward_match):
+        F.avg_pool2d(**forward_kwargs)
+    with pytest.raises(exc, match=forward_match):
+        core.avg_pool2d_forward(**forward_kwargs)
     if "x" in kwargs and np.ndim(kwargs["x"]) == 4:
         with pytest.raises(exc, match=match):
             core.avg_pool2d_backward(np.ones((2, 3, 4, 4), np.float32), **kwargs)
@@ -736,13 +741,13 @@ def test_avg_pool2d_bad_input(core, kwargs, exc, match):
 @pytest.mark.parametrize(
     "x,size,exc,match",
     [
-        (np.ones((8, 8), np.float32), 2, ValueError, "x"),
+        (np.ones((8, 8), np.float32), 2, ValueError, "input"),
         (X, 0, ValueError, "output_size"),
         (X, (2, -1), ValueError, "output_size"),
         (X, (2, 2, 2), ValueError, "output_size"),
         (X, 2.0, TypeError, "output_size"),
         (X, "2", TypeError, "output_size"),
-        (None, 2, TypeError, "x"),
+        (None, 2, TypeError, "input"),
     ],
 )
 def test_adaptive_avg_pool2d_bad_input(core, x, size, exc, match):

@@ -1814,3 +1814,54 @@ def test_functional_takes_torchs_keyword_names():
         tkw = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
         want = getattr(tF, name)(**tkw)
         _close(getattr(F, name)(**kw), want, rtol=1e-5)
+
+
+# --- round 7: messages name the argument the caller passed ---------------------------------------
+
+
+def test_functional_errors_name_torchs_arguments():
+    """A refused array is named as the caller passed it: input (and target) for the forward ops
+    that take torch's names - their messages said x: and labels: - and x or dy for a backward op
+    that reruns a forward kernel; fastcnn._core names its own arguments."""
+    bad = np.ones((2, 3, 6, 5), np.complex64)
+    for name, kw in _keyword_calls(np.random.default_rng(61)):
+        with pytest.raises(TypeError, match=r"^input: expected a real-valued array"):
+            getattr(F, name)(**dict(kw, input=bad))
+    logits = np.zeros((2, 3), np.float32)
+    for labels, error, match in (
+        (np.array([0, 3]), ValueError, r"^target: expected class ids in \[0, C\) with C = 3"),
+        (np.array([0.5, 1.0]), TypeError, r"^target: .*shaped like input \(2, 3\)"),
+        (np.array([0, 1, 2]), ValueError, r"^target: expected shape \(2,\)"),
+    ):
+        for reduction in ("mean", "sum", "none"):  # the fused kernel and the NumPy path
+            with pytest.raises(error, match=match):
+                F.cross_entropy(logits, labels, reduction=reduction)
+        with pytest.raises(error, match=match):
+            fastcnn.nn.CrossEntropyLoss()(logits, labels)
+        own = match.replace("target", "labels").replace("input", "logits")
+        with pytest.raises(error, match=own):
+            F.cross_entropy_backward(logits, labels)  # fastcnn's own names
+    with pytest.raises(ValueError, match=r"^input: expected an array \(N, C\)"):
+        F.cross_entropy(np.float32(1), np.int64(0))
+    with pytest.raises(ValueError, match=r"^weight: .*\(input has shape \(2, 3, 6, 5\)"):
+        F.conv2d(np.ones((2, 3, 6, 5)), np.ones((4, 2, 3, 3)))
+    with pytest.raises(ValueError, match=r"^input: expected last dimension in_features = 4"):
+        fastcnn.nn.Linear(4, 2)(np.ones((3, 5), np.float32))
+    with pytest.raises(ValueError, match=r"^input: expected 3 channels \(N, 3\) or \(N, 3, L\)"):
+        fastcnn.nn.BatchNorm1d(3)(np.ones((2, 4), np.float32))
+    with pytest.raises(ValueError, match=r"^input: expected an array \(N, C, H, W\) or"):
+        fastcnn.nn.Conv2d(3, 2, 3, padding=1, padding_mode="reflect")(np.ones(3, np.float32))
+    for backward in (F.sigmoid_backward, F.tanh_backward):
+        with pytest.raises(TypeError, match=r"^x: expected a real-valued array"):
+            backward(np.ones(3), bad[0, 0, 0, :3])
+    for backward in (F.softmax_backward, F.log_softmax_backward):
+        with pytest.raises(TypeError, match=r"^x: expected a real-valued array"):
+            backward(np.ones((2, 3)), bad[0, 0, :2, :3], 1)
+    with pytest.raises(ValueError, match=r"^x: expected an array \(N, C\)"):
+        F.batch_norm_backward(np.ones(3), np.ones(3), None, training=True)
+    with pytest.raises(TypeError, match=r"^dy: expected a real-valued array"):
+        F.dropout_backward(bad, 7)
+    with pytest.raises(TypeError, match=r"^input: expected a real-valued array"):
+        fastcnn._core.relu_forward(bad)
+    with pytest.raises(ValueError, match=r"^labels: expected class ids"):
+        fastcnn._core.softmax_xent_forward(logits, np.array([0, 3]))

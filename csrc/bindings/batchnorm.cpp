@@ -113,8 +113,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "batchnorm2d_forward_train",
       [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
             py::handle rv_obj, float momentum, float eps) {
-        F32 x = to_f32(x_obj, "x");
-        const BatchNormShape s = batchnorm_shape(x, "x");
+        F32 x = to_f32(x_obj, "input");
+        const BatchNormShape s = batchnorm_shape(x, "input");
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
         float* rm = running_stat_inout(rm_obj, s.C, "running_mean");
@@ -122,7 +122,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         require_eps(eps, true);
         if (s.N * s.L == 1)
           throw py::value_error(
-              "x: Expected more than 1 value per channel when training, got input shape " +
+              "input: Expected more than 1 value per channel when training, got input shape " +
               shape_string(x));
         F32 y = new_f32(shape_of(x), "batchnorm2d_forward_train output");
         F32 save_mean = new_f32({s.C}, "batchnorm2d_forward_train save_mean");
@@ -136,7 +136,7 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         }
         return py::make_tuple(y, save_mean, save_invstd);
       },
-      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("momentum") = 0.1f, py::arg("eps") = 1e-5f,
       "Training-mode batch norm with batch statistics -> (y, save_mean, save_invstd). weight, "
       "bias,\n"
@@ -149,8 +149,8 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
       "batchnorm2d_forward_eval",
       [ops](py::handle x_obj, py::handle weight_obj, py::handle bias_obj, py::handle rm_obj,
             py::handle rv_obj, float eps) {
-        F32 x = to_f32(x_obj, "x");
-        const BatchNormShape s = batchnorm_shape(x, "x");
+        F32 x = to_f32(x_obj, "input");
+        const BatchNormShape s = batchnorm_shape(x, "input");
         const OptionalVector weight = channel_vector_or_none(weight_obj, s.C, "weight");
         const OptionalVector bias = channel_vector_or_none(bias_obj, s.C, "bias");
         F32 rm = channel_vector(rm_obj, s.C, "running_mean");
@@ -166,9 +166,10 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
         }
         return y;
       },
-      py::arg("x"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
+      py::arg("input"), py::arg("weight"), py::arg("bias"), py::arg("running_mean"),
       py::arg("running_var"), py::arg("eps") = 1e-5f,
-      "Eval-mode batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias.");
+      "Eval-mode batch norm: y = (input - running_mean) / sqrt(running_var + eps) * weight + "
+      "bias.");
 
   m.def(
       "batchnorm2d_max_pool2d_forward",

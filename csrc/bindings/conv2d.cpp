@@ -152,14 +152,14 @@ void register_conv2d(py::module_& m, CpuVariant v) {
   m.def("conv2d_forward", [ops, v](py::handle x_obj, py::handle w_obj, py::handle b_obj,
                                    py::handle stride, py::handle padding, py::handle dilation,
                                    py::handle groups, py::handle weight_cache) {
-    F32 x = to_f32(x_obj, "x");
+    F32 x = to_f32(x_obj, "input");
     F32 w = to_f32(w_obj, "weight");
     const std::optional<F32> b = to_f32_or_none(b_obj, "bias");
     const bool has_bias = b.has_value();
-    require_ndim(x, 4, "x", "(N, C, H, W)");
+    require_ndim(x, 4, "input", "(N, C, H, W)");
     require_ndim(w, 4, "weight", "(K, C/groups, R, S)");
     const ConvParams p = parse_params(stride, padding, dilation, groups);
-    const Conv2dShape s = conv_shape(shape_of(x), shape_of(w), p, "x", "weight");
+    const Conv2dShape s = conv_shape(shape_of(x), shape_of(w), p, "input", "weight");
     if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(output_shape(s), "conv2d_forward output");
     if (!weight_cache.is_none() && !py::isinstance<WeightCache>(weight_cache))
@@ -185,10 +185,10 @@ void register_conv2d(py::module_& m, CpuVariant v) {
       ops.forward(s, xp, wp, packed, bp, yp, Workspace{scratch.get(), threads});
     }
     return y;
-  }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
+  }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
      py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("groups") = 1,
      py::arg("weight_cache") = py::none(),
-     "y = conv2d(x, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or "
+     "y = conv2d(input, weight) + bias. stride/dilation: int or (h, w); padding: int, (h, w) or "
      "(top, left, bottom, right). weight_cache: a WeightCache that keeps the packed weight "
      "between calls (one per layer), or None.");
 

@@ -72,7 +72,7 @@ void register_dropout(py::module_& m, CpuVariant v) {
 
   m.def("dropout_forward",
         [ops](py::handle x_obj, py::handle p_obj, py::handle seed_obj) {
-          F32 x = to_f32(x_obj, "x");
+          F32 x = to_f32(x_obj, "input");
           const double p = drop_probability(p_obj);
           const uint64_t seed = seed_value(seed_obj);
           F32 y = new_f32(shape_of(x), "dropout_forward output");
@@ -89,8 +89,9 @@ void register_dropout(py::module_& m, CpuVariant v) {
           }
           return py::make_tuple(y, mask);
         },
-        py::arg("x"), py::arg("p"), py::arg("seed"),
-        "(y, mask): mask (uint8, x's shape) is 1 where kept; y = x * mask / (1 - p). Any shape.");
+        py::arg("input"), py::arg("p"), py::arg("seed"),
+        "(y, mask): mask (uint8, input's shape) is 1 where kept; y = input * mask / (1 - p). Any "
+        "shape.");
 
   m.def("dropout_backward",
         [ops](py::handle dy_obj, py::handle mask_obj, py::handle p_obj) {

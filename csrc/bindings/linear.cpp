@@ -42,15 +42,15 @@ void register_linear(py::module_& m, CpuVariant v) {
   const LinearOps ops = linear_ops(v);
 
   m.def("linear_forward", [ops](py::handle x_obj, py::handle w_obj, py::handle b_obj) {
-    F32 x = to_f32(x_obj, "x");
+    F32 x = to_f32(x_obj, "input");
     F32 w = to_f32(w_obj, "weight");
     const std::optional<F32> b = to_f32_or_none(b_obj, "bias");
     const bool has_bias = b.has_value();
-    require_features(x, "x", "(..., in_features)");
+    require_features(x, "input", "(..., in_features)");
     require_ndim(w, 2, "weight", "(out_features, in_features)");
     const LinearShape s{leading_rows(x), w.shape(1), w.shape(0)};
     if (x.shape(x.ndim() - 1) != s.C)
-      throw py::value_error("x: expected last dimension in_features = " + std::to_string(s.C) +
+      throw py::value_error("input: expected last dimension in_features = " + std::to_string(s.C) +
                             " (weight has shape " + shape_string(w) + "), got shape " +
                             shape_string(x));
     if (has_bias) require_shape(*b, {s.K}, "bias");
@@ -64,8 +64,8 @@ void register_linear(py::module_& m, CpuVariant v) {
       ops.forward(s, xp, wp, bp, yp, Workspace{scratch.get(), threads});
     }
     return y;
-  }, py::arg("x"), py::arg("weight"), py::arg("bias") = py::none(),
-     "y = x @ weight.T + bias for x of shape (..., in_features).");
+  }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
+     "y = input @ weight.T + bias for input of shape (..., in_features).");
 
   m.def("linear_backward_input", [ops](py::handle dy_obj, py::handle w_obj) {
     F32 dy = to_f32(dy_obj, "dy");

@@ -160,7 +160,7 @@ void register_pool2d(py::module_& m, CpuVariant v) {
   m.def("max_pool2d_forward",
         [ops](py::handle x_obj, py::handle kernel_size, py::handle stride, py::handle padding,
               py::handle dilation, bool ceil_mode, bool need_indices, bool relu) {
-          F32 x = nchw_input(x_obj, "x");
+          F32 x = nchw_input(x_obj, "input");
           const Pool2dShape s =
               max_pool_shape(x, kernel_size, stride, padding, dilation, ceil_mode);
           F32 y = new_f32(output_shape(s), "max_pool2d_forward output");
@@ -179,10 +179,10 @@ void register_pool2d(py::module_& m, CpuVariant v) {
           }
           return py::make_tuple(y, indices);
         },
-        py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
+        py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(),
         py::arg("padding") = 0, py::arg("dilation") = 1, py::arg("ceil_mode") = false,
         py::arg("need_indices") = true, py::arg("relu") = false,
-        "(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and "
+        "(y, indices): window maxima of input (N, C, H, W) (relu: passed through relu_forward) and "
         "their int64 flat h * W + w positions (None unless need_indices).");
 
   m.def("max_pool2d_backward",
@@ -226,7 +226,7 @@ void register_pool2d(py::module_& m, CpuVariant v) {
   m.def("avg_pool2d_forward",
         [ops](py::handle x_obj, py::handle kernel_size, py::handle stride, py::handle padding,
               bool ceil_mode, bool count_include_pad, py::handle divisor_override) {
-          F32 x = nchw_input(x_obj, "x");
+          F32 x = nchw_input(x_obj, "input");
           const Pool2dShape s = window_shape(x, kernel_size, stride, padding, {1, 1}, ceil_mode);
           const AvgPoolMode mode = avg_mode(count_include_pad, divisor_override);
           F32 y = new_f32(output_shape(s), "avg_pool2d_forward output");
@@ -238,9 +238,9 @@ void register_pool2d(py::module_& m, CpuVariant v) {
           }
           return y;
         },
-        py::arg("x"), py::arg("kernel_size"), py::arg("stride") = py::none(),
+        py::arg("input"), py::arg("kernel_size"), py::arg("stride") = py::none(),
         py::arg("padding") = 0, py::arg("ceil_mode") = false, py::arg("count_include_pad") = true,
-        py::arg("divisor_override") = py::none(), "Window averages of x (N, C, H, W).");
+        py::arg("divisor_override") = py::none(), "Window averages of input (N, C, H, W).");
 
   m.def("avg_pool2d_backward",
         [ops](py::handle dy_obj, py::handle x_obj, py::handle kernel_size, py::handle stride,
@@ -267,7 +267,7 @@ void register_pool2d(py::module_& m, CpuVariant v) {
 
   m.def("adaptive_avg_pool2d_forward",
         [ops](py::handle x_obj, py::handle output_size) {
-          F32 x = nchw_input(x_obj, "x");
+          F32 x = nchw_input(x_obj, "input");
           const Pair out = adaptive_output(output_size, x);
           Pool2dShape s{};
           s.N = x.shape(0), s.C = x.shape(1), s.H = x.shape(2), s.W = x.shape(3);
@@ -281,8 +281,8 @@ void register_pool2d(py::module_& m, CpuVariant v) {
           }
           return y;
         },
-        py::arg("x"), py::arg("output_size"),
-        "Averages of x (N, C, H, W) over PyTorch's adaptive windows, to (N, C, P, Q).");
+        py::arg("input"), py::arg("output_size"),
+        "Averages of input (N, C, H, W) over PyTorch's adaptive windows, to (N, C, P, Q).");
 
   m.def("adaptive_avg_pool2d_backward",
         [ops](py::handle dy_obj, py::handle x_obj, py::handle output_size) {

@@ -9,7 +9,7 @@ void register_relu(py::module_& m, CpuVariant v) {
   const ReluOps ops = relu_ops(v);
 
   m.def("relu_forward", [ops](py::handle x_obj) {
-    F32 x = to_f32(x_obj, "x");
+    F32 x = to_f32(x_obj, "input");
     F32 y = new_f32(shape_of(x), "relu_forward output");
     const int64_t n = x.size();
     const float* xp = x.data();
@@ -19,7 +19,7 @@ void register_relu(py::module_& m, CpuVariant v) {
       ops.relu_forward(n, xp, yp);
     }
     return y;
-  }, py::arg("x"), "y = max(x, 0), any shape.");
+  }, py::arg("input"), "y = max(input, 0), any shape.");
 
   m.def("relu_backward", [ops](py::handle dy_obj, py::handle x_obj) {
     F32 dy = to_f32(dy_obj, "dy");
@@ -37,7 +37,7 @@ void register_relu(py::module_& m, CpuVariant v) {
   }, py::arg("dy"), py::arg("x"), "dx = dy where x > 0, else 0.");
 
   m.def("leaky_relu_forward", [ops](py::handle x_obj, float negative_slope) {
-    F32 x = to_f32(x_obj, "x");
+    F32 x = to_f32(x_obj, "input");
     F32 y = new_f32(shape_of(x), "leaky_relu_forward output");
     const int64_t n = x.size();
     const float* xp = x.data();
@@ -47,7 +47,8 @@ void register_relu(py::module_& m, CpuVariant v) {
       ops.leaky_relu_forward(n, negative_slope, xp, yp);
     }
     return y;
-  }, py::arg("x"), py::arg("negative_slope") = 0.01f, "y = x where x > 0, else x * negative_slope.");
+  }, py::arg("input"), py::arg("negative_slope") = 0.01f,
+     "y = input where input > 0, else input * negative_slope.");
 
   m.def("leaky_relu_backward", [ops](py::handle dy_obj, py::handle x_obj, float negative_slope) {
     F32 dy = to_f32(dy_obj, "dy");

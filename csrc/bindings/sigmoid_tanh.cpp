@@ -13,7 +13,7 @@ void def_forward(py::module_& m, const char* op, ForwardFn fn, const char* doc) 
   m.def(
       op,
       [fn, op](py::handle x_obj) {
-        F32 x = to_f32(x_obj, "x");
+        F32 x = to_f32(x_obj, "input");
         F32 y = new_f32(shape_of(x), op);
         const int64_t n = x.size();
         const float* xp = x.data();
@@ -24,7 +24,7 @@ void def_forward(py::module_& m, const char* op, ForwardFn fn, const char* doc) 
         }
         return y;
       },
-      py::arg("x"), doc);
+      py::arg("input"), doc);
 }
 
 void def_backward(py::module_& m, const char* op, BackwardFn fn, const char* doc) {

@@ -61,8 +61,8 @@ void def_softmax(py::module_& m, const char* op, SoftmaxFn fn, const char* doc) 
   m.def(
       op,
       [fn, op](py::handle x_obj, int64_t dim) {
-        F32 x = to_f32(x_obj, "x");
-        const SoftmaxShape s = softmax_shape(x, dim, "x");
+        F32 x = to_f32(x_obj, "input");
+        const SoftmaxShape s = softmax_shape(x, dim, "input");
         F32 y = new_f32(shape_of(x), op);
         if (y.size() == 0) return y;
         const float* xp = x.data();
@@ -73,7 +73,7 @@ void def_softmax(py::module_& m, const char* op, SoftmaxFn fn, const char* doc) 
         }
         return y;
       },
-      py::arg("x"), py::arg("dim") = 1, doc);
+      py::arg("input"), py::arg("dim") = 1, doc);
 }
 
 void def_softmax_backward(py::module_& m, const char* op, SoftmaxBackwardFn fn, const char* doc) {

@@ -6,12 +6,14 @@ Each helper names the argument in its message, gives the expected form and the v
 from __future__ import annotations
 
 import operator
-from collections.abc import Sequence
-from typing import Union
+import re
+from collections.abc import Callable, Sequence
+from typing import TypeVar, Union
 
 import numpy as np
 
 IntPair = Union[int, Sequence[int]]
+T = TypeVar("T")
 
 
 def as_int(value: object, name: str) -> int:
@@ -78,3 +80,19 @@ def as_float(value: object, name: str) -> float:
     if np.ndim(value):  # e.g. torch's positional class weights where fastcnn takes a scalar
         raise TypeError(f"{name}: expected a float, got an array of shape {np.shape(value)}")
     return float(value)
+
+
+def named_as_called(call: Callable[[], T], names: dict[str, str]) -> T:
+    """call(), a kernel reached under other argument names than its own: a TypeError or
+    ValueError whose message names a kernel argument (a key of names) is raised again naming the
+    caller's (its value), so that the message names what the user passed - `x` to a backward op
+    that reuses a forward kernel (whose argument is torch's `input`), `input` and `target` to
+    cross_entropy (whose kernels take `logits` and `labels`)."""
+    try:
+        return call()
+    except (TypeError, ValueError) as e:
+        pattern = r"\b(" + "|".join(map(re.escape, names)) + r")\b"
+        message = re.sub(pattern, lambda m: names[m.group(1)], str(e))
+        if message == str(e):
+            raise
+        raise type(e)(message) from None

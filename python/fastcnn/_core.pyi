@@ -39,7 +39,7 @@ def adaptive_avg_pool2d_backward(
     """dx: each dy / window area spread over its adaptive window."""
 
 def adaptive_avg_pool2d_forward(
-    x: npt.ArrayLike, output_size: int | tuple[int | None, int | None] | None
+    input: npt.ArrayLike, output_size: int | tuple[int | None, int | None] | None
 ) -> npt.NDArray[np.float32]:
     """Averages of x (N, C, H, W) over PyTorch's adaptive windows, to (N, C, P, Q)."""
 
@@ -56,7 +56,7 @@ def avg_pool2d_backward(
     """dx: each dy / divisor spread over its window's input cells."""
 
 def avg_pool2d_forward(
-    x: npt.ArrayLike,
+    input: npt.ArrayLike,
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = ...,
     padding: int | tuple[int, ...] = ...,
@@ -136,7 +136,7 @@ def batchnorm2d_backward_eval(
     dy * weight / sqrt(running_var + eps)."""
 
 def batchnorm2d_forward_eval(
-    x: npt.ArrayLike,
+    input: npt.ArrayLike,
     weight: npt.ArrayLike,
     bias: npt.ArrayLike | None,
     running_mean: npt.ArrayLike,
@@ -146,7 +146,7 @@ def batchnorm2d_forward_eval(
     """Eval-mode batch norm: y = (x - running_mean) / sqrt(running_var + eps) * weight + bias."""
 
 def batchnorm2d_forward_train(
-    x: npt.ArrayLike,
+    input: npt.ArrayLike,
     weight: npt.ArrayLike,
     bias: npt.ArrayLike | None,
     running_mean: npt.ArrayLike,
@@ -185,7 +185,7 @@ def conv2d_backward_weight(
     """(dw, db), the gradients of conv2d w.r.t. weight and bias; None where not needed."""
 
 def conv2d_forward(
-    x: npt.ArrayLike,
+    input: npt.ArrayLike,
     weight: npt.ArrayLike,
     bias: npt.ArrayLike | None = ...,
     stride: int | tuple[int, int] | None = ...,
@@ -209,7 +209,7 @@ def dropout_backward(dy: npt.ArrayLike, mask: npt.ArrayLike, p: float) -> npt.ND
     """dx = dy * mask / (1 - p)."""
 
 def dropout_forward(
-    x: npt.ArrayLike, p: float, seed: int
+    input: npt.ArrayLike, p: float, seed: int
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.uint8]]:
     """(y, mask): mask (uint8, x's shape) is 1 where kept; y = x * mask / (1 - p). Any shape."""
 
@@ -225,7 +225,9 @@ def leaky_relu_backward(
 ) -> npt.NDArray[np.float32]:
     """dx = dy where x > 0, else dy * negative_slope."""
 
-def leaky_relu_forward(x: npt.ArrayLike, negative_slope: float = ...) -> npt.NDArray[np.float32]:
+def leaky_relu_forward(
+    input: npt.ArrayLike, negative_slope: float = ...
+) -> npt.NDArray[np.float32]:
     """y = x where x > 0, else x * negative_slope."""
 
 def linear_backward_input(dy: npt.ArrayLike, weight: npt.ArrayLike) -> npt.NDArray[np.float32]:
@@ -237,7 +239,7 @@ def linear_backward_weight(
     """(dw, db) = (dy^T @ x, dy summed over rows), flattening leading dims; None if not needed."""
 
 def linear_forward(
-    x: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = ...
+    input: npt.ArrayLike, weight: npt.ArrayLike, bias: npt.ArrayLike | None = ...
 ) -> npt.NDArray[np.float32]:
     """y = x @ weight.T + bias for x of shape (..., in_features)."""
 
@@ -246,7 +248,7 @@ def log_softmax_backward(
 ) -> npt.NDArray[np.float32]:
     """dx = dy - exp(y) * sum(dy) along dim; y is log_softmax_forward's output."""
 
-def log_softmax_forward(x: npt.ArrayLike, dim: int = ...) -> npt.NDArray[np.float32]:
+def log_softmax_forward(input: npt.ArrayLike, dim: int = ...) -> npt.NDArray[np.float32]:
     """y = x - log(sum(exp(x))) along dim, computed stably."""
 
 def max_pool2d_backward(
@@ -262,7 +264,7 @@ def max_pool2d_backward(
     """dx: dy added at each window's argmax; reuses forward's indices, recomputes them if None."""
 
 def max_pool2d_forward(
-    x: npt.ArrayLike,
+    input: npt.ArrayLike,
     kernel_size: int | tuple[int, int],
     stride: int | tuple[int, int] | None = ...,
     padding: int | tuple[int, ...] = ...,
@@ -294,7 +296,7 @@ def nll_loss_forward(
 def relu_backward(dy: npt.ArrayLike, x: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy where x > 0, else 0."""
 
-def relu_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def relu_forward(input: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """y = max(x, 0), any shape."""
 
 def rmsprop_step(
@@ -343,7 +345,7 @@ def sgd_step(
 def sigmoid_backward(dy: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy * y * (1 - y); y is sigmoid_forward's output."""
 
-def sigmoid_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def sigmoid_forward(input: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """y = 1 / (1 + exp(-x)), any shape."""
 
 def softmax_backward(
@@ -351,7 +353,7 @@ def softmax_backward(
 ) -> npt.NDArray[np.float32]:
     """dx = y * (dy - sum(dy * y)) along dim; y is softmax_forward's output."""
 
-def softmax_forward(x: npt.ArrayLike, dim: int = ...) -> npt.NDArray[np.float32]:
+def softmax_forward(input: npt.ArrayLike, dim: int = ...) -> npt.NDArray[np.float32]:
     """y = exp(x) / sum(exp(x)) along dim (any rank, negative dims count from the end)."""
 
 def softmax_xent_backward(
@@ -373,5 +375,5 @@ def softmax_xent_forward(
 def tanh_backward(dy: npt.ArrayLike, y: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """dx = dy * (1 - y * y); y is tanh_forward's output."""
 
-def tanh_forward(x: npt.ArrayLike) -> npt.NDArray[np.float32]:
+def tanh_forward(input: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """y = tanh(x), any shape."""

@@ -25,7 +25,7 @@ def pad(x: np.ndarray, pads: tuple[int, int, int, int], mode: str) -> np.ndarray
     """x (..., H, W) padded to (..., top + H + bottom, left + W + right) as float32."""
     x = np.asarray(x)
     if x.ndim < 2:
-        raise ValueError(f"x: expected an array (N, C, H, W) or (C, H, W), got shape {x.shape}")
+        raise ValueError(f"input: expected an array (N, C, H, W) or (C, H, W), got shape {x.shape}")
     top, left, bottom, right = pads
     h, w = x.shape[-2:]
     # numpy repeats a reflection or a wrap that does not fit; torch refuses it

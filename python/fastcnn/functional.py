@@ -20,7 +20,21 @@ from collections.abc import Sequence
 import numpy as np
 
 from fastcnn import _core, _xent_options
-from fastcnn._args import IntPair, as_float, as_int, nonnegative_pair, positive_pair
+from fastcnn._args import (
+    IntPair,
+    as_float,
+    as_int,
+    named_as_called,
+    nonnegative_pair,
+    positive_pair,
+)
+
+# The forward kernels name their array torch's `input`; a backward op running one on its own x
+# names x in the kernel's messages.
+_FORWARD_AS_X = {"input": "x"}
+# The cross-entropy kernels (and the NumPy path) name logits and labels, cross_entropy's
+# arguments are torch's input and target.
+XENT_AS_TORCH = {"logits": "input", "labels": "target"}
 
 # --- activations ---------------------------------------------------------------------------------
 
@@ -58,7 +72,9 @@ def sigmoid_backward(
 
     y, sigmoid's output, may be passed for reuse; then x is not read (it may be None).
     """
-    return _core.sigmoid_backward(dy, _core.sigmoid_forward(x) if y is None else y)
+    if y is None:
+        y = named_as_called(lambda: _core.sigmoid_forward(x), _FORWARD_AS_X)
+    return _core.sigmoid_backward(dy, y)
 
 
 def tanh(input: np.ndarray) -> np.ndarray:
@@ -73,7 +89,9 @@ def tanh_backward(
 
     y, tanh's output, may be passed for reuse; then x is not read (it may be None).
     """
-    return _core.tanh_backward(dy, _core.tanh_forward(x) if y is None else y)
+    if y is None:
+        y = named_as_called(lambda: _core.tanh_forward(x), _FORWARD_AS_X)
+    return _core.tanh_backward(dy, y)
 
 
 # --- pooling -------------------------------------------------------------------------------------
@@ -288,7 +306,8 @@ def dropout_backward(dy: np.ndarray, mask: np.ndarray | int, p: float = 0.5) -> 
     """
     p = _dropout_p(p)
     if isinstance(mask, (int, np.integer)) and not isinstance(mask, (bool, np.bool_)):
-        return _core.dropout_forward(dy, p, _dropout_seed(mask))[0]
+        seed = _dropout_seed(mask)
+        return named_as_called(lambda: _core.dropout_forward(dy, p, seed), {"input": "dy"})[0]
     return _core.dropout_backward(dy, mask, p)
 
 
@@ -556,8 +575,9 @@ def _batch_stats(x, eps: float, save_mean, save_invstd) -> tuple:
     if (save_mean is None) != (save_invstd is None):
         raise ValueError("save_mean, save_invstd: give both (from batch_norm_train) or neither")
     if save_mean is None:
-        _, save_mean, save_invstd = _core.batchnorm2d_forward_train(
-            x, None, None, None, None, 0.0, eps
+        _, save_mean, save_invstd = named_as_called(
+            lambda: _core.batchnorm2d_forward_train(x, None, None, None, None, 0.0, eps),
+            _FORWARD_AS_X,
         )
     return save_mean, save_invstd
 
@@ -613,7 +633,7 @@ def softmax_backward(
     """
     d = _softmax_dim(dim, axis, dy)
     if y is None:
-        y = _core.softmax_forward(x, d)
+        y = named_as_called(lambda: _core.softmax_forward(x, d), _FORWARD_AS_X)
     return _core.softmax_backward(dy, y, d)
 
 
@@ -631,7 +651,7 @@ def log_softmax_backward(
     """
     d = _softmax_dim(dim, axis, dy)
     if y is None:
-        y = _core.log_softmax_forward(x, d)
+        y = named_as_called(lambda: _core.log_softmax_forward(x, d), _FORWARD_AS_X)
     return _core.log_softmax_backward(dy, y, d)
 
 
@@ -655,13 +675,25 @@ def cross_entropy(
     the mean over the positions, weighted for class ids, accumulated in double; NaN when there
     are none) and "sum" give a Python float, "none" a float32 array (N, d1, ...).
     """
+    return named_as_called(
+        lambda: _cross_entropy(input, target, label_smoothing, weight, ignore_index, reduction),
+        XENT_AS_TORCH,
+    )
+
+
+def _cross_entropy(
+    input: np.ndarray,
+    target: np.ndarray,
+    label_smoothing: float,
+    weight: np.ndarray | None,
+    ignore_index: int,
+    reduction: str,
+) -> float | np.ndarray:
     e = as_float(label_smoothing, "label_smoothing")
     ignore_index = as_int(ignore_index, "ignore_index")
     input, target, single = _xent_batch(input, target)
     if single and reduction == "none":  # torch gives a 0-d loss for the one row
-        return cross_entropy(
-            input, target, e, weight=weight, ignore_index=ignore_index, reduction=reduction
-        ).reshape(())
+        return _cross_entropy(input, target, e, weight, ignore_index, reduction).reshape(())
     if reduction == "mean" and _xent_options.fused_applies(weight, ignore_index, reduction):
         fused = _xent_options.fused_or_none(
             lambda: _core.softmax_xent_forward(input, target, e), target, ignore_index

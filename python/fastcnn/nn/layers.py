@@ -539,11 +539,11 @@ class _BatchNorm(Module):
 
     def _check(self, x: np.ndarray) -> None:
         if np.ndim(x) not in self._ranks:
-            raise ValueError(f"x: expected {self._expected}, got shape {np.shape(x)}")
+            raise ValueError(f"input: expected {self._expected}, got shape {np.shape(x)}")
         if np.shape(x)[1] != self.num_features:
             layout = self._channel_layout.format(C=self.num_features)
             raise ValueError(
-                f"x: expected {self.num_features} channels {layout}, got shape {np.shape(x)}"
+                f"input: expected {self.num_features} channels {layout}, got shape {np.shape(x)}"
             )
 
     def _forward_args(self, x: np.ndarray) -> tuple:

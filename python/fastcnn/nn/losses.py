@@ -7,7 +7,7 @@ import numpy as np
 
 from fastcnn import _core, _xent_options
 from fastcnn import functional as F
-from fastcnn._args import as_int
+from fastcnn._args import as_int, named_as_called
 from fastcnn.nn.module import Module
 
 _reduction = _xent_options.check_reduction
@@ -41,7 +41,10 @@ class CrossEntropyLoss(Module):
         self._saved = None
         self._single = False  # whether the last forward had one unbatched (C,) row
 
-    def forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
+    def forward(self, input: np.ndarray, target: np.ndarray) -> float | np.ndarray:
+        return named_as_called(lambda: self._forward(input, target), F.XENT_AS_TORCH)
+
+    def _forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         logits, labels, single = F._xent_batch(logits, labels)
         self._single = single
         if _xent_options.fused_applies(self.weight, self.ignore_index, self.reduction):
