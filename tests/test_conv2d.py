@@ -1266,14 +1266,14 @@ def test_winograd_results_do_not_depend_on_the_thread_count(rng, shape) -> None:
         ((1, 17, 1, 1), {"padding": 2}),  # one pixel: each weight's gradient is one product
     ],
 )
-def test_winograd_weight_gradient_of_narrow_images_within_rounding(core, rng, xs, kw) -> None:
+def test_weight_gradient_of_narrow_images_within_rounding(core, rng, xs, kw) -> None:
     """The weight gradient of a 3x3 stride-1 layer wide enough for Winograd (C*K >= 7 (C+K)) on an
     image narrower than a tile stays within 16 float32 epsilons of each weight's sum |terms|, as
-    ref and torch's float32 do (under 3 there). The fast variants' Winograd transforms spread a
-    tap's rounding over the whole tile, so a small weight gradient beside large ones takes their
-    error: with these draws AVX-512 is 31, 260 and 179 eps off, AVX2 494 and 680 on the last two
-    (on the one-pixel shape 1853 eps with other draws, 45648 with values of mixed magnitudes); ref
-    stays under 1."""
+    ref and torch's float32 do (under 3 there). Winograd's transforms spread a tap's rounding over
+    the whole tile, so a small weight gradient beside large ones took their error: with these
+    draws AVX-512 was 31, 260 and 179 eps off, AVX2 494 and 680 on the last two (on the one-pixel
+    shape 1853 eps with other draws, 45648 with values of mixed magnitudes). Images lower or
+    narrower than 5 now take the direct sums (winograd_wgrad_applies)."""
     ws = (xs[1], xs[1], 3, 3)
     x, w, _ = _inputs(rng, xs, ws)
     args = _core_args(ws, kw)
