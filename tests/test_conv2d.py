@@ -117,15 +117,15 @@ CASES = [
     ((2, 20, 45, 47), (13, 20, 3, 3), {"stride": 2, "padding": 1}),
     ((3, 9, 23, 19), (11, 9, 5, 5), {"padding": 2}),
     ((4, 12, 33, 35), (10, 6, 3, 3), {"groups": 2, "stride": 2}),
-    # direct kernels on shifted planes (ungrouped, stride 1, short output rows; vectors run along
-    # the flat output plane across row ends): LeNet's second layer (8-wide rows), batch 1 with a
-    # rectangular filter and a filter tail, row dilation with 6-wide rows, column dilation, 180
-    # taps with 12-wide rows
+    # direct kernels on shifted planes (ungrouped, stride 1, short output rows, 16 or more
+    # filters; vectors run along the flat output plane across row ends): LeNet's second layer
+    # (8-wide rows), batch 1 with a rectangular filter and a filter tail, row dilation with 6-wide
+    # rows, column dilation, 180 taps with 12-wide rows
     ((3, 6, 12, 12), (16, 6, 5, 5), {}),
-    ((1, 3, 9, 11), (5, 3, 3, 2), {"padding": (1, 0)}),
-    ((2, 4, 13, 8), (7, 4, 3, 5), {"dilation": (2, 1), "padding": (2, 1)}),
-    ((1, 3, 11, 12), (6, 3, 3, 3), {"dilation": (1, 2), "padding": (1, 2)}),
-    ((2, 20, 13, 12), (6, 20, 3, 3), {"padding": 1}),
+    ((1, 3, 9, 11), (17, 3, 3, 2), {"padding": (1, 0)}),
+    ((2, 4, 13, 8), (19, 4, 3, 5), {"dilation": (2, 1), "padding": (2, 1)}),
+    ((1, 3, 11, 12), (18, 3, 3, 3), {"dilation": (1, 2), "padding": (1, 2)}),
+    ((2, 20, 13, 12), (22, 20, 3, 3), {"padding": 1}),
     # images in the vector lanes (batches of whole vectors, 8 on AVX2, 16 on AVX-512; forward,
     # and the weight gradient of direct and GEMM layers): a rectangular filter with a filter tail,
     # thin Winograd layers, row dilation, a GEMM layer (1000 taps), 7x7 images (AVX-512; forward),
