@@ -94,28 +94,41 @@ def _write_pressing_ctrl_c(f):
     f.write(b"whole")
 
 
-def test_ctrl_c_during_a_write_is_raised_once_the_file_is_in_place(tmp_path):
+@pytest.fixture
+def sigint_handler():
+    """Sets SIGINT's handler for one test. A shell starts background jobs (CI's, too) with SIGINT
+    ignored, so the handler a test needs is set, not assumed."""
+    before = signal.getsignal(signal.SIGINT)
+    yield lambda handler: signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_write_is_raised_once_the_file_is_in_place(tmp_path, sigint_handler):
     """Ctrl-C could land between mkstemp and the `try` that removes its file, or inside that
     cleanup, and leave a stray temporary beside a checkpoint (seen once in CI): it is held until
     the rename."""
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
-    before = signal.getsignal(signal.SIGINT)
+    sigint_handler(signal.default_int_handler)
     with pytest.raises(KeyboardInterrupt):
         _atomic.write_atomically(path, _write_pressing_ctrl_c)
     assert path.read_bytes() == b"new, whole"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_a_held_ctrl_c_reaches_the_users_own_handler(tmp_path):
+def test_an_ignored_ctrl_c_stays_ignored(tmp_path, sigint_handler):
+    sigint_handler(signal.SIG_IGN)
+    _atomic.write_atomically(tmp_path / "out.bin", _write_pressing_ctrl_c)
+    assert (tmp_path / "out.bin").read_bytes() == b"new, whole"
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
+
+
+def test_a_held_ctrl_c_reaches_the_users_own_handler(tmp_path, sigint_handler):
     received = []
-    before = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
-    try:
-        _atomic.write_atomically(tmp_path / "out.bin", _write_pressing_ctrl_c)
-        assert received == [signal.SIGINT]
-    finally:
-        signal.signal(signal.SIGINT, before)
+    sigint_handler(lambda signum, frame: received.append(signum))
+    _atomic.write_atomically(tmp_path / "out.bin", _write_pressing_ctrl_c)
+    assert received == [signal.SIGINT]
     assert (tmp_path / "out.bin").read_bytes() == b"new, whole"
 
 
