@@ -94,6 +94,9 @@ CASES = [
     ((1, 2, 9, 300), (96, 2, 5, 5), {"stride": 2, "padding": (1, 2)}),
     ((2, 3, 13, 14), (32, 3, 3, 3), {"dilation": 2, "padding": 1, "stride": (1, 2)}),
     ((1, 4, 6, 7), (32, 4, 3, 3), {"padding": 3}),
+    # (AVX-512) a Winograd layer with odd output sides, and a lone filter vector of 27 taps
+    ((2, 16, 7, 9), (32, 16, 3, 3), {"padding": 1}),
+    ((3, 3, 13, 11), (16, 3, 3, 3), {"padding": 1}),
     # the direct forward's register blocks (AVX-512: 8 filters x 3 vectors, fewer filters x 4):
     # filter tails of 7 and 1, stride 3 with batch 3, dilation, a channel multiplier of 8 at
     # stride 2, and the 7x7 first layer on odd sizes whose rows end inside a block
@@ -827,6 +830,8 @@ DIRECT_WGRAD_CASES = [
 # (cpu/fast/wgrad_lanes.inc), without it possibly the direct one, so the masks agree to rounding.
 LANES_WGRAD_CASES = [
     ((1, 3, 37, 41), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 16, 7, 9), (32, 16, 3, 3), {"padding": 1}),
+    ((3, 3, 13, 11), (16, 3, 3, 3), {"padding": 1}),
     ((3, 1, 19, 23), (32, 1, 3, 3), {"padding": 1}),
     ((2, 2, 17, 15), (48, 2, 5, 5), {"stride": (1, 2), "padding": 2}),
 ]
@@ -907,6 +912,9 @@ GRID_DIRECT_CASES = [
     ((2, 32, 8, 8), (32, 8, 3, 3), {"groups": 4, "padding": 1}),
     ((3, 21, 17, 19), (13, 21, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 15, 15), (24, 20, 3, 3), {"stride": 3, "dilation": 2, "padding": 2}),
+    # grid runs of 12 positions: shorter than an AVX-512 vector (masked loads), and on AVX2 one
+    # whole vector and a step back over the last 8
+    ((3, 8, 5, 6), (6, 4, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
 ]
 
 
