@@ -907,6 +907,14 @@ GRID_DIRECT_CASES = [
     ((2, 32, 8, 8), (32, 8, 3, 3), {"groups": 4, "padding": 1}),
     ((3, 21, 17, 19), (13, 21, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 20, 15, 15), (24, 20, 3, 3), {"stride": 3, "dilation": 2, "padding": 2}),
+    # Tap-column planes (AVX-512, cpu/fast/tap_columns.inc: rows of at most 32 floats in, 16 out):
+    # strides 1-3 per axis, dilation, filters 1-7 wide, batch 1, a filter block ending in a tile.
+    ((2, 10, 15, 15), (12, 5, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((1, 24, 13, 11), (9, 24, 3, 5), {"stride": (2, 3), "padding": (1, 2)}),
+    ((2, 24, 20, 20), (16, 24, 3, 3), {"stride": 2, "dilation": 2, "padding": 2}),
+    ((2, 12, 16, 16), (18, 4, 3, 3), {"groups": 3, "padding": 1}),
+    ((3, 8, 31, 32), (8, 4, 5, 5), {"groups": 2, "stride": 3, "padding": 2}),
+    ((2, 6, 12, 30), (8, 3, 1, 7), {"groups": 2, "stride": 2, "padding": (0, 3)}),
 ]
 
 
