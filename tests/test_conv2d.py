@@ -915,6 +915,12 @@ GRID_DIRECT_CASES = [
     ((2, 12, 16, 16), (18, 4, 3, 3), {"groups": 3, "padding": 1}),
     ((3, 8, 31, 32), (8, 4, 5, 5), {"groups": 2, "stride": 3, "padding": 2}),
     ((2, 6, 12, 30), (8, 3, 1, 7), {"groups": 2, "stride": 2, "padding": (0, 3)}),
+    # Grids of one vector, three images to a tile (AVX-512): batches ending in 1 and 2 images,
+    # on tap columns and on phase grids whose extra columns are dropped from the vector.
+    ((10, 24, 8, 8), (20, 24, 3, 3), {"stride": 2, "padding": 1}),
+    ((7, 12, 7, 7), (18, 4, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((10, 8, 6, 6), (10, 4, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((11, 32, 6, 12), (16, 32, 3, 2), {"stride": (2, 3), "padding": 1}),
 ]
 
 
