@@ -921,6 +921,9 @@ GRID_DIRECT_CASES = [
     ((7, 12, 7, 7), (18, 4, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
     ((10, 8, 6, 6), (10, 4, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
     ((11, 32, 6, 12), (16, 32, 3, 2), {"stride": (2, 3), "padding": 1}),
+    # Few taps and rows of at most half a vector: the tiles before the direct kernel.
+    ((5, 3, 16, 15), (10, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((9, 4, 8, 8), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
 ]
 
 
