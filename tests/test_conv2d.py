@@ -915,6 +915,23 @@ GRID_DIRECT_CASES = [
     # grid runs of 12 positions: shorter than an AVX-512 vector (masked loads), and on AVX2 one
     # whole vector and a step back over the last 8
     ((3, 8, 5, 6), (6, 4, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    # Tap-column planes (AVX-512, cpu/fast/tap_columns.inc: rows of at most 32 floats in, 16 out):
+    # strides 1-3 per axis, dilation, filters 1-7 wide, batch 1, a filter block ending in a tile.
+    ((2, 10, 15, 15), (12, 5, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((1, 24, 13, 11), (9, 24, 3, 5), {"stride": (2, 3), "padding": (1, 2)}),
+    ((2, 24, 20, 20), (16, 24, 3, 3), {"stride": 2, "dilation": 2, "padding": 2}),
+    ((2, 12, 16, 16), (18, 4, 3, 3), {"groups": 3, "padding": 1}),
+    ((3, 8, 31, 32), (8, 4, 5, 5), {"groups": 2, "stride": 3, "padding": 2}),
+    ((2, 6, 12, 30), (8, 3, 1, 7), {"groups": 2, "stride": 2, "padding": (0, 3)}),
+    # Grids of one vector, three images to a tile (AVX-512): batches ending in 1 and 2 images,
+    # on tap columns and on phase grids whose extra columns are dropped from the vector.
+    ((10, 24, 8, 8), (20, 24, 3, 3), {"stride": 2, "padding": 1}),
+    ((7, 12, 7, 7), (18, 4, 3, 3), {"groups": 3, "stride": 2, "padding": 1}),
+    ((10, 8, 6, 6), (10, 4, 3, 3), {"groups": 2, "stride": 2, "padding": 1}),
+    ((11, 32, 6, 12), (16, 32, 3, 2), {"stride": (2, 3), "padding": 1}),
+    # Few taps and rows of at most half a vector: the tiles before the direct kernel.
+    ((5, 3, 16, 15), (10, 3, 3, 3), {"stride": 2, "padding": 1}),
+    ((9, 4, 8, 8), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
 ]
 
 
