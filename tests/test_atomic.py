@@ -94,18 +94,39 @@ def _write_pressing_ctrl_c(f):
     f.write(b"whole")
 
 
-def test_ctrl_c_during_a_write_is_raised_once_the_file_is_in_place(tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """SIGINT raises KeyboardInterrupt, as in an interpreter started from a terminal. A process
+    started in the background (`pytest &`, nohup, some CI runners) inherits SIGINT ignored, and
+    Python keeps it ignored: there the held Ctrl-C is rightly dropped, and nothing is raised."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_during_a_write_is_raised_once_the_file_is_in_place(tmp_path, ctrl_c_raises):
     """Ctrl-C could land between mkstemp and the `try` that removes its file, or inside that
     cleanup, and leave a stray temporary beside a checkpoint (seen once in CI): it is held until
     the rename."""
     path = tmp_path / "out.bin"
     path.write_bytes(b"old")
-    before = signal.getsignal(signal.SIGINT)
     with pytest.raises(KeyboardInterrupt):
         _atomic.write_atomically(path, _write_pressing_ctrl_c)
     assert path.read_bytes() == b"new, whole"
     assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
-    assert signal.getsignal(signal.SIGINT) is before
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_an_ignored_ctrl_c_stays_ignored(tmp_path):
+    """With SIGINT ignored (a background job), a Ctrl-C during the write is not turned into a
+    KeyboardInterrupt, and the disposition is put back."""
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        _atomic.write_atomically(tmp_path / "out.bin", _write_pressing_ctrl_c)
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, before)
+    assert (tmp_path / "out.bin").read_bytes() == b"new, whole"
 
 
 def test_a_held_ctrl_c_reaches_the_users_own_handler(tmp_path):
