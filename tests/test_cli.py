@@ -125,8 +125,8 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
     broken = tmp_path / "broken.npz"
     cmd = [sys.executable, "-m", "fastcnn", "train", *args, "--save", str(broken)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while not broken.exists() and time.time() < deadline and proc.poll() is None:
+    deadline = time.monotonic() + 300  # immune to wall-clock steps (NTP)
+    while not broken.exists() and time.monotonic() < deadline and proc.poll() is None:
         time.sleep(0.02)
     time.sleep(0.2)  # into the second epoch
     os.kill(proc.pid, signal.SIGKILL)
