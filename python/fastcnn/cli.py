@@ -360,7 +360,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        return args.func(args)
+        status = args.func(args)
+        # A pipe is block-buffered (unless PYTHONUNBUFFERED is set): short output such as info's
+        # is first written here, where a reader that went away is handled below, not by the
+        # exit-time flush ("Exception ignored ... BrokenPipeError").
+        sys.stdout.flush()
+        return status
     except BrokenPipeError:  # (an OSError, so before the clause below)
         # The reader went away (`fastcnn info | head`): stop quietly, and keep Python's exit-time
         # flush of stdout from raising again.
