@@ -932,6 +932,10 @@ GRID_DIRECT_CASES = [
     # Few taps and rows of at most half a vector: the tiles before the direct kernel.
     ((5, 3, 16, 15), (10, 3, 3, 3), {"stride": 2, "padding": 1}),
     ((9, 4, 8, 8), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
+    # ... but not depthwise ones (channel multipliers 2 and 3): those keep their own kernel, and
+    # the workspace sized for it (taking the tiles, they wrote past it)
+    ((16, 3, 16, 10), (6, 1, 4, 5), {"groups": 3, "stride": 3, "padding": (0, 4), "dilation": 2}),
+    ((9, 4, 8, 8), (12, 1, 3, 3), {"groups": 4, "stride": 2, "padding": 1}),
 ]
 
 
