@@ -734,6 +734,7 @@ def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((1, 3, 9, 17), (6, 1, 3, 3), 3, (1, 1, 0, 2)),
         ((2, 4, 16, 16), (4, 1, 3, 3), 4, (1, 1, 1, 0)),
         ((1, 2, 5, 20), (2, 1, 3, 3), 2, (1, 1, 0, 1)),
+        ((2, 3, 9, 22), (6, 1, 3, 3), 3, (0, 1, 3, 2)),  # dw was 1e34 (read past dy's rows)
     ],
 )
 def test_asymmetric_padding_matches_oracle(core, rng, xs, ws, groups, pad) -> None:
