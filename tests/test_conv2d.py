@@ -735,6 +735,9 @@ def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((2, 4, 16, 16), (4, 1, 3, 3), 4, (1, 1, 1, 0)),
         ((1, 2, 5, 20), (2, 1, 3, 3), 2, (1, 1, 0, 1)),
         ((2, 3, 9, 22), (6, 1, 3, 3), 3, (0, 1, 3, 2)),  # dw was 1e34 (read past dy's rows)
+        # ... and with dy rows below x's last row and the top padding: read past x's plane
+        ((2, 3, 20, 33), (6, 1, 3, 3), 3, (1, 1, 4, 1)),
+        ((3, 2, 12, 17), (2, 1, 3, 3), 2, (0, 1, 3, 1)),
     ],
 )
 def test_asymmetric_padding_matches_oracle(core, rng, xs, ws, groups, pad) -> None:
