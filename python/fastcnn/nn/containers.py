@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from fastcnn.nn.layers import BatchNorm2d, MaxPool2d, ReLU
+from fastcnn.nn.layers import BatchNorm2d, Identity, MaxPool2d, ReLU
 from fastcnn.nn.module import Module, layout_version
 
 
@@ -136,6 +136,8 @@ class Sequential(_ModuleSequence):
             elif type(m) is MaxPool2d and i + 1 < n and _pool_then_relu(m, mods[i + 1]):
                 steps.append((m, _POOL_RELU, (mods[i + 1],)))
                 i += 2
+            elif type(m) is Identity and "forward" not in m.__dict__:
+                i += 1  # (what fuse_conv_bn leaves in a folded batch norm's place)
             else:
                 steps.append((m, None, ()))
                 i += 1
