@@ -189,7 +189,9 @@ def test_output_cut_short_by_the_reader_is_not_a_traceback(buffered, command, tm
         (["--plot", "{tmp}/a-file/plots"], "--plot"),
     ],
 )
-def test_unwritable_outputs_are_reported_before_training(args, named, tmp_path, monkeypatch, capsys):
+def test_unwritable_outputs_are_reported_before_training(
+    args, named, tmp_path, monkeypatch, capsys
+):
     """An output path that cannot be written was reported only when it was written: after the
     training (--history, --plot) or after its first epoch (--save)."""
     from fastcnn import cli, training
