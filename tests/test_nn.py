@@ -371,6 +371,25 @@ def test_batchnorm_then_max_pool_fused_forward_across_batch_sizes(rng):
         np.testing.assert_allclose(fused.backward(dy), g, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 1, 12), (2, 3, 6, 1), (3, 3, 1, 1)])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_then_max_pool_fused_refuses_planes_the_window_does_not_fit(
+    shape, relu, train, rng
+):
+    """Planes less than 2 high or wide: MaxPool2d(2) alone (and torch) refuse them; the fused
+    forward returned an empty output instead."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    pool = nn.MaxPool2d(2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        pool(x)
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), *([nn.ReLU()] if relu else []))
+    with pytest.raises(ValueError, match=r"x: the 2x2 windows .* do not fit"):
+        net.train(train)(x)
+    with pytest.raises(ValueError, match=r"x: the 2x2 windows .* do not fit"):
+        fc.functional.batch_norm_max_pool2d(x, np.zeros(3, np.float32), np.ones(3, np.float32))
+
+
 @pytest.mark.parametrize("relu", [True, False])
 def test_eval_fused_forward_leaves_the_pooling_its_indices(relu, rng):
     """An eval-mode BatchNorm2d -> MaxPool2d(2) (-> ReLU) forward skips the argmax indices; the
