@@ -1,8 +1,6 @@
 // Argument conversion and checks shared by the binding files.
 #include "bindings/arrays.h"
 
-#include <new>
-
 #include "common/host_pool.h"
 #include "common/shapes.h"
 
@@ -20,12 +18,19 @@ std::vector<int64_t> shape_of(const py::array& a) {
 
 std::string shape_string(const py::array& a) { return shape_string(shape_of(a)); }
 
-void copy_failed(const py::array& a, const char* name, const char* dtype) {
-  const std::string message = std::string(name) + ": cannot make a C-contiguous " + dtype +
-                              " copy of an array of shape " + shape_string(a) + " and dtype " +
-                              std::string(py::str(a.dtype()));
+namespace {
+
+[[noreturn]] void raise_memory_error(const std::string& message) {
   PyErr_SetString(PyExc_MemoryError, message.c_str());
   throw py::error_already_set();
+}
+
+}  // namespace
+
+void copy_failed(const py::array& a, const char* name, const char* dtype) {
+  raise_memory_error(std::string(name) + ": cannot make a C-contiguous " + dtype +
+                     " copy of an array of shape " + shape_string(a) + " and dtype " +
+                     std::string(py::str(a.dtype())));
 }
 
 namespace {
@@ -164,7 +169,9 @@ py::array_t<T, kArrayFlags> new_array(const std::vector<int64_t>& shape, const c
   // does not own it; a capsule as its base gives it back to the pool when the last array or view
   // on it dies.
   void* data = host_pool_alloc(bytes);
-  if (data == nullptr) throw std::bad_alloc();
+  if (data == nullptr)
+    raise_memory_error(std::string(what) + ": cannot allocate " + std::to_string(bytes) +
+                       " bytes for shape " + shape_string(shape));
   py::capsule owner(data, [](void* p) { host_pool_free(p); });
   return py::array_t<T, kArrayFlags>(dims, static_cast<T*>(data), owner);
 }
@@ -236,8 +243,10 @@ void ScratchFree::operator()(float* p) const { host_pool_free(p); }
 
 Scratch new_scratch(int64_t floats) {
   if (floats <= 0) return Scratch(nullptr);
-  void* p = host_pool_alloc(static_cast<size_t>(floats) * sizeof(float));
-  if (!p) throw std::bad_alloc();
+  const size_t bytes = static_cast<size_t>(floats) * sizeof(float);
+  void* p = host_pool_alloc(bytes);
+  if (!p)
+    raise_memory_error("kernel workspace: cannot allocate " + std::to_string(bytes) + " bytes");
   return Scratch(static_cast<float*>(p));
 }
 
