@@ -532,6 +532,54 @@ def test_sequential_run_order_follows_replaced_children(rng):
     np.testing.assert_array_equal(net(x), want)
 
 
+def test_sequential_steps_follow_layout_changes_after_a_call(rng):
+    """Sequential keeps the steps it worked out between calls: pooling arguments, return_indices,
+    a replaced forward, a child swapped in place or a folded copy all take effect at the next
+    call, with the results of running the children one by one."""
+    f = fc.functional
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    bn = nn.BatchNorm2d(3)
+    bn.running_mean[:] = rng.standard_normal(3).astype(np.float32)
+    bn.running_var[:] = rng.uniform(0.5, 2.0, 3).astype(np.float32)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), bn, nn.ReLU(), nn.MaxPool2d(2)).eval()
+
+    def one_by_one(h):
+        for m in net:
+            h = m(h)
+        return h
+
+    np.testing.assert_array_equal(net(x), one_by_one(x))
+    assert len(net._steps.steps) == 2  # the conv, then batch norm + ReLU + pooling in one kernel
+    net[3].kernel_size = 3  # 3x3 windows: no longer the fused batch norm + pooling
+    y = net(x)
+    assert y.shape == (2, 3, 4, 5) and len(net._steps.steps) == 3  # the stride stays 2
+    np.testing.assert_array_equal(y, one_by_one(x))
+    net[3].return_indices = True  # the pooling now returns its indices, and runs before no ReLU
+    y, idx = net(x)
+    want, want_idx = f.max_pool2d(f.relu(bn(net[0](x))), 3, 2, return_indices=True)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    net[3] = nn.AvgPool2d(2)
+    np.testing.assert_array_equal(net(x), f.avg_pool2d(f.relu(bn(net[0](x))), 2))
+    calls = []
+    relu_forward = net[2].forward
+    object.__setattr__(net[2], "forward", lambda h: calls.append(1) or relu_forward(h))
+    nn.module.layout_changed()  # what summary() does after replacing forwards so
+    net(x)
+    assert calls == [1]
+    del net[2].__dict__["forward"]
+    nn.module.layout_changed()
+    net[3] = nn.MaxPool2d(2)
+    want = one_by_one(x)
+    np.testing.assert_array_equal(net(x), want)
+    folded = nn.fuse_conv_bn(net)  # a copy whose batch norm became an Identity
+    assert type(folded[1]) is nn.Identity
+    np.testing.assert_allclose(folded(x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(net(x), want)
+    net.train()
+    np.testing.assert_array_equal(net(x), one_by_one(x))
+
+
 @pytest.mark.parametrize("train", [True, False])
 def test_batchnorm_then_max_pool_fused_backward_matches_unfused(train, rng):
     """Sequential runs BatchNorm2d -> (ReLU ->) MaxPool2d backward as one fused kernel: gradients
