@@ -699,6 +699,28 @@ def test_max_pool2d_forward_equals_the_composition(
     np.testing.assert_array_equal(rv, rv_want)
 
 
+@pytest.mark.parametrize("shape", [(2, 12, 14, 15), (1, 12, 28, 28), (3, 12, 5, 9)])
+def test_eval_max_pool2d_relu_forward_keeps_the_bits_of_the_composition(core, rng, shape) -> None:
+    """Eval mode with ReLU and no indices: the same bits as batch norm, pooling and ReLU run one
+    by one, NaN payloads, signed zeros, infinities, subnormals and ties included, for positive,
+    negative, zero, tiny and huge scales, a -0.0 bias and non-finite running statistics."""
+    x = rng.integers(-3, 4, shape).astype(np.float32) * np.float32(0.5)
+    flat = x.reshape(-1)
+    specials = np.array([np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3e-39, -3e-39],
+                        np.float32)
+    at = rng.choice(flat.size, flat.size // 3, replace=False)
+    flat[at] = rng.choice(specials, at.size)
+    w = np.array([1.0, -1.0, 0.0, 1e-30, 1e30, 2.0, 0.5, 3.0, 1.0, 1.0, 1.0, 1.0], np.float32)
+    b = np.array([-0.0, 0.0, -0.0, 0.0, 1.0, -0.0, 0.5, -2.0, 0.0, -0.0, 0.0, 1e38], np.float32)
+    rm = np.array([0.0, 0.5, 0.0, -0.0, 1.0, 0.0, 1.5, np.inf, 0.0, -0.5, 0.0, 0.0], np.float32)
+    rv = np.array([1.0, 2.0, 1.0, 1.0, 0.5, 1e-30, 1.0, 1.0, np.nan, 1.0, 0.0, 1.0], np.float32)
+    eps = 0.0  # rv 0 with eps 0: an infinite scale
+    got = core.batchnorm2d_max_pool2d_forward(x, w, b, rm, rv, False, True, 0.0, eps, False)[0]
+    y = core.batchnorm2d_forward_eval(x, w, b, rm, rv, eps)
+    want = core.relu_forward(core.max_pool2d_forward(y, (2, 2), (2, 2), (0, 0), (1, 1), False)[0])
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+
+
 def test_max_pool2d_forward_matches_the_oracle(rng) -> None:
     shape = (3, 4, 10, 12)
     x = (rng.standard_normal(shape) * 2 - 1).astype(np.float32)

@@ -141,16 +141,30 @@ def test_killed_run_resumes_to_the_same_weights(tmp_path):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+def _predict_then_fail(tmp_path) -> list[str]:
+    """predict: a line for the first image, then an error on the second (a missing file)."""
+    from fastcnn import models
+
+    ckpt = tmp_path / "m.npz"
+    fc.save(models.fmnist_bn(), str(ckpt))
+    np.save(tmp_path / "a.npy", np.zeros((1, 28, 28), np.uint8))
+    return ["predict", str(ckpt), str(tmp_path / "a.npy"), str(tmp_path / "missing.npy")]
+
+
+@pytest.mark.parametrize("command", ["info", "predict then an error"])
 @pytest.mark.parametrize("buffered", [True, False])
-def test_output_cut_short_by_the_reader_is_not_a_traceback(buffered):
+def test_output_cut_short_by_the_reader_is_not_a_traceback(buffered, command, tmp_path):
     """Piped stdout is block-buffered unless PYTHONUNBUFFERED is set: info's lines then reached
     the pipe only in the exit-time flush, which printed 'Exception ignored ... BrokenPipeError'.
-    The test passed only where the environment set PYTHONUNBUFFERED; it now sets it both ways."""
+    The test passed only where the environment set PYTHONUNBUFFERED; it now sets it both ways.
+    A command that failed after writing to stdout (exit status 2) skipped main's flush and
+    printed the same."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
     if not buffered:
         env["PYTHONUNBUFFERED"] = "1"
+    args = ["info"] if command == "info" else _predict_then_fail(tmp_path)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fastcnn", "info"],
+        [sys.executable, "-m", "fastcnn", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
@@ -160,3 +174,56 @@ def test_output_cut_short_by_the_reader_is_not_a_traceback(buffered):
         err = proc.stderr.read().decode()
     proc.wait(timeout=60)
     assert "Traceback" not in err and "BrokenPipeError" not in err
+    if command != "info":  # unbuffered, the first line already met the closed pipe: status 1
+        assert proc.returncode == (2 if buffered else 1)
+        assert ("missing.npy" in err) == buffered
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["--save", "{tmp}/no-such-folder/m.npz"], "--save"),
+        (["--save", "{tmp}"], "--save"),
+        (["--history", "{tmp}/no-such-folder/h.json"], "--history"),
+        (["--plot", "{tmp}/a-file"], "--plot"),
+        (["--plot", "{tmp}/a-file/plots"], "--plot"),
+    ],
+)
+def test_unwritable_outputs_are_reported_before_training(
+    args, named, tmp_path, monkeypatch, capsys
+):
+    """An output path that cannot be written was reported only when it was written: after the
+    training (--history, --plot) or after its first epoch (--save)."""
+    from fastcnn import cli, training
+
+    def no_training(*a, **k):
+        raise AssertionError("training started")
+
+    monkeypatch.setattr(training, "fit", no_training)
+    (tmp_path / "a-file").write_text("")
+    status = cli.main(["train", *QUICK, *(a.replace("{tmp}", str(tmp_path)) for a in args)])
+    err = capsys.readouterr().err
+    assert status == 2 and named in err and "Traceback" not in err
+
+
+def test_plot_without_matplotlib_is_reported_before_training(tmp_path, monkeypatch, capsys):
+    """`pip install .` brings no matplotlib: `train --plot` trained, then ended in an ImportError
+    traceback."""
+    from fastcnn import cli, training
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib raises ImportError
+    monkeypatch.setattr(training, "fit", lambda *a, **k: pytest.fail("training started"))
+    status = cli.main(["train", *QUICK, "--plot", str(tmp_path / "plots")])
+    err = capsys.readouterr().err
+    assert status == 2 and "--plot" in err and "matplotlib" in err
+
+
+@pytest.mark.parametrize("option", ["--json", "--plot"])
+def test_bench_outputs_are_checked_before_timing(option, tmp_path, monkeypatch, capsys):
+    from fastcnn import cli
+    from fastcnn.bench import command
+
+    monkeypatch.setattr(command, "run_case", lambda *a, **k: pytest.fail("timing started"))
+    status = cli.main(["bench", "--ops", "relu", option, str(tmp_path / "no-such-folder" / "f")])
+    err = capsys.readouterr().err
+    assert status == 2 and option in err and "no-such-folder" in err

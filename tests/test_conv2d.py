@@ -494,7 +494,8 @@ def test_gemm_input_gradient_row_ranges(core, rng, xs, ws, kw) -> None:
 # Stride-1 layers whose input gradient runs as the transposed forward (cpu/fast/dx_forward.inc):
 # on its direct kernel (ungrouped, or one filter per group), its padded-rows GEMM (grouped) or the
 # image lanes (a thin Winograd layer), with rectangular filters, dilation 2 and 3, and padding
-# from 0 to dil * (R - 1).
+# from 0 to dil * (R - 1). Thin Winograd layers padded past R - 1 stay off the lanes: their
+# transposed forward would need a negative padding, which the lanes read as zero.
 TRANSPOSED_FORWARD_CASES = [
     ((1, 5, 13, 11), (7, 5, 3, 5), {"padding": (0, 4), "dilation": (1, 2)}),
     ((2, 16, 11, 9), (16, 8, 3, 3), {"groups": 2, "padding": 1}),
@@ -506,6 +507,8 @@ TRANSPOSED_FORWARD_CASES = [
     ((1, 9, 11, 12), (10, 9, 3, 3), {"padding": (2, 3), "dilation": 3}),
     ((1, 24, 8, 7), (18, 8, 2, 3), {"groups": 3, "padding": 1}),
     ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": 1}),  # a thin Winograd layer: onto the image lanes
+    ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": (0, 3)}),  # ... padded past R - 1: not the lanes
+    ((16, 8, 8, 8), (8, 8, 3, 3), {"padding": 3}),
 ]
 
 # Strided layers whose input gradient folds its columns on a phase grid (AVX-512; cpu/fast/

@@ -115,6 +115,28 @@ def test_inputs_too_large_to_copy_raise_memory_error():
         _core.nll_loss_forward(np.zeros((1, 2), np.float32), labels, None, -100)
 
 
+def _overcommit_mode() -> str:
+    try:
+        with open("/proc/sys/vm/overcommit_memory") as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown"
+
+
+@pytest.mark.skipif(
+    _overcommit_mode() not in ("0", "2"),
+    reason="needs Linux refusing an allocation past memory (vm.overcommit_memory 0 or 2); "
+    "with 1 the 64 TB output would be handed out and written",
+)
+def test_outputs_too_large_to_allocate_raise_memory_error_naming_the_output():
+    # 4096 filters over 2**32 + 1 padded rows: 2**46 bytes, under the 2**47 refused as no
+    # machine's, but past any machine's memory; the failed allocation said only "std::bad_alloc".
+    x = np.ones((1, 1, 1, 1), np.float32)
+    w = np.ones((4096, 1, 1, 1), np.float32)
+    with pytest.raises(MemoryError, match=r"conv2d_forward output: cannot allocate \d+ bytes"):
+        _core.conv2d_forward(x, w, None, 1, (2**31, 0, 2**31, 0))
+
+
 @pytest.mark.parametrize("n", [2**31, 2**63, -(2**63), 2**100])
 def test_thread_counts_past_int_range_raise_type_error(n):
     # pybind11 refuses an int it cannot convert with TypeError (never OverflowError).

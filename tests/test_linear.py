@@ -145,6 +145,39 @@ def test_converts_dtype_and_layout(rng) -> None:
         np.testing.assert_array_equal(g, wg)
 
 
+def test_float32_arrays_near_the_plain_case_read_the_same(rng) -> None:
+    """_core takes a native C-contiguous aligned float32 ndarray as it is; big-endian, unaligned,
+    strided, read-only and subclassed float32 arrays give the same result as their plain copies."""
+    from fastcnn import _core
+
+    x = rng.standard_normal((3, 13)).astype(np.float32)
+    w = rng.standard_normal((6, 13)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    want = _core.linear_forward(x, w, b)
+    np.testing.assert_allclose(want, ref.linear(x, w, b), rtol=RTOL, atol=ATOL * np.sqrt(13))
+    unaligned = np.frombuffer(b"\0" + x.tobytes(), np.float32, offset=1).reshape(x.shape)
+    assert not unaligned.flags.aligned
+    read_only = x.copy()
+    read_only.flags.writeable = False
+
+    class Sub(np.ndarray):
+        pass
+
+    variants = [
+        x.astype(">f4"),
+        unaligned,
+        np.asfortranarray(x),
+        np.repeat(x, 2, axis=1)[:, ::2],
+        read_only,
+        x.view(Sub),
+    ]
+    for v in variants:
+        got = _core.linear_forward(v, w, b)
+        assert type(got) is np.ndarray
+        np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(_core.linear_forward(x, w.astype(">f4"), b.astype(">f4")), want)
+
+
 def test_zero_size_batch(core) -> None:
     x = np.ones((0, 7), np.float32)
     w = np.ones((5, 7), np.float32)

@@ -140,6 +140,74 @@ def test_default_shapes_and_keys_match_torch():
         assert v.dtype == (np.int64 if tv.dtype == torch.int64 else np.float32), k
 
 
+FACTORY_LAYERS = {
+    "Conv2d": (nn.Conv2d, (3, 4, 3)),
+    "Linear": (nn.Linear, (3, 4)),
+    "BatchNorm2d": (nn.BatchNorm2d, (3,)),
+    "BatchNorm1d": (nn.BatchNorm1d, (3,)),
+}
+
+
+@pytest.mark.parametrize("name", list(FACTORY_LAYERS))
+def test_torch_factory_keywords_are_taken_for_cpu_float32(name):
+    """torch's device= and dtype= were refused with a TypeError, so code written for torch
+    (`nn.Linear(3, 4, device="cpu")`) did not run. What fastcnn has (CPU, float32) is taken, in
+    torch's parameter order; anything else is refused by name."""
+    import inspect
+
+    cls, args = FACTORY_LAYERS[name]
+    ours = list(inspect.signature(cls.__init__).parameters)
+    theirs = list(inspect.signature(getattr(torch.nn, name).__init__).parameters)
+    assert ours[: len(theirs)] == theirs
+    keys = list(cls(*args).state_dict())
+    taken = [
+        {"device": "cpu"},
+        {"device": torch.device("cpu")},
+        {"device": "cpu:0"},
+        {"dtype": torch.float32},
+        {"dtype": np.float32},
+        {"dtype": "float32"},
+        {"device": None, "dtype": None},
+    ]
+    for kw in taken:
+        m = cls(*args, **kw)
+        assert list(m.state_dict()) == keys
+        assert all(v.dtype != np.float64 for v in m.state_dict().values())
+    refused = [
+        ({"device": "cuda"}, "device"),
+        ({"device": torch.device("meta")}, "device"),
+        ({"dtype": torch.float64}, "dtype"),
+        ({"dtype": np.float16}, "dtype"),
+        ({"dtype": "not a dtype"}, "dtype"),
+    ]
+    for kw, named in refused:
+        with pytest.raises(ValueError, match=named):
+            cls(*args, **kw)
+
+
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_without_bias_matches_torch(train, rng, tmp_path):
+    """torch 2.13's BatchNorm2d(..., bias=False): a learned scale without a shift (no "bias" in
+    the state_dict), here also through Sequential's fused batch norm + pooling + ReLU."""
+    net = nn.Sequential(
+        nn.Conv2d(3, 6, 3, padding=1),
+        nn.BatchNorm2d(6, bias=False),
+        nn.MaxPool2d(2),
+        nn.ReLU(),
+        nn.Conv2d(6, 4, 3),
+        nn.BatchNorm2d(4, bias=False),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(4 * 3 * 4, 5),
+    )
+    assert "1.bias" not in net.state_dict() and "1.weight" in net.state_dict()
+    x = rng.standard_normal((3, 3, 11, 13)).astype(np.float32)
+    compare_with_torch(net, x, 5, train=train, rng=rng)
+    fc.save(net, str(tmp_path / "m.npz"))
+    again = fc.load(str(tmp_path / "m.npz"))
+    assert again[1].bias is None and "bias=False" in repr(again[1])
+
+
 def test_initialization_follows_torch_bounds_and_seed():
     fc.manual_seed(3)
     a = nn.Conv2d(4, 6, 3)
@@ -371,6 +439,25 @@ def test_batchnorm_then_max_pool_fused_forward_across_batch_sizes(rng):
         np.testing.assert_allclose(fused.backward(dy), g, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(2, 3, 1, 12), (2, 3, 6, 1), (3, 3, 1, 1)])
+@pytest.mark.parametrize("relu", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_batchnorm_then_max_pool_fused_refuses_planes_the_window_does_not_fit(
+    shape, relu, train, rng
+):
+    """Planes less than 2 high or wide: MaxPool2d(2) alone (and torch) refuse them; the fused
+    forward returned an empty output instead."""
+    x = rng.standard_normal(shape).astype(np.float32)
+    pool = nn.MaxPool2d(2)
+    with pytest.raises(ValueError, match="kernel_size"):
+        pool(x)
+    net = nn.Sequential(nn.BatchNorm2d(3), nn.MaxPool2d(2), *([nn.ReLU()] if relu else []))
+    with pytest.raises(ValueError, match=r"x: the 2x2 windows .* do not fit"):
+        net.train(train)(x)
+    with pytest.raises(ValueError, match=r"x: the 2x2 windows .* do not fit"):
+        fc.functional.batch_norm_max_pool2d(x, np.zeros(3, np.float32), np.ones(3, np.float32))
+
+
 @pytest.mark.parametrize("relu", [True, False])
 def test_eval_fused_forward_leaves_the_pooling_its_indices(relu, rng):
     """An eval-mode BatchNorm2d -> MaxPool2d(2) (-> ReLU) forward skips the argmax indices; the
@@ -443,6 +530,54 @@ def test_sequential_run_order_follows_replaced_children(rng):
     assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU, nn.Flatten]
     del net._modules["2"]
     np.testing.assert_array_equal(net(x), want)
+
+
+def test_sequential_steps_follow_layout_changes_after_a_call(rng):
+    """Sequential keeps the steps it worked out between calls: pooling arguments, return_indices,
+    a replaced forward, a child swapped in place or a folded copy all take effect at the next
+    call, with the results of running the children one by one."""
+    f = fc.functional
+    x = rng.standard_normal((2, 3, 9, 11)).astype(np.float32)
+    bn = nn.BatchNorm2d(3)
+    bn.running_mean[:] = rng.standard_normal(3).astype(np.float32)
+    bn.running_var[:] = rng.uniform(0.5, 2.0, 3).astype(np.float32)
+    net = nn.Sequential(nn.Conv2d(3, 3, 3, padding=1), bn, nn.ReLU(), nn.MaxPool2d(2)).eval()
+
+    def one_by_one(h):
+        for m in net:
+            h = m(h)
+        return h
+
+    np.testing.assert_array_equal(net(x), one_by_one(x))
+    assert len(net._steps.steps) == 2  # the conv, then batch norm + ReLU + pooling in one kernel
+    net[3].kernel_size = 3  # 3x3 windows: no longer the fused batch norm + pooling
+    y = net(x)
+    assert y.shape == (2, 3, 4, 5) and len(net._steps.steps) == 3  # the stride stays 2
+    np.testing.assert_array_equal(y, one_by_one(x))
+    net[3].return_indices = True  # the pooling now returns its indices, and runs before no ReLU
+    y, idx = net(x)
+    want, want_idx = f.max_pool2d(f.relu(bn(net[0](x))), 3, 2, return_indices=True)
+    np.testing.assert_array_equal(y, want)
+    np.testing.assert_array_equal(idx, want_idx)
+    net[3] = nn.AvgPool2d(2)
+    np.testing.assert_array_equal(net(x), f.avg_pool2d(f.relu(bn(net[0](x))), 2))
+    calls = []
+    relu_forward = net[2].forward
+    object.__setattr__(net[2], "forward", lambda h: calls.append(1) or relu_forward(h))
+    nn.module.layout_changed()  # what summary() does after replacing forwards so
+    net(x)
+    assert calls == [1]
+    del net[2].__dict__["forward"]
+    nn.module.layout_changed()
+    net[3] = nn.MaxPool2d(2)
+    want = one_by_one(x)
+    np.testing.assert_array_equal(net(x), want)
+    folded = nn.fuse_conv_bn(net)  # a copy whose batch norm became an Identity
+    assert type(folded[1]) is nn.Identity
+    np.testing.assert_allclose(folded(x), want, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(net(x), want)
+    net.train()
+    np.testing.assert_array_equal(net(x), one_by_one(x))
 
 
 @pytest.mark.parametrize("train", [True, False])

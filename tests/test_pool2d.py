@@ -41,6 +41,7 @@ MAX_CASES = [
     ((2, 5, 17, 33), {"kernel_size": 2}),
     ((1, 64, 56, 56), {"kernel_size": 3, "stride": 2, "padding": 1}),  # ResNet stem
     ((2, 16, 28, 28), {"kernel_size": 2, "stride": 2}),  # LeNet/VGG block
+    ((1, 6, 14, 15), {"kernel_size": 2}),  # 7x7 outputs: two rows a vector, an odd last row
     # ceil_mode keeps a window longer than the padded input when it overhangs by < stride
     (
         (1, 2, 16, 8),

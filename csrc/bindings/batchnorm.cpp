@@ -201,6 +201,13 @@ void register_batchnorm(py::module_& m, CpuVariant v) {
           rm = const_cast<float*>(rm_eval.data());
           rv = const_cast<float*>(rv_eval.data());
         }
+        // As max_pool2d (and torch) refuse a window that does not fit: not an empty output.
+        if (x.shape(2) < 2 || x.shape(3) < 2)
+          throw py::value_error(
+              "x: the 2x2 windows of the max pooling (kernel_size 2, stride 2) do not fit its "
+              "height and width (" + std::to_string(x.shape(2)) + ", " +
+              std::to_string(x.shape(3)) + "); expected both at least 2, got shape " +
+              shape_string(x));
         const PooledShape ps{x.shape(2), x.shape(3), x.shape(2) / 2, x.shape(3) / 2};
         F32 y = new_f32({s.N, s.C, ps.P, ps.Q}, "batchnorm2d_max_pool2d_forward output");
         std::optional<I64> indices;

@@ -96,3 +96,24 @@ def named_as_called(call: Callable[[], T], names: dict[str, str]) -> T:
         if message == str(e):
             raise
         raise type(e)(message) from None
+
+
+def check_device_dtype(device: object, dtype: object) -> None:
+    """torch's factory keywords on the layers that hold parameters: accepted where they ask for
+    what fastcnn has (CPU memory, float32), so code written for torch runs unchanged; anything
+    else is refused by name rather than silently ignored."""
+    if device is not None and str(device).split(":")[0] != "cpu":
+        raise ValueError(
+            f"device: fastcnn's parameters are NumPy arrays in CPU memory; expected None or "
+            f"'cpu', got {device!r}"
+        )
+    if dtype is None or str(dtype) == "torch.float32":
+        return
+    try:
+        ok = np.dtype(dtype) == np.float32
+    except TypeError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"dtype: fastcnn computes in float32; expected None or float32, got {dtype!r}"
+        )

@@ -12,6 +12,7 @@ import numpy as np
 import fastcnn
 from fastcnn import models
 from fastcnn._atomic import write_atomically
+from fastcnn._output_paths import check_file_writable, check_folder_writable, check_matplotlib
 
 # --- data ----------------------------------------------------------------------------------------
 DATASETS = ("fashion-mnist-subset", "fashion-mnist", "mnist")
@@ -97,11 +98,23 @@ def _make_loader(x, y, args, epoch_seed: int):
     )
 
 
+def _check_train_outputs(args) -> None:
+    """Fails before training, not after it, on an output that could not be written."""
+    if args.save:
+        check_file_writable(args.save, "--save")
+    if args.history:
+        check_file_writable(args.history, "--history")
+    if args.plot:
+        check_matplotlib("--plot")
+        check_folder_writable(args.plot, "--plot")
+
+
 def cmd_train(args) -> int:
     from fastcnn import io
     from fastcnn.nn import CrossEntropyLoss
     from fastcnn.training import evaluate, fit
 
+    _check_train_outputs(args)
     if args.threads:
         fastcnn.set_num_threads(args.threads)
     fastcnn.manual_seed(args.seed)
@@ -359,18 +372,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    status = 0
     try:
-        status = args.func(args)
-        # A pipe is block-buffered (unless PYTHONUNBUFFERED is set): short output such as info's
-        # is first written here, where a reader that went away is handled below, not by the
-        # exit-time flush ("Exception ignored ... BrokenPipeError").
+        status = _run_command(args)
+        # A pipe is block-buffered (unless PYTHONUNBUFFERED is set): output is first written here,
+        # on success and after an error alike, where a reader that went away is handled below,
+        # not by the exit-time flush ("Exception ignored ... BrokenPipeError").
         sys.stdout.flush()
         return status
-    except BrokenPipeError:  # (an OSError, so before the clause below)
+    except BrokenPipeError:
         # The reader went away (`fastcnn info | head`): stop quietly, and keep Python's exit-time
-        # flush of stdout from raising again.
+        # flush of stdout from raising again. Output was lost: 1, unless an error came first.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        return status or 1
+
+
+def _run_command(args) -> int:
+    """The command's exit status; errors become a message on stderr and status 2 (130: Ctrl-C)."""
+    try:
+        return args.func(args)
+    except BrokenPipeError:  # (an OSError, so before the clause below): main handles it
+        raise
     except (ValueError, TypeError, OSError) as e:
         # OSError: a path that cannot be written (--plot, --save, --history, --json) or read
         print(f"fastcnn {args.command}: error: {e}", file=sys.stderr)

@@ -10,6 +10,7 @@ import numpy as np
 
 import fastcnn
 from fastcnn._atomic import write_atomically
+from fastcnn._output_paths import check_file_writable, check_matplotlib
 from fastcnn.bench.cases import OPS, cases
 from fastcnn.bench.machine import BlasThreads, environment
 from fastcnn.bench.measure import SETTLE_S, run_case
@@ -53,16 +54,16 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 0 or args.repeats < 0 or args.warmup < 0:
         print("fastcnn bench: --threads, --repeats and --warmup must be >= 0", file=sys.stderr)
         return 2
-    if args.plot:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            print(
-                "fastcnn bench: --plot needs matplotlib, which is not installed "
-                "(pip install 'fastcnn[plot]'), or leave out --plot",
-                file=sys.stderr,
-            )
-            return 2
+    try:
+        # checked before the timing, which takes minutes, rather than when writing
+        if args.json:
+            check_file_writable(args.json, "--json")
+        if args.plot:
+            check_matplotlib("--plot")
+            check_file_writable(args.plot, "--plot")
+    except ValueError as e:
+        print(f"fastcnn bench: {e}", file=sys.stderr)
+        return 2
     torch = None
     if args.torch:
         try:

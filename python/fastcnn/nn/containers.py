@@ -10,8 +10,8 @@ from collections.abc import Iterable, Iterator
 
 import numpy as np
 
-from fastcnn.nn.layers import BatchNorm2d, MaxPool2d, ReLU
-from fastcnn.nn.module import Module
+from fastcnn.nn.layers import BatchNorm2d, Identity, MaxPool2d, ReLU
+from fastcnn.nn.module import Module, layout_version
 
 
 class _ModuleSequence(Module):
@@ -102,6 +102,7 @@ class Sequential(_ModuleSequence):
                 raise TypeError(f"Sequential: entry {name!r} is a {type(m).__name__}, not a Module")
             self._modules[name] = m
         self._ran: list[Module] | None = None
+        self._steps: _Steps | None = None
 
     def __iter__(self) -> Iterator[Module]:
         return iter(self._modules.values())
@@ -120,24 +121,45 @@ class Sequential(_ModuleSequence):
                 mods[i], mods[i + 1] = mods[i + 1], mods[i]
         return mods
 
-    def forward(self, x: np.ndarray) -> np.ndarray:
+    def _make_steps(self, children: list[Module]) -> _Steps:
         # A BatchNorm2d followed by a 2x2 stride-2 MaxPool2d (and a ReLU) runs as one kernel, and
         # so does any other MaxPool2d followed by a ReLU.
-        self.__dict__["_ran"] = mods = self._run_order()
+        mods = self._run_order()
+        steps = []
         i, n = 0, len(mods)
         while i < n:
             m = mods[i]
             if type(m) is BatchNorm2d and i + 1 < n and _fusable(m, mods[i + 1]):
                 relu = mods[i + 2] if i + 2 < n and _fusable_relu(mods[i + 2]) else None
-                x = m.forward_max_pool(x, mods[i + 1], relu)
+                steps.append((m, _BN_POOL, (mods[i + 1], relu)))
                 i += 2 if relu is None else 3
-                continue
-            if type(m) is MaxPool2d and i + 1 < n and _pool_then_relu(m, mods[i + 1]):
-                x = m.forward_then_relu(x, mods[i + 1])
+            elif type(m) is MaxPool2d and i + 1 < n and _pool_then_relu(m, mods[i + 1]):
+                steps.append((m, _POOL_RELU, (mods[i + 1],)))
                 i += 2
-                continue
-            x = m(x)
-            i += 1
+            elif type(m) is Identity and "forward" not in m.__dict__:
+                i += 1  # (what fuse_conv_bn leaves in a folded batch norm's place)
+            else:
+                steps.append((m, None, ()))
+                i += 1
+        plan = _Steps(children, layout_version(), mods, steps)
+        self.__dict__["_steps"] = plan
+        return plan
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        # The steps are worked out again only when a child or a module's layout attributes
+        # changed (at batch 1 working them out cost ~4 us of a ~100 us forward).
+        children = list(self._modules.values())
+        plan = self._steps
+        if plan is None or plan.version != layout_version() or plan.children != children:
+            plan = self._make_steps(children)
+        self.__dict__["_ran"] = plan.order
+        for m, fused, args in plan.steps:
+            if fused is None:
+                x = m(x)
+            elif fused is _BN_POOL:
+                x = m.forward_max_pool(x, *args)
+            else:
+                x = m.forward_then_relu(x, *args)
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
@@ -174,6 +196,25 @@ class Sequential(_ModuleSequence):
             dy = mods[i].backward(dy, input_grad=i > low or input_grad)
             i -= 1
         return dy if input_grad else None
+
+
+_BN_POOL = "batch norm, max pooling (, ReLU)"
+_POOL_RELU = "max pooling, ReLU"
+
+
+class _Steps:
+    """How a Sequential runs its children (`children`, as they were when worked out): `order` is
+    the order they run in (what backward reverses), `steps` the calls, (module, fused, extra
+    arguments) with fused None for a plain call. Valid while layout_version() is `version`.
+    A copy of the Sequential works its steps out anew (they name the original's children)."""
+
+    __slots__ = ("children", "version", "order", "steps")
+
+    def __init__(self, children: list, version: int, order: list, steps: list) -> None:
+        self.children, self.version, self.order, self.steps = children, version, order, steps
+
+    def __deepcopy__(self, memo: dict) -> None:
+        return None
 
 
 class ModuleList(_ModuleSequence):

@@ -12,7 +12,7 @@ import numpy as np
 
 from fastcnn import _core, _padding_modes
 from fastcnn import functional as F
-from fastcnn._args import as_int, nonnegative_pair, positive_pair
+from fastcnn._args import as_int, check_device_dtype, nonnegative_pair, positive_pair
 from fastcnn._random import default_generator
 from fastcnn.nn.init import default_weight_and_bias
 from fastcnn.nn.module import Module
@@ -51,10 +51,13 @@ class Conv2d(Module):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
+        device=None,
+        dtype=None,
         *,
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
+        check_device_dtype(device, dtype)
         self.padding_mode = _padding_modes.check_mode(padding_mode)
         self.in_channels = as_int(in_channels, "in_channels")
         self.out_channels = as_int(out_channels, "out_channels")
@@ -178,10 +181,13 @@ class Linear(Module):
         in_features: int,
         out_features: int,
         bias: bool = True,
+        device=None,
+        dtype=None,
         *,
         rng: np.random.Generator | None = None,
     ) -> None:
         super().__init__()
+        check_device_dtype(device, dtype)
         self.in_features = as_int(in_features, "in_features")
         self.out_features = as_int(out_features, "out_features")
         if self.in_features < 1 or self.out_features < 1:
@@ -515,8 +521,13 @@ class _BatchNorm(Module):
         momentum: float | None = 0.1,
         affine: bool = True,
         track_running_stats: bool = True,
+        device=None,
+        dtype=None,
+        *,
+        bias: bool = True,
     ) -> None:
         super().__init__()
+        check_device_dtype(device, dtype)
         self.num_features = as_int(num_features, "num_features")
         if self.num_features < 1:
             raise ValueError(f"num_features: expected >= 1, got {num_features}")
@@ -526,7 +537,8 @@ class _BatchNorm(Module):
         self.track_running_stats = bool(track_running_stats)
         c = self.num_features
         self.weight = Parameter(np.ones(c, np.float32)) if affine else None
-        self.bias = Parameter(np.zeros(c, np.float32)) if affine else None
+        # bias=False (torch's too): a learned scale without a shift
+        self.bias = Parameter(np.zeros(c, np.float32)) if affine and bias else None
         if track_running_stats:
             self.register_buffer("running_mean", np.zeros(c, np.float32))
             self.register_buffer("running_var", np.ones(c, np.float32))
@@ -620,6 +632,7 @@ class _BatchNorm(Module):
             momentum=self.momentum,
             affine=self.affine,
             track_running_stats=self.track_running_stats,
+            **({} if not self.affine or self.bias is not None else {"bias": False}),
         )
 
 

@@ -46,7 +46,7 @@ class CrossEntropyLoss(Module):
 
     def _forward(self, logits: np.ndarray, labels: np.ndarray) -> float | np.ndarray:
         logits, labels, single = F._xent_batch(logits, labels)
-        self._single = single
+        self.__dict__["_single"] = single  # see Module: saved state skips Module.__setattr__
         if _xent_options.fused_applies(self.weight, self.ignore_index, self.reduction):
             fused = _xent_options.fused_or_none(
                 lambda: F.cross_entropy_with_probabilities(

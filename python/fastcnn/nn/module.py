@@ -18,6 +18,22 @@ from fastcnn.parameter import Parameter
 
 _PLAIN_TYPES = frozenset((np.ndarray, tuple, list, type(None)))
 
+# Counts the attribute assignments and deletions on any module that may change how a container
+# runs its children (a layer's arguments, return_indices, a forward replaced on the instance, a
+# child set as an attribute); what layers save for backward does not count. nn.Sequential keeps
+# the steps it worked out for its children while this count and its children stay the same.
+_layout_changes = [0]
+
+
+def layout_changed() -> None:
+    """Marks that some module's attributes changed in a way Module.__setattr__ did not see (e.g.
+    an object.__setattr__ on a module): containers work out their steps again."""
+    _layout_changes[0] += 1
+
+
+def layout_version() -> int:
+    return _layout_changes[0]
+
 
 class IncompatibleKeys(NamedTuple):
     """What load_state_dict returns: the keys the module has and the state_dict lacks, and the
@@ -58,6 +74,7 @@ class Module:
         parameters = d.get("_parameters")
         if parameters is None:
             raise AttributeError("call Module.__init__() before assigning attributes")
+        _layout_changes[0] += 1
         if isinstance(value, Parameter):
             self._unregister(name)
             parameters[name] = value
@@ -90,6 +107,7 @@ class Module:
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     def __delattr__(self, name: str) -> None:
+        _layout_changes[0] += 1
         d = self.__dict__
         for table in ("_parameters", "_buffers", "_modules"):
             if name in d.get(table, ()):

@@ -8,7 +8,7 @@ import numpy as np
 def layer_summary(model, input_shape: tuple[int, ...], print_fn=print) -> list:
     """Runs one eval-mode forward on random data (running statistics are untouched in eval mode)
     and records what each leaf module returns."""
-    from fastcnn.nn.module import Module
+    from fastcnn.nn.module import Module, layout_changed
 
     rows: list[tuple[str, str, tuple, int]] = []
     originals: list[tuple[Module, object]] = []
@@ -28,6 +28,7 @@ def layer_summary(model, input_shape: tuple[int, ...], print_fn=print) -> list:
     for name, module in model.named_modules():
         if not module._modules:
             wrap(name or type(module).__name__, module)
+    layout_changed()  # the wrapped layers run alone, not fused with their neighbours
     was_training = model.training
     model.eval()
     try:
@@ -35,6 +36,7 @@ def layer_summary(model, input_shape: tuple[int, ...], print_fn=print) -> list:
     finally:
         for module, _ in originals:
             del module.__dict__["forward"]
+        layout_changed()
         model.train(was_training)
 
     total = sum(r[3] for r in rows)
