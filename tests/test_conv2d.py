@@ -730,6 +730,17 @@ def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((3, 8, 7, 15), (8, 8, 4, 2), 1, (1, 0, 2, 1)),  # dx as the transposed forward
         ((1, 16, 9, 11), (16, 8, 3, 3), 2, (0, 2, 1, 0)),
         ((1, 8, 7, 9), (8, 8, 2, 3), 1, (0, 1, 2, 1)),  # bottom padding past the filter span
+        # 3x3 depthwise, top and left padding 1 but not bottom and right: the AVX-512 plane
+        # kernels took P = H and Q = W, wrote rows of W into y's rows of Q (past the last plane:
+        # 'double free or corruption'), and the flat weight gradient read dy as rows of W.
+        ((2, 21, 24, 31), (21, 1, 3, 3), 21, (1, 1, 2, 0)),
+        ((1, 3, 9, 17), (6, 1, 3, 3), 3, (1, 1, 0, 2)),
+        ((2, 4, 16, 16), (4, 1, 3, 3), 4, (1, 1, 1, 0)),
+        ((1, 2, 5, 20), (2, 1, 3, 3), 2, (1, 1, 0, 1)),
+        ((2, 3, 9, 22), (6, 1, 3, 3), 3, (0, 1, 3, 2)),  # dw was 1e34 (read past dy's rows)
+        # ... and with dy rows below x's last row and the top padding: read past x's plane
+        ((2, 3, 20, 33), (6, 1, 3, 3), 3, (1, 1, 4, 1)),
+        ((3, 2, 12, 17), (2, 1, 3, 3), 2, (0, 1, 3, 1)),
     ],
 )
 def test_asymmetric_padding_matches_oracle(core, rng, xs, ws, groups, pad) -> None:

@@ -138,10 +138,14 @@ std::vector<int64_t> shape_arg(py::handle obj, const char* name, const char* lay
   return v;
 }
 
-// Scratch for one kernel call, allocated with the GIL held so a failure raises MemoryError;
-// lowers `threads` to what the kernel will use.
-Scratch workspace(const Conv2dOps& ops, const Conv2dShape& s, int& threads) {
-  return new_scratch(ops.workspace_floats(s, threads));
+// Scratch for one kernel call of `pass`, allocated with the GIL held so a failure raises
+// MemoryError; *ws describes it, with the kernel threads lowered to what the pass will use.
+Scratch workspace(const Conv2dOps& ops, const Conv2dShape& s, Conv2dPass pass, Workspace* ws) {
+  int threads = kernel_threads();
+  const int64_t floats = ops.workspace_floats(s, pass, threads);
+  Scratch scratch = new_scratch(floats);
+  *ws = Workspace{scratch.get(), threads, floats};
+  return scratch;
 }
 
 }  // namespace
@@ -167,8 +171,8 @@ void register_conv2d(py::module_& m, CpuVariant v) {
                            type_name(weight_cache));
     WeightCache* cache = weight_cache.is_none() ? nullptr : weight_cache.cast<WeightCache*>();
     const int64_t packed_floats = cache ? ops.packed_weight_floats(s) : 0;
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace ws;
+    const Scratch scratch = workspace(ops, s, {Conv2dPass::forward}, &ws);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
@@ -182,7 +186,7 @@ void register_conv2d(py::module_& m, CpuVariant v) {
         packed = cache->packed(hold, key, wp, w.size(), packed_floats,
                                [&](float* out) { ops.pack_weight(s, wp, out); });
       }
-      ops.forward(s, xp, wp, packed, bp, yp, Workspace{scratch.get(), threads});
+      ops.forward(s, xp, wp, packed, bp, yp, ws);
     }
     return y;
   }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(), py::arg("stride") = 1,
@@ -203,13 +207,13 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     const Conv2dShape s = conv_shape(xs, shape_of(w), p, "x_shape", "weight");
     require_shape(dy, output_shape(s), "dy");
     F32 dx = new_f32(xs, "conv2d_backward_input output");
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace ws;
+    const Scratch scratch = workspace(ops, s, {Conv2dPass::backward_input}, &ws);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
     {
       py::gil_scoped_release nogil;
-      ops.backward_input(s, dyp, wp, dxp, Workspace{scratch.get(), threads});
+      ops.backward_input(s, dyp, wp, dxp, ws);
     }
     return dx;
   }, py::arg("dy"), py::arg("weight"), py::arg("x_shape"), py::arg("stride") = 1,
@@ -231,12 +235,13 @@ void register_conv2d(py::module_& m, CpuVariant v) {
     float *dwp, *dbp;
     py::object dw_obj = optional_f32(need_weight, ws, "conv2d_backward_weight output", &dwp);
     py::object db_obj = optional_f32(need_bias, {s.K}, "conv2d_backward_weight bias output", &dbp);
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace scratch_ws;
+    const Scratch scratch = workspace(
+        ops, s, {Conv2dPass::backward_weight, dwp != nullptr, dbp != nullptr}, &scratch_ws);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {
       py::gil_scoped_release nogil;
-      ops.backward_weight(s, dyp, xp, dwp, dbp, Workspace{scratch.get(), threads});
+      ops.backward_weight(s, dyp, xp, dwp, dbp, scratch_ws);
     }
     return py::make_tuple(dw_obj, db_obj);
   }, py::arg("dy"), py::arg("x"), py::arg("weight_shape"), py::arg("stride") = 1,

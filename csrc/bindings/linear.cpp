@@ -32,8 +32,12 @@ std::vector<int64_t> with_last(const py::array& a, int64_t last) {
   return shape;
 }
 
-Scratch workspace(const LinearOps& ops, const LinearShape& s, int& threads) {
-  return new_scratch(ops.workspace_floats(s, threads));
+Scratch workspace(const LinearOps& ops, const LinearShape& s, Workspace* ws) {
+  int threads = kernel_threads();
+  const int64_t floats = ops.workspace_floats(s, threads);
+  Scratch scratch = new_scratch(floats);
+  *ws = Workspace{scratch.get(), threads, floats};
+  return scratch;
 }
 
 }  // namespace
@@ -55,13 +59,13 @@ void register_linear(py::module_& m, CpuVariant v) {
                             shape_string(x));
     if (has_bias) require_shape(*b, {s.K}, "bias");
     F32 y = new_f32(with_last(x, s.K), "linear_forward output");
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace scratch_ws;
+    const Scratch scratch = workspace(ops, s, &scratch_ws);
     const float *xp = x.data(), *wp = w.data(), *bp = has_bias ? b->data() : nullptr;
     float* yp = y.mutable_data();
     {
       py::gil_scoped_release nogil;  // only raw pointers and ints in here
-      ops.forward(s, xp, wp, bp, yp, Workspace{scratch.get(), threads});
+      ops.forward(s, xp, wp, bp, yp, scratch_ws);
     }
     return y;
   }, py::arg("input"), py::arg("weight"), py::arg("bias") = py::none(),
@@ -78,13 +82,13 @@ void register_linear(py::module_& m, CpuVariant v) {
                             " (weight has shape " + shape_string(w) + "), got shape " +
                             shape_string(dy));
     F32 dx = new_f32(with_last(dy, s.C), "linear_backward_input output");
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace scratch_ws;
+    const Scratch scratch = workspace(ops, s, &scratch_ws);
     const float *dyp = dy.data(), *wp = w.data();
     float* dxp = dx.mutable_data();
     {
       py::gil_scoped_release nogil;
-      ops.backward_input(s, dyp, wp, dxp, Workspace{scratch.get(), threads});
+      ops.backward_input(s, dyp, wp, dxp, scratch_ws);
     }
     return dx;
   }, py::arg("dy"), py::arg("weight"), "dx = dy @ weight, the gradient of linear w.r.t. x.");
@@ -105,12 +109,12 @@ void register_linear(py::module_& m, CpuVariant v) {
     float *dwp, *dbp;
     py::object dw_obj = optional_f32(need_weight, {s.K, s.C}, "linear_backward_weight output", &dwp);
     py::object db_obj = optional_f32(need_bias, {s.K}, "linear_backward_weight bias output", &dbp);
-    int threads = kernel_threads();
-    Scratch scratch = workspace(ops, s, threads);
+    Workspace scratch_ws;
+    const Scratch scratch = workspace(ops, s, &scratch_ws);
     const float *dyp = dy.data(), *xp = x.data();
     if (dwp || dbp) {
       py::gil_scoped_release nogil;
-      ops.backward_weight(s, dyp, xp, dwp, dbp, Workspace{scratch.get(), threads});
+      ops.backward_weight(s, dyp, xp, dwp, dbp, scratch_ws);
     }
     return py::make_tuple(dw_obj, db_obj);
   }, py::arg("dy"), py::arg("x"), py::arg("need_weight") = true, py::arg("need_bias") = true,

@@ -10,10 +10,17 @@
 
 namespace fastcnn {
 
+// The pass a workspace is for. The weight gradient's kernel also depends on which of dw and db it
+// computes (backward_weight: dw and db are not null).
+struct Conv2dPass {
+  enum Kind : uint8_t { forward, backward_input, backward_weight } kind;
+  bool dw = true, db = true;
+};
+
 #define FASTCNN_CONV2D_DECLARATIONS                                                            \
   /* Lowers `threads` to what the kernels below can use for this shape and returns the floats \
-     of scratch they need with that many threads (ref: 0). */                                  \
-  int64_t conv2d_workspace_floats(const Conv2dShape& s, int& threads);                         \
+     of scratch that `pass` needs with that many threads (ref: 0). */                          \
+  int64_t conv2d_workspace_floats(const Conv2dShape& s, Conv2dPass pass, int& threads);        \
   /* Floats of the packed form of w that conv2d_forward takes for this shape (0: none, as in   \
      ref). The packed form depends on w's values and on s only through its weight shape, groups, \
      stride and dilation, so it can be kept and reused while those stay the same. */           \
@@ -33,7 +40,7 @@ namespace avx512 { FASTCNN_CONV2D_DECLARATIONS }
 #undef FASTCNN_CONV2D_DECLARATIONS
 
 struct Conv2dOps {
-  int64_t (*workspace_floats)(const Conv2dShape&, int&);
+  int64_t (*workspace_floats)(const Conv2dShape&, Conv2dPass, int&);
   int64_t (*packed_weight_floats)(const Conv2dShape&);
   void (*pack_weight)(const Conv2dShape&, const float*, float*);
   void (*forward)(const Conv2dShape&, const float*, const float*, const float*, const float*,

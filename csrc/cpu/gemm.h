@@ -4,20 +4,44 @@
 // Letters here are GEMM letters: m rows of C, n columns of C, k the reduction depth.
 #pragma once
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
 namespace fastcnn {
 
-// Per-call scratch that a binding allocates for a fast kernel: `threads` equal regions, the size
+// Per-call scratch that a binding allocates for a fast kernel: `floats` floats at `data`, the size
 // the family's *_workspace_floats(shape, threads) asked for. Kernels use at most `threads` threads.
 struct Workspace {
   float* data;
   int threads;
+  int64_t floats;
 };
 
 // p rounded up to its 64-byte boundary, where kernels start their workspace regions (the
 // *_workspace_floats sizes leave room for the step).
 inline float* align64(float* p) {
   return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);
+}
+
+// Throws std::logic_error unless [p, p + floats) lies in ws. Kernels check the regions they carve
+// before their threads write them, so a workspace sized for another kernel is an error, never a
+// write past the block.
+inline void require_room(const Workspace& ws, const float* p, int64_t floats, const char* kernel) {
+  if (floats > 0 && (p < ws.data || floats > ws.data + ws.floats - p))
+    throw std::logic_error(std::string(kernel) + ": needs " + std::to_string(floats) +
+                           " floats of workspace at offset " + std::to_string(p - ws.data) +
+                           ", but " + std::to_string(ws.floats) + " were allocated");
+}
+
+// Checks the regions of threads [0, nt) that a kernel carves `stride` floats apart from `first`,
+// of which each uses `need`: they must not overlap, and the last must lie in ws.
+inline void require_slots(const Workspace& ws, const float* first, int64_t stride, int64_t need,
+                          int nt, const char* kernel) {
+  if (need > stride)
+    throw std::logic_error(std::string(kernel) + ": a thread's scratch needs " +
+                           std::to_string(need) + " floats, but the layout gives it " +
+                           std::to_string(stride));
+  require_room(ws, first + (nt > 1 ? nt - 1 : 0) * stride, need, kernel);
 }
 
 // Packs lines [line0, line0 + lines) and depth [k0, k0 + depth) of an operand (A: lines are rows;

@@ -19,7 +19,7 @@ bool inside(const Conv2dShape& s, int64_t h, int64_t w) {
 
 }  // namespace
 
-int64_t conv2d_workspace_floats(const Conv2dShape&, int& threads) {
+int64_t conv2d_workspace_floats(const Conv2dShape&, Conv2dPass, int& threads) {
   threads = 1;
   return 0;
 }
