@@ -706,8 +706,9 @@ def test_eval_max_pool2d_relu_forward_keeps_the_bits_of_the_composition(core, rn
     negative, zero, tiny and huge scales, a -0.0 bias and non-finite running statistics."""
     x = rng.integers(-3, 4, shape).astype(np.float32) * np.float32(0.5)
     flat = x.reshape(-1)
-    specials = np.array([np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3e-39, -3e-39],
-                        np.float32)
+    specials = np.array(
+        [np.nan, -np.nan, 0.0, -0.0, np.inf, -np.inf, 1e-45, -1e-45, 3e-39, -3e-39], np.float32
+    )
     at = rng.choice(flat.size, flat.size // 3, replace=False)
     flat[at] = rng.choice(specials, at.size)
     w = np.array([1.0, -1.0, 0.0, 1e-30, 1e30, 2.0, 0.5, 3.0, 1.0, 1.0, 1.0, 1.0], np.float32)
