@@ -504,10 +504,10 @@ def test_sequential_max_pool_then_relu_in_one_pass(train, rng):
         dy = rng.standard_normal(y.shape).astype(np.float32)
         dx = net.backward(dy)
         h = x
-        for m in net._ran:  # the same modules, called one at a time
+        for m in net._steps.order:  # the same modules, called one at a time
             h = m(h)
         g = dy
-        for m in reversed(net._ran):
+        for m in reversed(net._steps.order):
             g = m.backward(g)
         np.testing.assert_array_equal(y.view(np.uint32), h.view(np.uint32))
         np.testing.assert_array_equal(dx, g)
@@ -520,14 +520,14 @@ def test_sequential_run_order_follows_replaced_children(rng):
     x = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
     want = fc.functional.max_pool2d(fc.functional.relu(x), 2)
     np.testing.assert_array_equal(net(x), want)
-    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU]
+    assert [type(m) for m in net._steps.order] == [nn.MaxPool2d, nn.ReLU]
     net._modules["1"] = nn.AvgPool2d(2)
     np.testing.assert_array_equal(net(x), fc.functional.avg_pool2d(fc.functional.relu(x), 2))
-    assert [type(m) for m in net._ran] == [nn.ReLU, nn.AvgPool2d]
+    assert [type(m) for m in net._steps.order] == [nn.ReLU, nn.AvgPool2d]
     setattr(net, "1", nn.MaxPool2d(2))
     net.append(nn.Flatten())
     np.testing.assert_array_equal(net(x), want.reshape(1, -1))
-    assert [type(m) for m in net._ran] == [nn.MaxPool2d, nn.ReLU, nn.Flatten]
+    assert [type(m) for m in net._steps.order] == [nn.MaxPool2d, nn.ReLU, nn.Flatten]
     del net._modules["2"]
     np.testing.assert_array_equal(net(x), want)
 

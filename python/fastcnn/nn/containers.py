@@ -101,7 +101,6 @@ class Sequential(_ModuleSequence):
             if not isinstance(m, Module):
                 raise TypeError(f"Sequential: entry {name!r} is a {type(m).__name__}, not a Module")
             self._modules[name] = m
-        self._ran: list[Module] | None = None
         self._steps: _Steps | None = None
 
     def __iter__(self) -> Iterator[Module]:
@@ -152,7 +151,6 @@ class Sequential(_ModuleSequence):
         plan = self._steps
         if plan is None or plan.version != layout_version() or plan.children != children:
             plan = self._make_steps(children)
-        self.__dict__["_ran"] = plan.order
         for m, fused, args in plan.steps:
             if fused is None:
                 x = m(x)
@@ -163,9 +161,10 @@ class Sequential(_ModuleSequence):
         return x
 
     def backward(self, dy: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
-        # The order forward ran in, reversed (children may have been replaced since). A
-        # BatchNorm2d followed by a MaxPool2d (and a ReLU) runs one fused backward for them.
-        mods = self._ran if self._ran is not None else self._run_order()
+        # The order the last forward ran in (its steps), reversed: children may have been
+        # replaced since. A BatchNorm2d followed by a MaxPool2d (and a ReLU) runs one fused
+        # backward for them.
+        mods = self._steps.order if self._steps is not None else self._run_order()
         if len({id(m) for m in mods}) != len(mods):
             raise ValueError(
                 "Sequential.backward: a module appears more than once; it keeps only its last "
@@ -204,8 +203,9 @@ _POOL_RELU = "max pooling, ReLU"
 
 class _Steps:
     """How a Sequential runs its children (`children`, as they were when worked out): `order` is
-    the order they run in (what backward reverses), `steps` the calls, (module, fused, extra
-    arguments) with fused None for a plain call. Valid while layout_version() is `version`.
+    the order they run in, `steps` the calls, (module, fused, extra arguments) with fused None for
+    a plain call. Valid while layout_version() is `version`. They are those of the last forward,
+    so backward reverses `order`.
     A copy of the Sequential works its steps out anew (they name the original's children)."""
 
     __slots__ = ("children", "version", "order", "steps")

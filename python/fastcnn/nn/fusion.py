@@ -85,7 +85,7 @@ def _fuse_children(module: Module) -> int:
                 module._modules[second] = Identity()
                 folded += 1
         if folded:
-            module._ran = None  # the order its last forward ran in names the old children
+            module._steps = None  # the order its last forward ran in names the old children
     for child in module._modules.values():
         folded += _fuse_children(child)
     return folded
