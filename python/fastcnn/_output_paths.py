@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 
+from fastcnn.viz import INSTALL_HINT
+
 
 def _nearest_existing(path: str) -> str:
     while not os.path.exists(path):
@@ -50,6 +52,6 @@ def check_matplotlib(option: str) -> None:
         import matplotlib  # noqa: F401
     except ImportError:
         raise ValueError(
-            f"{option} needs matplotlib, which is not installed: pip install 'fastcnn[plot]' "
+            f"{option} needs matplotlib, which is not installed: {INSTALL_HINT} "
             f"(or leave out {option})"
         ) from None

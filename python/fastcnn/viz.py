@@ -28,6 +28,8 @@ __all__ = [
 ]
 
 _DPI = 100
+# How to get matplotlib, in every message about its absence (here and in the command line's checks).
+INSTALL_HINT = 'pip install "fastcnn[plot]"'
 
 
 def _new_figure(width: float, height: float):
@@ -37,7 +39,7 @@ def _new_figure(width: float, height: float):
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError(
-            'fastcnn.viz needs matplotlib to draw; install it with: pip install "fastcnn[plot]"'
+            f"fastcnn.viz needs matplotlib to draw; install it with: {INSTALL_HINT}"
         ) from e
     fig = Figure(figsize=(width, height), dpi=_DPI)
     FigureCanvasAgg(fig)
