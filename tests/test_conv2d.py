@@ -950,6 +950,15 @@ GRID_DIRECT_CASES = [
     # the workspace sized for it (taking the tiles, they wrote past it)
     ((16, 3, 16, 10), (6, 1, 4, 5), {"groups": 3, "stride": 3, "padding": (0, 4), "dilation": 2}),
     ((9, 4, 8, 8), (12, 1, 3, 3), {"groups": 4, "stride": 2, "padding": 1}),
+    # Strided planes past the GEMM's grid limit (padded_rows: 97 channels of 4 phase planes of
+    # 10 x 19 are 73,720 floats), ungrouped dilated layers (tap columns on AVX-512, a grid of
+    # 5 x 12 on AVX2), a dilated layer whose grid does not pay but tap columns do (AVX-512), and
+    # groups of up to 4096 taps and just past them (65 and 90 channels of 7x7).
+    ((3, 97, 17, 35), (11, 97, 3, 3), {"stride": 2, "padding": 1}),
+    ((3, 37, 5, 8), (13, 37, 3, 3), {"dilation": 2, "padding": 2}),
+    ((3, 11, 6, 6), (9, 11, 7, 7), {"dilation": 2, "padding": 6}),
+    ((2, 130, 6, 23), (10, 65, 7, 7), {"groups": 2, "stride": 2, "padding": 3}),
+    ((1, 90, 8, 9), (5, 90, 7, 7), {"stride": 2, "padding": 3}),
 ]
 
 
