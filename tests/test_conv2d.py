@@ -230,6 +230,11 @@ WINOGRAD_CASES = [
     ((1, 20, 40, 37), (12, 20, 3, 3), {"padding": (0, 2)}),
     # filters past two whole B panels of the weight gradient's point GEMMs, and a partial one
     ((3, 9, 12, 9), (70, 9, 3, 3), {"padding": 1}),
+    # input gradients of at most 16 channels with 8 or more filters to each take the GEMM and
+    # col2im instead (winograd_input_gradient_applies): at the boundary and one filter short of it
+    ((3, 9, 7, 7), (72, 9, 3, 3), {"padding": 1}),
+    ((2, 16, 9, 11), (127, 16, 3, 3), {"padding": 1}),
+    ((2, 16, 9, 11), (128, 16, 3, 3), {"padding": 1}),
 ]
 
 
