@@ -964,6 +964,11 @@ GRID_DIRECT_CASES = [
     ((3, 11, 6, 6), (9, 11, 7, 7), {"dilation": 2, "padding": 6}),
     ((2, 130, 6, 23), (10, 65, 7, 7), {"groups": 2, "stride": 2, "padding": 3}),
     ((1, 90, 8, 9), (5, 90, 7, 7), {"stride": 2, "padding": 3}),
+    # Ungrouped weight gradients of more than 800 taps and at most 16 filters on the tiles (a
+    # Winograd layer's too), and of 17 filters, which stay on the grid GEMM
+    ((3, 97, 9, 11), (16, 97, 3, 3), {"dilation": 2, "padding": 2}),
+    ((2, 97, 9, 11), (17, 97, 3, 3), {"dilation": 2, "padding": 2}),
+    ((2, 96, 15, 13), (8, 96, 3, 3), {"padding": 1}),
 ]
 
 
@@ -980,8 +985,9 @@ def test_grid_direct_layers(core, rng, xs, ws, kw) -> None:
     _case_params(GRID_DIRECT_CASES, [f"{x}-{w}-{kw}" for x, w, kw in GRID_DIRECT_CASES]),
 )
 def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> None:
-    """Their forward splits only images and output columns, and their grouped weight gradient
-    only (filter, tap) blocks, so y and dw have the same bits on 1, 2 and 3 threads."""
+    """Their forward splits only images and output columns, and their grouped (or few-filter)
+    weight gradient only (filter, tap) blocks, so y and dw have the same bits on 1, 2 and 3
+    threads."""
     x, w, b = _inputs(rng, xs, ws)
     y = F.conv2d(x, w, b, **kw)
     dy = rng.standard_normal(y.shape).astype(np.float32)
@@ -995,9 +1001,10 @@ def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> No
     finally:
         fastcnn.set_num_threads(before)
     grouped = kw.get("groups", 1) > 1
+    few_filters = ws[0] <= 16 and ws[1] * ws[2] * ws[3] > 800  # grid_direct_wgrad, ungrouped
     for got in runs[1:]:
         np.testing.assert_array_equal(got[0], runs[0][0])
-        if grouped:
+        if grouped or few_filters:
             np.testing.assert_array_equal(got[1], runs[0][1])
 
 
