@@ -969,6 +969,13 @@ GRID_DIRECT_CASES = [
     ((3, 97, 9, 11), (16, 97, 3, 3), {"dilation": 2, "padding": 2}),
     ((2, 97, 9, 11), (17, 97, 3, 3), {"dilation": 2, "padding": 2}),
     ((2, 96, 15, 13), (8, 96, 3, 3), {"padding": 1}),
+    # Ungrouped forwards of at most 64 filters (grid_direct_fwd's few filters): stride 1, 65
+    # filters (the GEMM), a dilated grid 2.7 times the output (tap columns past their plane limit
+    # on AVX-512), and 4097-8192 taps
+    ((3, 19, 21, 17), (64, 19, 5, 5), {"padding": 2}),
+    ((2, 19, 21, 17), (65, 19, 5, 5), {"padding": 2}),
+    ((3, 97, 7, 7), (13, 97, 7, 7), {"dilation": 2, "padding": 6}),
+    ((2, 167, 9, 10), (11, 167, 7, 7), {"padding": 3}),
 ]
 
 
