@@ -638,6 +638,50 @@ def test_depthwise_3x3_same_size(core, rng, xs, mult) -> None:
         fastcnn.set_num_threads(before)
 
 
+# (H, W) of the planes of test_depthwise_3x3_weight_gradient_plane_sizes
+PLANE_SIZES = [
+    (1, 1),
+    (2, 3),
+    (3, 7),
+    (2, 8),
+    (4, 9),
+    (3, 15),
+    (2, 16),
+    (5, 17),
+    (2, 31),
+    (3, 32),
+    (2, 33),
+]
+
+
+@pytest.mark.parametrize(
+    ("hw", "pad"),
+    # padding 0 only where the 3x3 filter fits the plane
+    [(hw, pad) for hw in PLANE_SIZES for pad in (0, 1, 2) if pad > 0 or min(hw) >= 3],
+)
+def test_depthwise_3x3_weight_gradient_plane_sizes(core, rng, hw, pad) -> None:
+    """The 3x3 depthwise weight gradient (AVX-512: flat planes from one vector wide at padding 1,
+    row-reuse sweeps otherwise) on planes from 1x1 to widths around the vector widths 8 and 16,
+    padding 0, 1 and 2: dw and db against the oracle on 1 and 2 threads, and the same bits on a
+    second call."""
+    H, W = hw
+    xs, ws, kw = (3, 5, H, W), (5, 1, 3, 3), {"groups": 5, "padding": pad}
+    x, _, _, args, dy, (want_y, _, want_dw, want_db) = _oracle_case(rng, xs, ws, kw)
+    N, K, P, Q = want_y.shape
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            dw, db = core.conv2d_backward_weight(dy, x, ws, *args)
+            _close(dw, want_dw, N * P * Q)
+            _close(db, want_db, N * P * Q)
+            again_dw, again_db = core.conv2d_backward_weight(dy, x, ws, *args)
+            np.testing.assert_array_equal(again_dw, dw)
+            np.testing.assert_array_equal(again_db, db)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
     [
