@@ -230,6 +230,36 @@ def test_few_row_forward_is_the_same_at_any_thread_count(rng) -> None:
         np.testing.assert_array_equal(y, outs[0])
 
 
+@pytest.mark.parametrize("c", [1, 3, 17, 3137])
+@pytest.mark.parametrize("k", [1, 5, 129])
+def test_one_row_matches_oracle_and_the_batched_rows(core, rng, c, k) -> None:
+    # One and two rows take dot products, more rows the GEMM: each row alone, the first two
+    # together and all three in one batch must match the oracle, and one another within rounding
+    # (each path may sum in its own order).
+    x, w, b = _inputs(rng, (3, c), k)
+    want = ref.linear(x, w, b)
+    batched = core.linear_forward(x, w, b)
+    pair = core.linear_forward(x[:2], w, b)
+    for i in range(3):
+        alone = core.linear_forward(x[i : i + 1], w, b)
+        _close(alone[0], want[i], c)
+        _close(alone[0], batched[i], c)
+        if i < 2:
+            _close(pair[i], alone[0], c)
+
+
+def test_one_row_sees_a_weight_changed_in_place(rng) -> None:
+    # Nothing derived from w may outlive a call: a weight changed in place between two batch-1
+    # calls gives the new result, bit for bit what a fresh copy of it gives.
+    x, w, b = _inputs(rng, (1, 3137), 129)
+    F.linear(x, w, b)
+    w[-1, -1] += 0.5
+    w[0, :] *= -1.0
+    got = F.linear(x, w, b)
+    np.testing.assert_array_equal(got, F.linear(x, w.copy(), b))
+    _close(got, ref.linear(x, w, b), 3137)
+
+
 def test_wide_backward_is_the_same_at_any_thread_count(rng) -> None:
     # Wide products run as column ranges of at most 8 B panels, however many threads share
     # them; a range does not change any element's summation order, so the gradients are bitwise
