@@ -343,6 +343,101 @@ def test_winograd_near_float_max_stays_finite(core, rng, xs, ws, kw, where) -> N
         np.testing.assert_allclose(got / scale, want / scale, rtol=RTOL, atol=ATOL * length**0.5)
 
 
+# The forward of 7-wide stride-2 first layers as Winograd F(4,4) and F(4,3) along the output rows
+# (AVX-512 and AVX2: ungrouped, C*R*7 <= 160, output rows a multiple of 4 wide, filters in whole
+# register blocks of 8 (AVX-512) or 4 (AVX2); cpu/fast/row_winograd.inc): 4-wide rows (one tile),
+# odd and even input sizes, padding 0 to 3 and asymmetric, filter heights 1, 2, 3 and 7, one to
+# three channels, batches, rows in several bands (28 tiles a row), 12 filters (whole AVX2 blocks,
+# not AVX-512's), and neighbours it does not take (grouped, rows of 15, stride 1).
+ROW_WINOGRAD_CASES = [
+    ((1, 3, 64, 63), (64, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 3, 37, 37), (16, 3, 7, 7), {"stride": 2}),
+    ((3, 1, 13, 14), (8, 1, 7, 7), {"stride": 2, "padding": (2, 0)}),
+    ((1, 2, 40, 19), (24, 2, 3, 7), {"stride": 2, "padding": 1}),
+    ((2, 3, 9, 32), (16, 3, 1, 7), {"stride": 2, "padding": (0, 3)}),
+    ((1, 3, 11, 22), (8, 3, 2, 7), {"stride": 2, "padding": (1, 0)}),
+    ((1, 3, 80, 224), (16, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((2, 3, 23, 33), (12, 3, 7, 7), {"stride": 2, "padding": 2}),
+    ((1, 3, 23, 33), (10, 3, 7, 7), {"stride": 2, "padding": 1}),
+    ((1, 4, 37, 37), (8, 2, 7, 7), {"stride": 2, "groups": 2}),
+    ((1, 3, 30, 31), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
+    ((1, 3, 20, 22), (8, 3, 7, 7), {"padding": 3}),
+]
+ROW_WINOGRAD_PARAMS = _case_params(
+    ROW_WINOGRAD_CASES, [f"{x}-{w}-{kw}" for x, w, kw in ROW_WINOGRAD_CASES]
+)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), ROW_WINOGRAD_PARAMS)
+def test_row_winograd_forward_matches_oracle(core, rng, xs, ws, kw) -> None:
+    x, w, b = _inputs(rng, xs, ws)
+    args = _core_args(ws, kw)
+    want = ref.conv2d(x, w, b, **kw)
+    crs = ws[1] * ws[2] * ws[3]
+    _close(core.conv2d_forward(x, w, b, *args), want, crs)
+    _close(core.conv2d_forward(x, w, None, *args), want - b.reshape(1, -1, 1, 1), crs)
+
+
+@pytest.mark.parametrize(
+    ("xs", "pad"), [((2, 3, 29, 32), (3, 2, 0, 3)), ((1, 2, 16, 19), (0, 3, 2, 0))]
+)
+def test_row_winograd_asymmetric_padding_matches_oracle(core, rng, xs, pad) -> None:
+    """(top, left, bottom, right) padding through _core: 16 and 8 outputs a row."""
+    top, left, bottom, right = pad
+    ws = (8, xs[1], 7, 7)
+    x, w, b = _inputs(rng, xs, ws)
+    want = ref.conv2d(np.pad(x, ((0, 0), (0, 0), (top, bottom), (left, right))), w, b, stride=2)
+    assert want.shape[3] % 4 == 0
+    _close(core.conv2d_forward(x, w, b, (2, 2), pad, (1, 1), 1), want, xs[1] * 49)
+
+
+def test_row_winograd_error_within_a_few_eps_of_each_sum(core, rng) -> None:
+    """Each output stays within 32 float32 epsilons of its own sum of |terms| (the transforms
+    spread a tile's rounding over its 4 outputs; 3-4 eps at worst on random draws)."""
+    x, w, b = _inputs(rng, (2, 3, 45, 63), (16, 3, 7, 7))
+    got = core.conv2d_forward(x, w, None, (2, 2), (3, 3, 3, 3), (1, 1), 1)
+    want = ref.conv2d(x, w, stride=2, padding=3)
+    scale = ref.conv2d(np.abs(x), np.abs(w), stride=2, padding=3)
+    eps = np.finfo(np.float32).eps
+    assert np.all(np.abs(got - want) <= 32 * eps * scale), np.max(np.abs(got - want) / scale) / eps
+
+
+@pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # the oracle's Inf - Inf
+@pytest.mark.parametrize("kind", ["inf", "big"])
+def test_row_winograd_redone_where_an_output_is_not_finite(core, rng, kind) -> None:
+    """An Inf in x (the transforms would make NaN of Inf - Inf beside it) gives the oracle's NaN
+    and +-Inf, and entries of +-3e38 (the others ~1e-3), whose transforms overflow, finite
+    outputs: such calls are redone on the direct kernel."""
+    x, w, b = _inputs(rng, (1, 3, 29, 31), (16, 3, 7, 7))  # 15 x 16 outputs
+    if kind == "inf":
+        x.flat[rng.choice(x.size, 4, replace=False)] = [np.inf, -np.inf, np.inf, -np.inf]
+    else:
+        x, w, b = (a * np.float32(1e-3) for a in (x, w, b))
+        x[0, 1, 10:14, 7:20] = np.where(x[0, 1, 10:14, 7:20] < 0, -3e38, 3e38).astype(np.float32)
+    got = core.conv2d_forward(x, w, b, (2, 2), (3, 3, 3, 3), (1, 1), 1)
+    want = ref.conv2d(x, w, b, stride=2, padding=3)
+    _same_nonfinite(got, want, "forward")
+    if kind == "big":
+        assert np.isfinite(got).all()
+        _close(got / 3e35, want / 3e35, 147)
+
+
+def test_row_winograd_same_bits_on_any_thread_count(rng) -> None:
+    """Every output is one task's fixed-order sums: 1, 2 and 3 threads and a repeated call give
+    the same bits."""
+    x, w, b = _inputs(rng, (2, 3, 64, 96), (32, 3, 7, 7))
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2, 3, 2):
+            fastcnn.set_num_threads(n)
+            results.append(F.conv2d(x, w, b, stride=2, padding=3))
+    finally:
+        fastcnn.set_num_threads(before)
+    for other in results[1:]:
+        np.testing.assert_array_equal(other, results[0])
+
+
 @pytest.mark.parametrize(("xs", "ws", "kw"), PARAMS)
 def test_functional_matches_torch(rng, xs, ws, kw) -> None:
     torch = pytest.importorskip("torch")
@@ -639,6 +734,50 @@ def test_depthwise_3x3_same_size(core, rng, xs, mult) -> None:
             fastcnn.set_num_threads(threads)
             _close(core.conv2d_forward(x, w, b, *args), want_y, 9)
             _close(core.conv2d_backward_input(dy, w, xs, *args), want_dx, 9 * mult)
+    finally:
+        fastcnn.set_num_threads(before)
+
+
+# (H, W) of the planes of test_depthwise_3x3_weight_gradient_plane_sizes
+PLANE_SIZES = [
+    (1, 1),
+    (2, 3),
+    (3, 7),
+    (2, 8),
+    (4, 9),
+    (3, 15),
+    (2, 16),
+    (5, 17),
+    (2, 31),
+    (3, 32),
+    (2, 33),
+]
+
+
+@pytest.mark.parametrize(
+    ("hw", "pad"),
+    # padding 0 only where the 3x3 filter fits the plane
+    [(hw, pad) for hw in PLANE_SIZES for pad in (0, 1, 2) if pad > 0 or min(hw) >= 3],
+)
+def test_depthwise_3x3_weight_gradient_plane_sizes(core, rng, hw, pad) -> None:
+    """The 3x3 depthwise weight gradient (AVX-512: flat planes from one vector wide at padding 1,
+    row-reuse sweeps otherwise) on planes from 1x1 to widths around the vector widths 8 and 16,
+    padding 0, 1 and 2: dw and db against the oracle on 1 and 2 threads, and the same bits on a
+    second call."""
+    H, W = hw
+    xs, ws, kw = (3, 5, H, W), (5, 1, 3, 3), {"groups": 5, "padding": pad}
+    x, _, _, args, dy, (want_y, _, want_dw, want_db) = _oracle_case(rng, xs, ws, kw)
+    N, K, P, Q = want_y.shape
+    before = fastcnn.get_num_threads()
+    try:
+        for threads in (1, 2):
+            fastcnn.set_num_threads(threads)
+            dw, db = core.conv2d_backward_weight(dy, x, ws, *args)
+            _close(dw, want_dw, N * P * Q)
+            _close(db, want_db, N * P * Q)
+            again_dw, again_db = core.conv2d_backward_weight(dy, x, ws, *args)
+            np.testing.assert_array_equal(again_dw, dw)
+            np.testing.assert_array_equal(again_db, db)
     finally:
         fastcnn.set_num_threads(before)
 

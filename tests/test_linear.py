@@ -230,6 +230,68 @@ def test_few_row_forward_is_the_same_at_any_thread_count(rng) -> None:
         np.testing.assert_array_equal(y, outs[0])
 
 
+@pytest.mark.parametrize("c", [1, 3, 17, 3137])
+@pytest.mark.parametrize("k", [1, 5, 129])
+def test_one_row_matches_oracle_and_the_batched_rows(core, rng, c, k) -> None:
+    # One and two rows take dot products, more rows the GEMM: each row alone, the first two
+    # together and all three in one batch must match the oracle, and one another within rounding
+    # (each path may sum in its own order).
+    x, w, b = _inputs(rng, (3, c), k)
+    want = ref.linear(x, w, b)
+    batched = core.linear_forward(x, w, b)
+    pair = core.linear_forward(x[:2], w, b)
+    for i in range(3):
+        alone = core.linear_forward(x[i : i + 1], w, b)
+        _close(alone[0], want[i], c)
+        _close(alone[0], batched[i], c)
+        if i < 2:
+            _close(pair[i], alone[0], c)
+
+
+def _placed(a: np.ndarray, skew: int) -> np.ndarray:
+    """A copy of a that starts `skew` floats past a 64-byte boundary."""
+    buf = np.empty(a.size + 32, np.float32)
+    start = (-buf.ctypes.data % 64) // 4 + skew
+    out = buf[start : start + a.size].reshape(a.shape)
+    out[...] = a
+    return out
+
+
+@pytest.mark.parametrize(("c", "k"), [(16, 8), (48, 9), (3136, 129)])
+def test_one_row_is_the_same_at_any_alignment(core, rng, c, k) -> None:
+    # Rows of w that share a misalignment are read a whole cache line at a time (AVX-512), each
+    # element still added to the partial sum it has from aligned rows: the same bits at every
+    # placement of w and x, signed zeros, Inf and NaN included.
+    x, w, b = _inputs(rng, (2, c), k)
+    x[0, :3] = [-0.0, np.inf, 1e-30]
+    w[1, :3] = [-0.0, 2.0, -1e-30]
+    w[2, 1] = np.nan
+    w[3] = -0.0
+    want = core.linear_forward(_placed(x, 0), _placed(w, 0), b)
+    with np.errstate(invalid="ignore"):  # the NaN weight
+        oracle = ref.linear(x[1:], w, b)[0]
+    finite = np.isfinite(oracle)
+    assert finite.sum() == k - 1
+    _close(want[1][finite], oracle[finite], c)
+    for skew in range(1, 16):
+        got = core.linear_forward(_placed(x, (3 * skew) % 16), _placed(w, skew), b)
+        np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+        got_one = core.linear_forward(_placed(x[:1], skew), _placed(w, skew), b)
+        np.testing.assert_array_equal(got_one.view(np.uint32), want[:1].view(np.uint32))
+
+
+def test_one_row_sees_a_weight_changed_in_place(rng) -> None:
+    # Nothing derived from w may outlive a call: a weight changed in place between two batch-1
+    # calls gives the new result, bit for bit what a fresh copy of it gives.
+    x, w, b = _inputs(rng, (1, 3137), 129)
+    F.linear(x, w, b)
+    w[-1, -1] += 0.5
+    w[0, :] *= -1.0
+    got = F.linear(x, w, b)
+    np.testing.assert_array_equal(got, F.linear(x, w.copy(), b))
+    _close(got, ref.linear(x, w, b), 3137)
+
+
 def test_wide_backward_is_the_same_at_any_thread_count(rng) -> None:
     # Wide products run as column ranges of at most 8 B panels, however many threads share
     # them; a range does not change any element's summation order, so the gradients are bitwise

@@ -103,3 +103,22 @@ def test_grad_in_another_layout_is_copied_contiguous(rng):
     same = p.grad
     p.grad += 1.0  # in place, as backward passes add: the array is kept
     assert p.grad is same
+
+
+def _starts_a_cache_line(a: np.ndarray) -> bool:
+    return a.ctypes.data % 64 == 0
+
+
+@pytest.mark.parametrize("shape", [(1,), (7,), (3, 5), (128, 3136), (32, 1, 3, 3)])
+def test_arrays_a_parameter_allocates_start_a_cache_line(rng, shape):
+    """Kernels read weights in whole vectors; one starting mid-line straddles two cache lines."""
+    p = nn.Parameter(rng.standard_normal(shape))
+    assert _starts_a_cache_line(p.data) and _starts_a_cache_line(p.grad)
+    assert p.data.dtype == np.float32 and p.data.flags.c_contiguous and p.data.flags.writeable
+    p.grad = None
+    assert _starts_a_cache_line(p.grad) and p.grad.shape == shape
+    p.data = rng.standard_normal((2, 9))  # float64: copied, with a new gradient for the new shape
+    assert _starts_a_cache_line(p.grad)
+    for layer in (nn.Linear(3136, 128), nn.Conv2d(3, 5, 3), nn.BatchNorm2d(7)):
+        for param in layer.parameters():
+            assert _starts_a_cache_line(param.data) and _starts_a_cache_line(param.grad)

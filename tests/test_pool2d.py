@@ -167,6 +167,9 @@ ADAPTIVE_CASES = [
     ((1, 2, 5, 5), (7, 7)),  # larger than the input: windows overlap and repeat
     ((2, 4, 7, 7), 7),
     ((2, 8, 40, 41), 1),  # long global-pooling sums
+    ((3, 4, 17, 19), 1),  # partial sums: four-vector steps, one vector, a masked tail
+    ((2, 5, 56, 57), 2),  # window rows of 28-29 floats: a vector and a tail each
+    ((1, 3, 9, 70), (1, 3)),  # window rows of 23-24 floats, windows sharing a column
     ((1, 16, 14, 14), (7, 7)),  # VGG's adaptive pool
     ((2, 3, 10, 10), 3),  # windows that overlap by one input
     ((2, 2, 28, 28), 7),

@@ -40,6 +40,9 @@ CASES = [
     ((2, 3, 5, 70), 1),
     ((2, 3, 5, 70), -1),
     ((1, 10, 1, 1), 1),
+    ((130, 29), 1),  # short rows, turned on their side in blocks of 64 rows (two and a part)
+    ((64, 63), -1),
+    ((65, 1), 1),
 ]
 
 
@@ -105,6 +108,7 @@ def test_nan_spreads_over_its_row_like_torch(core, rng):
 def test_same_result_for_any_thread_count(core, rng):
     x = _logits(rng, (256, 300))
     x4 = _logits(rng, (32, 30, 90))
+    short = _logits(rng, (3000, 17))
     labels = rng.integers(0, 300, 256)
     before = fastcnn.get_num_threads()
     try:
@@ -112,7 +116,14 @@ def test_same_result_for_any_thread_count(core, rng):
         for n in (1, 3):
             fastcnn.set_num_threads(n)
             loss, probs = core.softmax_xent_forward(x, labels, 0.1)
-            results.append((np.float64(loss), probs, core.softmax_forward(x4, 1)))
+            results.append(
+                (
+                    np.float64(loss),
+                    probs,
+                    core.softmax_forward(x4, 1),
+                    core.softmax_forward(short, 1),
+                )
+            )
     finally:
         fastcnn.set_num_threads(before)
     for a, b in zip(*results):

@@ -16,6 +16,9 @@ void set_kernel_threads(int n);
 // size their team on entry, so their serial work before the first parallel section (packing, a
 // zero fill) overlaps the helpers' wake-up.
 int threads_for(double work);
+// Threads for a memory-bound pass over n floats (a few operations an element: ReLU, a batch norm's
+// affine map, a gradient mask): two from ~75k elements, where a helper's share repays its wake-up.
+int streaming_threads(int64_t n);
 // Announces a parallel section on `threads` threads that the caller will start within about a
 // millisecond: sleeping pool helpers wake now and watch for it instead of waking when it starts
 // (20-50 us later on an idle machine, far more on a busy one), and watching ones watch on. A
