@@ -1,11 +1,13 @@
-"""Developer benchmark of the kernels: the `fastcnn bench` table plus what a result must be read with.
+"""Developer benchmark of the kernels: the `fastcnn bench` table plus what a result must be read
+with.
 
-    python benchmarks/bench_kernels.py --op conv2d --threads 2 [--variant all] [--torch] [--json PATH]
+    python benchmarks/bench_kernels.py --op conv2d --threads 2 [--variant all] [--torch]
+                                       [--json PATH]
 
-Prints the git commit, date, CPU model, CPU variant and NumPy's BLAS, then the table of fastcnn.bench
-(every result checked against the NumPy baseline before it is timed). `--variant NAME|all` runs the
-table under one or every compiled CPU variant, each in a fresh process, because the variant is picked
-once, at import, from FASTCNN_CPU_VARIANT.
+Prints the git commit, date, CPU model, CPU variant and NumPy's BLAS, then the table of
+fastcnn.bench (every result checked against the NumPy baseline before it is timed).
+`--variant NAME|all` runs the table under one or every compiled CPU variant, each in a fresh
+process, because the variant is picked once, at import, from FASTCNN_CPU_VARIANT.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def git_commit() -> str:
-    """The checkout's commit, with '+dirty' when tracked files differ from it; 'unknown' outside git."""
+    """The checkout's commit, '+dirty' when tracked files differ from it; 'unknown' outside git."""
     try:
         head = subprocess.run(
             ["git", "-C", str(REPO), "rev-parse", "--short=12", "HEAD"],

@@ -1,7 +1,8 @@
-"""End-to-end speed of the DESIGN.md Fashion-MNIST net (fastcnn.models.fmnist_bn) against PyTorch and NumPy.
+"""End-to-end speed of the DESIGN.md Fashion-MNIST net (fastcnn.models.fmnist_bn) against PyTorch
+and NumPy.
 
-    python benchmarks/bench_train.py [--threads 2] [--repeats 30] [--warmup 5] [--no-rss] [--json PATH]
-                                     [--fuse] [--libs fastcnn,torch,...]
+    python benchmarks/bench_train.py [--threads 2] [--repeats 30] [--warmup 5] [--no-rss]
+                                     [--json PATH] [--fuse] [--libs fastcnn,torch,...]
 
 One training step is forward + softmax cross-entropy + backward + SGD (momentum 0.9) update, in
 training mode (batch statistics). Rows, for each library (fastcnn, torch NCHW, torch channels_last,
@@ -11,16 +12,16 @@ NumPy from fastcnn.numpy_ops):
   inference_mode). With --fuse, inference runs on the model with each batch norm folded into the
   convolution before it: fastcnn.nn.fuse_conv_bn for fastcnn, torch.ao.quantization.fuse_modules
   (eval mode: fuse_conv_bn_eval) for torch; NumPy is unchanged.
-Before timing, one step of each library starts from the same weights and batch as torch and must give
-the same loss, gradients and updated weights (float32 summed in another order: rtol 1e-3 plus 1e-4 of
-the largest element). Every library runs with the same thread count (NumPy's BLAS included; NumPy's
-elementwise code is single-threaded, as users get it).
+Before timing, one step of each library starts from the same weights and batch as torch and must
+give the same loss, gradients and updated weights (float32 summed in another order: rtol 1e-3 plus
+1e-4 of the largest element). Every library runs with the same thread count (NumPy's BLAS included;
+NumPy's elementwise code is single-threaded, as users get it).
 
-Peak RSS: each library trains (batch 128, the warm-up plus repeats steps) in a fresh child process that
-imports only what it needs; the row gives the child's VmHWM (peak resident set of the whole process:
-interpreter, NumPy, the library and its buffers; ru_maxrss is not used because a child started by
-fork + exec inherits the parent's peak) and, in brackets, that peak minus the RSS measured after import
-and model construction, i.e. what training itself added.
+Peak RSS: each library trains (batch 128, the warm-up plus repeats steps) in a fresh child process
+that imports only what it needs; the row gives the child's VmHWM (peak resident set of the whole
+process: interpreter, NumPy, the library and its buffers; ru_maxrss is not used because a child
+started by fork + exec inherits the parent's peak) and, in brackets, that peak minus the RSS
+measured after import and model construction, i.e. what training itself added.
 """
 
 from __future__ import annotations

@@ -7,9 +7,9 @@ The default mode runs forward and backward of every kernel family on small array
 raise; --net trains the DESIGN.md Fashion-MNIST network (fastcnn.models.fmnist_bn) at batch 8 with
 SGD momentum, and also tracks Python-side allocations with tracemalloc.
 
-Each mode runs --steps iterations and reports the process's resident set size (RSS) after a warm-up and at the end.
-A leak of even one small array per step shows up as megabytes; the run fails when RSS grows by more
-than --limit-mb.
+Each mode runs --steps iterations and reports the process's resident set size (RSS) after a
+warm-up and at the end. A leak of even one small array per step shows up as megabytes; the run
+fails when RSS grows by more than --limit-mb.
 """
 
 from __future__ import annotations

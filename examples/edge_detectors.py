@@ -65,7 +65,7 @@ def _synthetic_images(count: int) -> tuple[np.ndarray, list[str]]:
 
 
 def load_images(count: int, data: str | None) -> tuple[np.ndarray, list[str]]:
-    """Up to `count` test images in [0, 1] (N, 28, 28) float32, one per class, and their captions."""
+    """Up to `count` test images in [0, 1], (N, 28, 28) float32, one a class, and their captions."""
     try:
         from fastcnn import datasets
     except ImportError:

@@ -1,4 +1,4 @@
-"""Shared fixtures: a fresh, reproducible random generator per test and the compiled CPU variants."""
+"""Shared fixtures: a fresh, reproducible random generator a test, and the compiled CPU variants."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Batch normalization: every compiled variant against the float64 oracle, functional against PyTorch.
+"""Batch normalization: each compiled variant against the float64 oracle, functional against torch.
 
 Layout key: x is (N, C), (N, C, L) or (N, C, H, W), normalized per channel (dim 1); per-channel
 vectors (weight, bias, running stats, save_mean, save_invstd) are (C,).

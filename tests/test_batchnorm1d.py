@@ -125,7 +125,8 @@ def test_bad_input(rng):
     bn = nn.BatchNorm1d(3)
     with pytest.raises(
         ValueError,
-        match=r"input: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), got shape \(2, 3, 4, 4\)",
+        match=r"input: expected a 2-D or 3-D array \(N, C\) or \(N, C, L\), "
+        r"got shape \(2, 3, 4, 4\)",
     ):
         bn(np.zeros((2, 3, 4, 4), np.float32))
     with pytest.raises(

@@ -35,7 +35,7 @@ def _close(actual, expected) -> None:
     np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL)
 
 
-# --- NumPy baselines against the oracle ------------------------------------------------------------
+# --- NumPy baselines against the oracle -----------------------------------------------------------
 
 # (x shape, w shape, kwargs): batch 1, odd sizes, stride, padding 2, dilation, groups, depthwise,
 # 1x1, and the 7x7 stride-2 stem.
@@ -138,7 +138,7 @@ def test_numpy_ops_leave_inputs_unchanged(rng) -> None:
         np.testing.assert_array_equal(a, s)
 
 
-# --- the bench -------------------------------------------------------------------------------------
+# --- the bench ------------------------------------------------------------------------------------
 
 
 def _run(argv: list[str]) -> int:

@@ -163,7 +163,10 @@ def test_nan_reaches_the_same_gradients_as_in_pytorch(rng):
     dyp = _nan(rng, (2, 3, 3, 3), 4)
     xl, wl = _nan(rng, (3, 5), 2), rng.standard_normal((4, 5)).astype(np.float32)
     logits, labels = _nan(rng, (4, 5), 3), np.array([0, 1, 2, 3])
-    conv = lambda a, b: TF.conv2d(a, b, padding=1)
+
+    def conv(a, b):
+        return TF.conv2d(a, b, padding=1)
+
     cases = [
         (
             "conv2d, x NaN",

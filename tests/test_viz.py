@@ -1,4 +1,4 @@
-"""fastcnn.viz (confusion matrix, PNG plots, feature maps, save_all) and examples/edge_detectors.py."""
+"""fastcnn.viz (confusion matrix, PNG plots, feature maps, save_all), examples/edge_detectors.py."""
 
 from __future__ import annotations
 

@@ -273,7 +273,8 @@ def max_pool2d_forward(
     need_indices: bool = ...,
     relu: bool = ...,
 ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64] | None]:
-    """(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and their int64 flat h * W + w positions (None unless need_indices)."""
+    """(y, indices): window maxima of x (N, C, H, W) (relu: passed through relu_forward) and their
+    int64 flat h * W + w positions (None unless need_indices)."""
 
 def nll_loss_backward(
     grad: npt.ArrayLike | None,

@@ -114,7 +114,7 @@ class RandomCrop:
 
 
 class RandomHorizontalFlip:
-    """Mirrors each image left-right with probability p, drawn per image: (N, C, H, W), same dtype."""
+    """Flips each image left-right with probability p, drawn per image: (N, C, H, W), same dtype."""
 
     def __init__(self, p: float = 0.5) -> None:
         if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0.0 <= p <= 1.0:

@@ -1,4 +1,5 @@
-"""MNIST and Fashion-MNIST from their idx files, and a small Fashion-MNIST subset shipped with fastcnn.
+"""MNIST and Fashion-MNIST from their idx files, and a small Fashion-MNIST subset shipped with
+fastcnn.
 
 Loaders return `(images, labels)`: uint8 (N, 28, 28) and int64 (N,). `to_nchw_float` in
 `fastcnn.data` turns the images into the float32 (N, 1, 28, 28) batches the layers take.

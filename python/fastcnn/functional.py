@@ -1,9 +1,9 @@
 """NumPy in, NumPy out: one thin function per op, named and called like torch.nn.functional.
 
-Each `op` has `op_backward(dy, <op's inputs>, <op's arguments>)` returning the gradient of each array
-input, in order. Arrays may be any real dtype and layout: they are converted once to C-contiguous
-float32 (a float32 C-contiguous array is used as is). Caller arrays are never modified, except the
-running statistics that `batch_norm` updates in place, as PyTorch does.
+Each `op` has `op_backward(dy, <op's inputs>, <op's arguments>)` returning the gradient of each
+array input, in order. Arrays may be any real dtype and layout: they are converted once to
+C-contiguous float32 (a float32 C-contiguous array is used as is). Caller arrays are never modified,
+except the running statistics that `batch_norm` updates in place, as PyTorch does.
 
 NaN and Inf are data, never errors: a NaN reaches exactly the outputs and gradients it reaches in
 PyTorch (a NaN in a max-pooling window wins it; relu(NaN) is NaN; a NaN logit makes its row's
@@ -236,8 +236,8 @@ def adaptive_avg_pool2d(
     """Averages of input (N, C, H, W) over PyTorch's adaptive windows -> (N, C, P, Q).
 
     Output cell i along an axis of input length L and output length P averages the inputs
-    floor(i * L / P) .. ceil((i + 1) * L / P) - 1; output_size=1 is global average pooling, and P may
-    exceed L (windows then repeat inputs).
+    floor(i * L / P) .. ceil((i + 1) * L / P) - 1; output_size=1 is global average pooling, and P
+    may exceed L (windows then repeat inputs).
     """
     input, single = _as_batch(input)
     y = _core.adaptive_avg_pool2d_forward(input, _adaptive_size(output_size))
@@ -348,7 +348,8 @@ def conv2d(
 ) -> np.ndarray:
     """2-D convolution: input (N, C, H, W), weight (K, C/groups, R, S), bias (K,) -> (N, K, P, Q).
 
-    padding is an int, a pair (ph, pw), "valid" (none) or "same" (output size = input size; stride 1).
+    padding is an int, a pair (ph, pw), "valid" (none) or "same" (output size = input size, stride
+    1).
     """
     st = positive_pair(stride, "stride")
     dil = positive_pair(dilation, "dilation")
@@ -488,7 +489,7 @@ def batch_norm_backward(
     save_mean: np.ndarray | None = None,
     save_invstd: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Gradients of batch_norm -> (dx, dweight, dbias); dweight is returned even when weight is None.
+    """Gradients of batch_norm -> (dx, dweight, dbias); dweight is returned even if weight is None.
 
     Training: the batch statistics are recomputed from x unless save_mean and save_invstd (from
     batch_norm_train) are given; dx includes the paths through the batch mean and variance.

@@ -1,5 +1,5 @@
-"""Checkpoints: `.npz` files holding weights, optimizer and scheduler state, epoch, RNG state and the
-architecture as JSON.
+"""Checkpoints: `.npz` files holding weights, optimizer and scheduler state, epoch, RNG state and
+the architecture as JSON.
 
 Written atomically (a temporary file in the same folder, flushed, fsynced, then renamed over the
 target), so a crash never leaves a half-written checkpoint in place of a good one. Read without

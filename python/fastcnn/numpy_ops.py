@@ -28,10 +28,11 @@ def _f32(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.float32)
 
 
-# --- convolution -----------------------------------------------------------------------------------
+# --- convolution ----------------------------------------------------------------------------------
 # Dense and grouped convolutions go through im2col + matmul; depthwise ones (one filter per channel)
 # are a sum over the R*S filter taps of shifted inputs times a per-channel weight, which is what a
-# NumPy user writes for them: their im2col would copy the input R*S times to feed a matmul of width 1.
+# NumPy user writes for them: their im2col would copy the input R*S times to feed a matmul of
+# width 1.
 
 
 def _pad(x: np.ndarray, ph: int, pw: int) -> np.ndarray:
@@ -157,7 +158,7 @@ def conv2d_backward(
 
 
 def _windows(x: np.ndarray, k: int) -> np.ndarray:
-    """(N, C, P, Q, k*k) copy of the k x k windows of x; rows/columns past the last window dropped."""
+    """(N, C, P, Q, k*k) copy of the k x k windows of x; rows/columns past the last one dropped."""
     N, C, H, W = x.shape
     P, Q = H // k, W // k
     xr = x[:, :, : P * k, : Q * k].reshape(N, C, P, k, Q, k).transpose(0, 1, 2, 4, 3, 5)
@@ -205,7 +206,7 @@ def max_pool2d_backward(
     stride: int | None = None,
     indices: np.ndarray | None = None,
 ) -> np.ndarray:
-    """dx: each dy goes to the first maximum of its window (torch's rule); indices from max_pool2d."""
+    """dx: each dy goes to its window's first maximum (torch's rule); indices from max_pool2d."""
     k = _check_pool(kernel_size, stride)
     x, dy = _f32(x), _f32(dy)
     if indices is None:
@@ -234,7 +235,7 @@ def avg_pool2d_backward(
     return _unwindow(share, np.shape(x), k)
 
 
-# --- activations -----------------------------------------------------------------------------------
+# --- activations ----------------------------------------------------------------------------------
 
 
 def relu(x: np.ndarray) -> np.ndarray:
@@ -271,7 +272,7 @@ def tanh_backward(dy: np.ndarray, x: np.ndarray | None, *, y: np.ndarray | None 
     return _f32(dy) * (np.float32(1) - y * y)
 
 
-# --- linear ----------------------------------------------------------------------------------------
+# --- linear ---------------------------------------------------------------------------------------
 
 
 def linear(x: np.ndarray, w: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
@@ -332,7 +333,7 @@ def batch_norm(
 def batch_norm_backward(
     dy: np.ndarray, x: np.ndarray, weight: np.ndarray, eps: float = 1e-5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Return (dx, dweight, dbias) of training-mode batch_norm, batch statistics recomputed from x."""
+    """(dx, dweight, dbias) of training-mode batch_norm, batch statistics recomputed from x."""
     dy, x = _f32(dy), _f32(x)
     C = x.shape[1]
     axes = (0, 2, 3)

@@ -44,7 +44,7 @@ class IncompatibleKeys(NamedTuple):
 
 
 class Module:
-    """Base class: holds parameters, buffers and child modules, registered by attribute assignment."""
+    """Base class: holds parameters, buffers and child modules, registered by assigning them."""
 
     def __init__(self) -> None:
         object.__setattr__(self, "_parameters", OrderedDict())
