@@ -40,9 +40,12 @@ CASES = [
     ((2, 3, 5, 70), 1),
     ((2, 3, 5, 70), -1),
     ((1, 10, 1, 1), 1),
-    ((130, 29), 1),  # short rows, turned on their side in blocks of 64 rows (two and a part)
+    ((130, 29), 1),  # short rows, reduced across blocks of 16 (or 8) rows: a partial block last
     ((64, 63), -1),
     ((65, 1), 1),
+    ((3, 64), 1),  # the shortest row reduced along itself: whole vectors, no partial one
+    ((9, 77), 1),  # four whole vectors and a partial one
+    ((2, 5, 3, 1), 2),  # strided rows of one position
 ]
 
 
@@ -96,6 +99,22 @@ def test_huge_logits_stay_finite(core, rng, shape, dim):
     assert loss == pytest.approx(oracle.cross_entropy(x, labels, 0.1), rel=RTOL)
 
 
+@pytest.mark.parametrize("shape", [(37, 10), (5, 100), (3, 12, 21)])
+def test_small_log_probabilities_keep_their_digits(core, rng, shape):
+    """Where one logit dominates, log_softmax's top output and the loss are -log(1 + tiny): the
+    sum of exponentials must keep the tiny part (relative, not absolute, agreement)."""
+    x = _logits(rng, shape, scale=1.0)
+    top = np.argmax(x, axis=1)
+    gap = rng.uniform(5.0, 20.0, top.shape).astype(np.float32)  # sums from 1 + 1e-8 to ~1.06
+    np.put_along_axis(x, top[:, None], np.max(x, axis=1, keepdims=True) + gap[:, None], axis=1)
+    want = np.take_along_axis(oracle.log_softmax(x, 1), top[:, None], axis=1)
+    got = np.take_along_axis(core.log_softmax_forward(x, 1), top[:, None], axis=1)
+    assert (want < 0).all()
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=0)
+    loss, _ = core.softmax_xent_forward(x, top, 0.0)
+    assert loss == pytest.approx(-want.mean(), rel=1e-5)
+
+
 def test_nan_spreads_over_its_row_like_torch(core, rng):
     torch = pytest.importorskip("torch")
     x = _logits(rng, (3, 20))
@@ -103,6 +122,26 @@ def test_nan_spreads_over_its_row_like_torch(core, rng):
     want = torch.softmax(torch.tensor(x), 1).numpy()
     np.testing.assert_array_equal(np.isnan(core.softmax_forward(x, 1)), np.isnan(want))
     np.testing.assert_array_equal(np.isnan(core.log_softmax_forward(x, 1)), np.isnan(want))
+
+
+@pytest.mark.parametrize("shape", [(21, 6), (4, 33), (5, 90), (3, 7, 19)])
+def test_special_values_match_torch(core, rng, shape):
+    """NaN, +-inf, huge and subnormal logits, in short rows, long rows and strided rows: torch's
+    float64 result, NaN for NaN."""
+    torch = pytest.importorskip("torch")
+    x = _logits(rng, shape)
+    flat = x.reshape(-1)
+    picks = rng.choice(flat.size, size=max(4, flat.size // 8), replace=False)
+    flat[picks] = rng.choice([np.nan, np.inf, -np.inf, 1e30, -1e30, 1e-40], picks.size)
+    x[0] = -np.inf  # a row (or plane) of -inf only
+    for op, top in [
+        (core.softmax_forward, torch.softmax),
+        (core.log_softmax_forward, torch.log_softmax),
+    ]:
+        got = op(x, 1)
+        want = top(torch.tensor(x, dtype=torch.float64), 1).numpy()
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(want))
+        np.testing.assert_allclose(got, want, rtol=RTOL, atol=ATOL)
 
 
 def test_same_result_for_any_thread_count(core, rng):
