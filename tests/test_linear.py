@@ -233,9 +233,9 @@ def test_few_row_forward_is_the_same_at_any_thread_count(rng) -> None:
 @pytest.mark.parametrize("c", [1, 3, 17, 3137])
 @pytest.mark.parametrize("k", [1, 5, 129])
 def test_one_row_matches_oracle_and_the_batched_rows(core, rng, c, k) -> None:
-    # One and two rows take dot products, more rows the GEMM: each row alone, the first two
-    # together and all three in one batch must match the oracle, and one another within rounding
-    # (each path may sum in its own order).
+    # One and two rows take dot products, more rows (c < 256) the GEMM: each row alone, the first
+    # two together and all three in one batch must match the oracle, and one another within
+    # rounding (each path may sum in its own order).
     x, w, b = _inputs(rng, (3, c), k)
     want = ref.linear(x, w, b)
     batched = core.linear_forward(x, w, b)
@@ -246,6 +246,22 @@ def test_one_row_matches_oracle_and_the_batched_rows(core, rng, c, k) -> None:
         _close(alone[0], batched[i], c)
         if i < 2:
             _close(pair[i], alone[0], c)
+
+
+@pytest.mark.parametrize("n", [3, 4, 5, 7, 8])
+@pytest.mark.parametrize(("c", "k"), [(256, 1), (301, 6), (515, 9), (3136, 130)])
+def test_few_rows_match_the_oracle_and_each_row_alone(core, rng, n, c, k) -> None:
+    # Three to eight rows of 256 or more take dot products in tiles of rows and outputs (k not a
+    # multiple of the tile's outputs, c not of the vector): each output is summed in the order
+    # of one row alone, so every row equals that row computed by itself, bit for bit.
+    x, w, b = _inputs(rng, (n, c), k)
+    got = core.linear_forward(x, w, b)
+    _close(got, ref.linear(x, w, b), c)
+    for i in range(n):
+        np.testing.assert_array_equal(got[i], core.linear_forward(x[i : i + 1], w, b)[0])
+    outs = _at_thread_counts(lambda: core.linear_forward(x, w, b))
+    for y in outs[1:]:
+        np.testing.assert_array_equal(y, outs[0])
 
 
 def _placed(a: np.ndarray, skew: int) -> np.ndarray:
