@@ -623,16 +623,35 @@ GRID_FOLD_CASES = [
     ((4, 4, 12, 12), (4, 4, 3, 3), {"stride": 2, "padding": 1, "dilation": 2}),
     ((4, 4, 33, 35), (8, 4, 3, 3), {"stride": 2, "padding": 1}),
     ((5, 5, 11, 9), (4, 5, 4, 2), {"stride": 2, "padding": (1, 0)}),
-    ((2, 12, 18, 18), (6, 4, 4, 4), {"groups": 3, "stride": 2, "padding": 1}),
+    ((2, 12, 18, 18), (12, 4, 4, 4), {"groups": 3, "stride": 2, "padding": 1}),
     ((4, 3, 16, 40), (4, 3, 3, 3), {"stride": (1, 2), "padding": (1, 0)}),
 ]
 
+# Strided layers whose input gradient runs as one stride-1 forward over dx's phases (cpu/fast/
+# dx_phases.inc): few filters to a group's many channels, strides 2 and 3 and unequal, filters
+# whose taps split into phases evenly (4x4, 6x6) or not (7x7, 5x5, rectangular), padding from 0 to
+# R - 1, groups, and a batch whose phases are computed in chunks (with a smaller last one).
+PHASE_CASES = [
+    ((2, 24, 11, 13), (4, 12, 7, 7), {"groups": 2, "stride": 2, "padding": 3}),
+    ((3, 16, 9, 14), (6, 16, 7, 5), {"stride": 2, "padding": (2, 1)}),
+    ((2, 12, 13, 12), (3, 12, 6, 6), {"stride": 3, "padding": 2}),
+    ((2, 16, 10, 9), (4, 16, 4, 4), {"stride": 2}),
+    ((1, 20, 15, 8), (8, 10, 4, 6), {"groups": 2, "stride": (2, 3), "padding": (3, 5)}),
+    ((5, 8, 7, 7), (2, 8, 5, 5), {"stride": 2, "padding": 2}),
+    ((2, 16, 9, 11), (4, 16, 5, 5), {"stride": (1, 2), "padding": 2}),
+    ((5, 64, 46, 40), (4, 64, 5, 5), {"stride": 2, "padding": 1}),
+    ((2, 16, 9, 9), (4, 16, 4, 4), {"stride": 2, "padding": 4}),  # padded past R - 1: the GEMM
+]
 
-@pytest.mark.parametrize(("xs", "ws", "kw"), TRANSPOSED_FORWARD_CASES + GRID_FOLD_CASES)
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"), TRANSPOSED_FORWARD_CASES + GRID_FOLD_CASES + PHASE_CASES
+)
 def test_input_gradient_as_transposed_forward_or_grid_fold(core, rng, xs, ws, kw) -> None:
     """The oracle's dx at 1 and 2 threads, the same bits on a second call at each, and a NaN or
     Inf in dy reaching the cells it reaches in the oracle (the forward's padding zeros and the
-    grid's extra columns only meet finite filters)."""
+    grid's extra columns only meet finite filters; the zero taps of a phase's filter would meet
+    it, so such a dy goes to the GEMM)."""
     _, w, _ = _inputs(rng, xs, ws)
     args = _core_args(ws, kw)
     dy = rng.standard_normal(ref.conv2d(np.zeros(xs, np.float32), w, **kw).shape)
@@ -832,6 +851,7 @@ def test_depthwise_forward_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
         ((1, 2, 200, 37), (2, 1, 3, 3), {"groups": 2, "padding": 1}),  # rows split on threads
         *TRANSPOSED_FORWARD_CASES[:5],
         *GRID_FOLD_CASES[:3],
+        *PHASE_CASES[:5],
     ],
 )
 def test_input_gradient_of_non_finite_filters(core, rng, xs, ws, kw) -> None:
