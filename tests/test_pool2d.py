@@ -80,7 +80,23 @@ SEPARABLE_MAX_CASES = [
     ((1, 1, 4, 3000), {"kernel_size": 3, "stride": 1, "padding": 1}),
     ((1, 1, 5, 3000), {"kernel_size": 3, "stride": 2, "padding": 1}),
 ]
-MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
+# Small planes and short rows (the fast variants pool kLanes planes at once, each plane's taps in
+# the lanes of one vector): column strides 3 to 5, dilation, padding and ceil_mode; stride 1 and
+# 2 rows shorter than a vector; 2x2 stride 2 with Q = 7; plane counts that leave a last block of
+# fewer than 16 or 8 planes; and a plane too large for the padded buffer (the row paths).
+LANE_MAX_CASES = [
+    ((8, 32, 9, 9), {"kernel_size": 3, "stride": 3, "padding": 1}),
+    ((1, 64, 6, 6), {"kernel_size": 5, "stride": 5, "padding": 2}),
+    ((3, 7, 11, 9), {"kernel_size": 3, "stride": 4, "padding": 1, "ceil_mode": True}),
+    ((2, 9, 13, 12), {"kernel_size": (2, 4), "stride": (5, 3), "padding": (1, 2)}),
+    ((1, 19, 10, 11), {"kernel_size": 3, "stride": (1, 3), "padding": 1, "dilation": (2, 3)}),
+    ((2, 5, 7, 7), {"kernel_size": 3, "stride": 1, "padding": 1}),
+    ((3, 6, 15, 17), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ((2, 11, 14, 14), {"kernel_size": 2, "stride": 2}),
+    ((1, 3, 31, 29), {"kernel_size": (3, 2), "stride": (3, 5), "dilation": (2, 1)}),
+    ((1, 2, 70, 66), {"kernel_size": 3, "stride": 3, "padding": 1}),
+]
+MAX_CASES += ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES + LANE_MAX_CASES
 
 AVG_CASES = [
     ((1, 1, 4, 4), {"kernel_size": 2}),
@@ -157,6 +173,34 @@ AVG_CASES = [
     ((1, 1, 9, 2000), {"kernel_size": 3, "stride": 2, "padding": 1}),
     ((2, 3, 14, 45), {"kernel_size": (2, 3), "stride": (3, 2), "padding": 1}),
 ]
+# Small planes and short rows (the fast variants' kLanes planes at once): column strides 3 to 5,
+# the divisor rules, ceil_mode windows that hang past the padding or hold no input cell (0), rows
+# shorter than a vector at stride 1 and 2, a last block of fewer planes, a plane too large for
+# the padded buffer.
+LANE_AVG_CASES = [
+    ((8, 32, 9, 9), {"kernel_size": 3, "stride": 3, "padding": 1}),
+    ((1, 64, 6, 6), {"kernel_size": 5, "stride": 5, "padding": 2}),
+    ((3, 7, 11, 9), {"kernel_size": 3, "stride": 4, "padding": 1, "count_include_pad": False}),
+    (
+        (2, 9, 13, 12),
+        {"kernel_size": (2, 4), "stride": (5, 3), "padding": (1, 2), "ceil_mode": True},
+    ),
+    ((3, 6, 5, 5), {"kernel_size": 3, "stride": 3, "padding": 1, "ceil_mode": True}),
+    (
+        (2, 5, 10, 7),
+        {
+            "kernel_size": 3,
+            "stride": (2, 4),
+            "padding": 1,
+            "ceil_mode": True,
+            "divisor_override": 7,
+        },
+    ),
+    ((2, 5, 7, 7), {"kernel_size": 3, "stride": 1, "padding": 1, "count_include_pad": False}),
+    ((3, 6, 15, 17), {"kernel_size": 3, "stride": 2, "padding": 1, "ceil_mode": True}),
+    ((1, 2, 70, 66), {"kernel_size": 3, "stride": 3, "padding": 1}),
+]
+AVG_CASES += LANE_AVG_CASES
 
 ADAPTIVE_CASES = [
     ((2, 3, 13, 11), 1),
@@ -231,7 +275,9 @@ def test_max_pool2d_matches_torch(rng, shape, kw):
     )
 
 
-BITWISE_MAX_CASES = MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES
+BITWISE_MAX_CASES = (
+    MAX_CASES[:8] + ONE_WINDOW_MAX_CASES + WIDE_MAX_CASES + SEPARABLE_MAX_CASES + LANE_MAX_CASES
+)
 
 
 @pytest.mark.parametrize("shape,kw", BITWISE_MAX_CASES, ids=_ids(BITWISE_MAX_CASES))
@@ -345,6 +391,47 @@ def test_max_pool2d_nan_and_inf_follow_torch(core, rng, kw):
     y, indices = core.max_pool2d_forward(x, *_max_args(kw))
     np.testing.assert_array_equal(y, yt.numpy())  # NaN == NaN for assert_array_equal
     np.testing.assert_array_equal(indices, it.numpy())
+
+
+def _special_values(rng, shape) -> np.ndarray:
+    """Small integers (ties) with +-0.0, -inf, +inf and NaNs of two payloads among them, and one
+    plane of -inf only."""
+    x = rng.integers(-3, 4, shape).astype(np.float32)
+    flat = x.reshape(-1)
+    for value, share in ((-0.0, 7), (0.0, 7), (-np.inf, 9), (np.inf, 23), (np.nan, 23)):
+        flat[rng.choice(flat.size, max(1, flat.size // share), replace=False)] = value
+    flat[rng.choice(flat.size, max(1, flat.size // 29), replace=False)] = -np.nan
+    x[0, -1] = -np.inf
+    return x
+
+
+@pytest.mark.parametrize("shape,kw", LANE_MAX_CASES, ids=_ids(LANE_MAX_CASES))
+def test_max_pool2d_special_values_equal_ref_bitwise(core, rng, shape, kw):
+    """Ties, signed zeros, infinities and NaN payloads: ref's maxima and indices bit for bit, with
+    and without indices and ReLU; a window of only -inf reports its first in-bounds tap."""
+    x = _special_values(rng, shape)
+    base = fastcnn._core._variants["ref"]
+    y0, i0 = base.max_pool2d_forward(x, *_max_args(kw))
+    y, indices = core.max_pool2d_forward(x, *_max_args(kw))
+    np.testing.assert_array_equal(y.view(np.uint32), y0.view(np.uint32))
+    np.testing.assert_array_equal(indices, i0)
+    y_only, _ = core.max_pool2d_forward(x, *_max_args(kw), False)
+    np.testing.assert_array_equal(y_only.view(np.uint32), y0.view(np.uint32))
+    relu0 = base.relu_forward(y0).view(np.uint32)
+    for need in (True, False):
+        got, _ = core.max_pool2d_forward(x, *_max_args(kw), need, True)
+        np.testing.assert_array_equal(got.view(np.uint32), relu0)
+
+
+@pytest.mark.parametrize("shape,kw", LANE_AVG_CASES, ids=_ids(LANE_AVG_CASES))
+def test_avg_pool2d_special_values_equal_ref_bitwise(core, rng, shape, kw):
+    """Signed zeros (a window of -0.0 only sums to +0.0, as ref's 0 + x), infinities and NaNs
+    give ref's bits."""
+    x = _special_values(rng, shape)
+    x[-1, 0] = -0.0
+    want = fastcnn._core._variants["ref"].avg_pool2d_forward(x, *_avg_args(kw))
+    got = core.avg_pool2d_forward(x, *_avg_args(kw))
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
 # Backward cases for indices the forward did not write, which the kernels check as they scatter
