@@ -115,6 +115,23 @@ def test_small_log_probabilities_keep_their_digits(core, rng, shape):
     assert loss == pytest.approx(-want.mean(), rel=1e-5)
 
 
+@pytest.mark.parametrize("offset", [1e6, -1e6, 1e17, 3e38])
+@pytest.mark.parametrize("label_smoothing", [0.0, 0.1])
+def test_loss_keeps_its_digits_under_a_large_common_logit_offset(
+    core, rng, offset, label_smoothing
+):
+    # The loss is a sum of gaps max - z[c] and log(sum): adding z's magnitude back first (max +
+    # logsum, or the mean of the raw logits) rounded the loss to 0 on equal 1e17 logits and made
+    # the smoothing term 1e-4 off at an offset of 1e6 (NaN at 3e38); torch keeps 7 digits.
+    z = (offset + rng.standard_normal((9, 16)) * abs(offset) * 1e-7).astype(np.float32)
+    z[0] = np.float32(offset)  # one row of equal logits: its loss is log(16)
+    t = rng.integers(0, 16, 9)
+    loss, _ = core.softmax_xent_forward(z, t, label_smoothing)
+    assert loss == pytest.approx(oracle.cross_entropy(z, t, label_smoothing), rel=1e-6)
+    one, _ = core.softmax_xent_forward(z[:1], t[:1], label_smoothing)
+    assert one == pytest.approx(np.log(16.0), rel=1e-6)
+
+
 def test_nan_spreads_over_its_row_like_torch(core, rng):
     torch = pytest.importorskip("torch")
     x = _logits(rng, (3, 20))

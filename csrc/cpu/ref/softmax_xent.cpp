@@ -93,18 +93,21 @@ void softmax_xent_forward(const SoftmaxShape& s, float label_smoothing, const fl
       double logsum;
       row_max_logsum(s, logits, o, i, &m, &logsum);
       const int64_t base = o * s.C * s.inner + i;
-      double sum_z = 0.0;
+      double sum_gap = 0.0;
       for (int64_t c = 0; c < s.C; ++c) {
         const int64_t k = base + c * s.inner;
-        sum_z += logits[k];
+        sum_gap += static_cast<double>(m) - logits[k];
         probs[k] = static_cast<float>(std::exp(static_cast<double>(logits[k]) - m - logsum));
       }
-      // -logp[c] = max + logsum - z[c]
-      const double shift = m + logsum;
-      const double nll = shift - logits[base + labels[o * s.inner + i] * s.inner];
+      // -logp[c] = (max - z[c]) + logsum. The gap max - z[c] comes first, as in PyTorch's
+      // log_softmax: folding max + logsum first rounds logsum away when |max| is large (all
+      // logits 1e17: loss 0 instead of log C), and summing the z[c] themselves cancels
+      // catastrophically in the mean term (a common offset of 1e6: 1e-4 relative error).
+      const float z_label = logits[base + labels[o * s.inner + i] * s.inner];
+      const double nll = (static_cast<double>(m) - z_label) + logsum;
       // Without smoothing the mean term is left out, not multiplied by 0: a -inf logit makes it
       // inf, and PyTorch's loss (which never forms it) stays finite.
-      const double smooth = shift - sum_z / static_cast<double>(s.C);
+      const double smooth = sum_gap / static_cast<double>(s.C) + logsum;
       row_loss[o * s.inner + i] = e == 0.0 ? nll : (1.0 - e) * nll + e * smooth;
     }
   const int64_t positions = s.outer * s.inner;
