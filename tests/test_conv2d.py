@@ -1154,6 +1154,43 @@ def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> No
             np.testing.assert_array_equal(got[1], runs[0][1])
 
 
+# Strided unpadded 1x1 layers, whose weight gradient runs on x taken at the stride (the pointwise
+# GEMM on the subsample, cpu/fast/subsampled.inc): strides 2 and 3, per axis, odd sizes, grouped,
+# a batch sum deep enough to be cut into depth slices (5 x 30 x 29 positions); then 1x1 layers
+# that keep their kernels: padded (the phase grid), depthwise (the direct kernel).
+SUBSAMPLED_CASES = [
+    ((3, 7, 13, 11), (5, 7, 1, 1), {"stride": 2}),
+    ((2, 9, 17, 10), (6, 9, 1, 1), {"stride": (3, 1)}),
+    ((2, 6, 9, 20), (4, 3, 1, 1), {"stride": (1, 3), "groups": 2}),
+    ((5, 19, 60, 58), (21, 19, 1, 1), {"stride": 2}),
+    ((2, 8, 11, 13), (6, 8, 1, 1), {"stride": 2, "padding": 1}),
+    ((2, 6, 11, 9), (12, 1, 1, 1), {"stride": 2, "groups": 6}),
+]
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(SUBSAMPLED_CASES, [f"{x}-{w}-{kw}" for x, w, kw in SUBSAMPLED_CASES]),
+)
+def test_strided_pointwise_layers(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+def test_strided_pointwise_weight_gradient_skips_unread_inputs(core, rng) -> None:
+    """At stride 2 the odd rows and columns of x are read by no output: an Inf there reaches
+    neither dw nor db, and dw has the same bits on every call."""
+    x, w, _, args, dy, (want_y, _, want_dw, want_db) = _oracle_case(
+        rng, (3, 10, 15, 14), (7, 10, 1, 1), {"stride": 2}
+    )
+    x[:, :, 1::2, :] = np.inf
+    x[:, :, :, 1::2] = -np.inf
+    N, K, P, Q = want_y.shape
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, N * P * Q)
+    _close(db, want_db, N * P * Q)
+    np.testing.assert_array_equal(core.conv2d_backward_weight(dy, x, w.shape, *args)[0], dw)
+
+
 def test_phase_grid_weight_gradient_redone_when_an_unread_column_is_inf(core, rng) -> None:
     """Column 13 of a 14-wide input is read by no tap (3x3, stride 2, no padding), but on the
     grid an extra column multiplies it by a zero dy: the Inf there must not reach dw."""
