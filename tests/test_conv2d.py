@@ -609,6 +609,10 @@ TRANSPOSED_FORWARD_CASES = [
     ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": 1}),  # a thin Winograd layer: onto the image lanes
     ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": (0, 3)}),  # ... padded past R - 1: not the lanes
     ((16, 8, 8, 8), (8, 8, 3, 3), {"padding": 3}),
+    # tap columns (AVX-512): a transposed forward with 6-wide rows whose phase grid, 18 wide, the
+    # col2im model rejects; and one of 7 channels, fewer than a tile's filter block (col2im)
+    ((3, 9, 6, 6), (19, 9, 7, 7), {"dilation": 2, "padding": 6}),
+    ((3, 7, 6, 6), (19, 7, 7, 7), {"dilation": 2, "padding": 6}),
 ]
 
 # Strided layers whose input gradient folds its columns on a phase grid (AVX-512; cpu/fast/
@@ -1115,6 +1119,15 @@ GRID_DIRECT_CASES = [
     ((2, 19, 21, 17), (65, 19, 5, 5), {"padding": 2}),
     ((3, 97, 7, 7), (13, 97, 7, 7), {"dilation": 2, "padding": 6}),
     ((2, 167, 9, 10), (11, 167, 7, 7), {"padding": 3}),
+    # Tiles that skip the taps reading only padding at all their positions (live_taps): padding
+    # past the filter span on whole-run tiles (dilation 2, 7x7 on 6x6, tap columns on AVX-512;
+    # three images to a tile), on tiles of parts of a run (the top and bottom tiles of 29-wide
+    # grid rows, padding 4 with 5x5), strided with padding 3 and 2 per axis, a 5 x 8 plane.
+    ((3, 11, 6, 6), (10, 11, 7, 7), {"dilation": 2, "padding": 6}),
+    ((7, 9, 4, 4), (10, 9, 3, 3), {"dilation": 2, "padding": 3, "stride": 2}),
+    ((2, 41, 20, 21), (9, 41, 5, 5), {"padding": 4}),
+    ((2, 37, 13, 11), (6, 37, 3, 3), {"stride": 2, "padding": (3, 2)}),
+    ((3, 45, 5, 8), (17, 45, 3, 3), {"dilation": 2, "padding": 2}),
 ]
 
 
