@@ -1122,10 +1122,10 @@ GRID_DIRECT_CASES = [
     ((2, 19, 21, 17), (65, 19, 5, 5), {"padding": 2}),
     ((3, 97, 7, 7), (13, 97, 7, 7), {"dilation": 2, "padding": 6}),
     ((2, 167, 9, 10), (11, 167, 7, 7), {"padding": 3}),
-    # Tiles that skip the taps reading only padding at all their positions (live_taps): padding
-    # past the filter span on whole-run tiles (dilation 2, 7x7 on 6x6, tap columns on AVX-512;
-    # three images to a tile), on tiles of parts of a run (the top and bottom tiles of 29-wide
-    # grid rows, padding 4 with 5x5), strided with padding 3 and 2 per axis, a 5 x 8 plane.
+    # Grids of one tile skip the taps reading only padding at all their positions (live_taps):
+    # padding past the filter span (dilation 2, 7x7 on 6x6, tap columns on AVX-512; three images
+    # to a tile), strided with padding 3 and 2 per axis, a 5 x 8 plane; grids of several tiles
+    # with such taps at their borders do not (padding 4 with 5x5).
     ((3, 11, 6, 6), (10, 11, 7, 7), {"dilation": 2, "padding": 6}),
     ((7, 9, 4, 4), (10, 9, 3, 3), {"dilation": 2, "padding": 3, "stride": 2}),
     ((2, 41, 20, 21), (9, 41, 5, 5), {"padding": 4}),
