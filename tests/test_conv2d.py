@@ -609,6 +609,10 @@ TRANSPOSED_FORWARD_CASES = [
     ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": 1}),  # a thin Winograd layer: onto the image lanes
     ((16, 8, 7, 9), (12, 8, 3, 3), {"padding": (0, 3)}),  # ... padded past R - 1: not the lanes
     ((16, 8, 8, 8), (8, 8, 3, 3), {"padding": 3}),
+    # tap columns (AVX-512): a transposed forward with 6-wide rows whose phase grid, 18 wide, the
+    # col2im model rejects; and one of 7 channels, fewer than a tile's filter block (col2im)
+    ((3, 9, 6, 6), (19, 9, 7, 7), {"dilation": 2, "padding": 6}),
+    ((3, 7, 6, 6), (19, 7, 7, 7), {"dilation": 2, "padding": 6}),
 ]
 
 # Strided layers whose input gradient folds its columns on a phase grid (AVX-512; cpu/fast/
@@ -1124,9 +1128,12 @@ GRID_DIRECT_CASES = [
     ((2, 130, 6, 23), (10, 65, 7, 7), {"groups": 2, "stride": 2, "padding": 3}),
     ((1, 90, 8, 9), (5, 90, 7, 7), {"stride": 2, "padding": 3}),
     # Ungrouped weight gradients of more than 800 taps and at most 16 filters on the tiles (a
-    # Winograd layer's too), and of 17 filters, which stay on the grid GEMM
+    # Winograd layer's too), and of 17 filters, which stay on the grid GEMM on AVX2; on AVX-512
+    # up to 24 filters take the tiles, and 25 stay on the grid GEMM
     ((3, 97, 9, 11), (16, 97, 3, 3), {"dilation": 2, "padding": 2}),
     ((2, 97, 9, 11), (17, 97, 3, 3), {"dilation": 2, "padding": 2}),
+    ((2, 93, 9, 11), (24, 93, 3, 3), {"stride": 2, "padding": 1}),
+    ((2, 93, 9, 11), (25, 93, 3, 3), {"stride": 2, "padding": 1}),
     ((2, 96, 15, 13), (8, 96, 3, 3), {"padding": 1}),
     # Ungrouped forwards of at most 64 filters (grid_direct_fwd's few filters): stride 1, 65
     # filters (the GEMM), a dilated grid 2.7 times the output (tap columns past their plane limit
@@ -1135,6 +1142,15 @@ GRID_DIRECT_CASES = [
     ((2, 19, 21, 17), (65, 19, 5, 5), {"padding": 2}),
     ((3, 97, 7, 7), (13, 97, 7, 7), {"dilation": 2, "padding": 6}),
     ((2, 167, 9, 10), (11, 167, 7, 7), {"padding": 3}),
+    # Grids of one tile skip the taps reading only padding at all their positions (live_taps):
+    # padding past the filter span (dilation 2, 7x7 on 6x6, tap columns on AVX-512; three images
+    # to a tile), strided with padding 3 and 2 per axis, a 5 x 8 plane; grids of several tiles
+    # with such taps at their borders do not (padding 4 with 5x5).
+    ((3, 11, 6, 6), (10, 11, 7, 7), {"dilation": 2, "padding": 6}),
+    ((7, 9, 4, 4), (10, 9, 3, 3), {"dilation": 2, "padding": 3, "stride": 2}),
+    ((2, 41, 20, 21), (9, 41, 5, 5), {"padding": 4}),
+    ((2, 37, 13, 11), (6, 37, 3, 3), {"stride": 2, "padding": (3, 2)}),
+    ((3, 45, 5, 8), (17, 45, 3, 3), {"dilation": 2, "padding": 2}),
 ]
 
 
@@ -1168,10 +1184,48 @@ def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> No
         fastcnn.set_num_threads(before)
     grouped = kw.get("groups", 1) > 1
     few_filters = ws[0] <= 16 and ws[1] * ws[2] * ws[3] > 800  # grid_direct_wgrad, ungrouped
+    # (AVX-512: up to 24 filters; 16 holds for every variant)
     for got in runs[1:]:
         np.testing.assert_array_equal(got[0], runs[0][0])
         if grouped or few_filters:
             np.testing.assert_array_equal(got[1], runs[0][1])
+
+
+# Strided unpadded 1x1 layers, whose weight gradient runs on x taken at the stride (the pointwise
+# GEMM on the subsample, cpu/fast/subsampled.inc): strides 2 and 3, per axis, odd sizes, grouped,
+# a batch sum deep enough to be cut into depth slices (5 x 30 x 29 positions); then 1x1 layers
+# that keep their kernels: padded (the phase grid), depthwise (the direct kernel).
+SUBSAMPLED_CASES = [
+    ((3, 7, 13, 11), (5, 7, 1, 1), {"stride": 2}),
+    ((2, 9, 17, 10), (6, 9, 1, 1), {"stride": (3, 1)}),
+    ((2, 6, 9, 20), (4, 3, 1, 1), {"stride": (1, 3), "groups": 2}),
+    ((5, 19, 60, 58), (21, 19, 1, 1), {"stride": 2}),
+    ((2, 8, 11, 13), (6, 8, 1, 1), {"stride": 2, "padding": 1}),
+    ((2, 6, 11, 9), (12, 1, 1, 1), {"stride": 2, "groups": 6}),
+]
+
+
+@pytest.mark.parametrize(
+    ("xs", "ws", "kw"),
+    _case_params(SUBSAMPLED_CASES, [f"{x}-{w}-{kw}" for x, w, kw in SUBSAMPLED_CASES]),
+)
+def test_strided_pointwise_layers(core, rng, xs, ws, kw) -> None:
+    _check_variant(core, rng, xs, ws, kw)
+
+
+def test_strided_pointwise_weight_gradient_skips_unread_inputs(core, rng) -> None:
+    """At stride 2 the odd rows and columns of x are read by no output: an Inf there reaches
+    neither dw nor db, and dw has the same bits on every call."""
+    x, w, _, args, dy, (want_y, _, want_dw, want_db) = _oracle_case(
+        rng, (3, 10, 15, 14), (7, 10, 1, 1), {"stride": 2}
+    )
+    x[:, :, 1::2, :] = np.inf
+    x[:, :, :, 1::2] = -np.inf
+    N, K, P, Q = want_y.shape
+    dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args)
+    _close(dw, want_dw, N * P * Q)
+    _close(db, want_db, N * P * Q)
+    np.testing.assert_array_equal(core.conv2d_backward_weight(dy, x, w.shape, *args)[0], dw)
 
 
 def test_phase_grid_weight_gradient_redone_when_an_unread_column_is_inf(core, rng) -> None:
