@@ -699,6 +699,34 @@ def test_max_pool2d_forward_equals_the_composition(
     np.testing.assert_array_equal(rv, rv_want)
 
 
+@pytest.mark.parametrize("shape", [(21, 11, 27, 29), (75, 13, 14, 14), (5, 9, 57, 55)])
+def test_fused_kernels_same_bits_for_any_thread_count(core, rng, shape) -> None:
+    """One thread owns a channel and sums its planes in order: the fused forward (statistics,
+    pooled values, indices) and backward give the same bits on 1 and 3 threads, for odd plane
+    sizes, batches that are no multiple of a vector, and planes longer than one float run."""
+    c = shape[1]
+    x = (rng.standard_normal(shape) * 3 + 2).astype(np.float32)
+    w, b = rng.standard_normal((2, c)).astype(np.float32)
+    before = fastcnn.get_num_threads()
+    results = []
+    try:
+        for n in (1, 3):
+            fastcnn.set_num_threads(n)
+            rm, rv = np.zeros(c, np.float32), np.ones(c, np.float32)
+            y, idx, mean, invstd = core.batchnorm2d_max_pool2d_forward(
+                x, w, b, rm, rv, True, True, 0.1, 1e-5, True
+            )
+            g = np.random.default_rng(0).standard_normal(y.shape).astype(np.float32)
+            grads = core.batchnorm2d_backward_pooled(g, idx, x, w, mean, invstd, True, y)
+            results.append((y, idx, mean, invstd, rm, rv, *grads))
+    finally:
+        fastcnn.set_num_threads(before)
+    for one, three in zip(*results):
+        if one.dtype == np.float32:  # bits, so that NaN payloads and signed zeros count too
+            one, three = one.view(np.uint32), three.view(np.uint32)
+        np.testing.assert_array_equal(one, three)
+
+
 @pytest.mark.parametrize("shape", [(2, 12, 14, 15), (1, 12, 28, 28), (3, 12, 5, 9)])
 def test_eval_max_pool2d_relu_forward_keeps_the_bits_of_the_composition(core, rng, shape) -> None:
     """Eval mode with ReLU and no indices: the same bits as batch norm, pooling and ReLU run one
