@@ -88,7 +88,10 @@ class Sequential(_ModuleSequence):
     The backward of a BatchNorm2d followed by a MaxPool2d is one fused kernel that never builds
     the full-size gradient between them; when the pooling has 2x2 windows with stride 2, so is
     the forward of the pair (with the ReLU after them), which never builds the full-size
-    normalized array. Results equal running each module alone, bit for bit.
+    normalized array. The forward's results equal running each module alone, bit for bit; the
+    fused backward sums the batch norm's gradient terms over the pooled positions only (the
+    gradient is zero elsewhere), in another order than the modules alone, so its results agree
+    with theirs to float rounding.
     """
 
     def __init__(self, *modules: Module) -> None:
