@@ -1068,6 +1068,11 @@ PHASE_GRID_CASES = [
     ((2, 20, 30, 29), (32, 20, 3, 3), {"dilation": 2, "padding": 2}),
     ((9, 96, 40, 40), (4, 48, 3, 3), {"stride": 2, "padding": 1, "groups": 2}),
     ((6, 16, 30, 31), (8, 8, 3, 3), {"stride": 2, "groups": 2}),
+    # weight gradients on the grid (over 800 taps) whose plane rows are three 16-column chunks
+    # (AVX-512 row permutes): padding that starts the first chunk's window before the row, column
+    # strides 2 and 1
+    ((2, 96, 5, 70), (12, 96, 3, 3), {"stride": 2, "padding": (1, 3)}),
+    ((1, 60, 9, 40), (6, 60, 3, 5), {"stride": (2, 1), "padding": (1, 2), "dilation": (1, 2)}),
 ]
 
 
