@@ -1218,6 +1218,36 @@ def test_strided_pointwise_layers(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
 
 
+@pytest.mark.parametrize(
+    ("xs", "ws", "stride", "pads"),
+    [
+        ((3, 21, 2, 24), (14, 21, 1, 1), (1, 2), (0, 0, 2, 2)),
+        ((2, 7, 9, 10), (5, 7, 1, 1), (2, 2), (0, 0, 3, 1)),
+        ((2, 6, 8, 7), (4, 3, 1, 1), (3, 1), (0, 0, 4, 0)),
+    ],
+)
+def test_strided_pointwise_layers_padded_only_below_and_right(core, rng, xs, ws, stride, pads):
+    """(top, left, bottom, right) padding through _core: zero top and left, but bottom or right
+    padding that adds outputs past the last input row or column. The weight gradient on x taken
+    at the stride read rows and columns past its planes there (garbage, other bits each call)."""
+    x, w, b = _inputs(rng, xs, ws)
+    groups = xs[1] // ws[1]
+    padded = np.pad(x, ((0, 0), (0, 0), (pads[0], pads[2]), (pads[1], pads[3])))
+    want_y = ref.conv2d(padded, w, b, stride=stride, groups=groups)
+    dy = rng.standard_normal(want_y.shape).astype(np.float32)
+    want_dxp, want_dw, want_db = ref.conv2d_backward(dy, padded, w, stride=stride, groups=groups)
+    want_dx = want_dxp[:, :, pads[0] : pads[0] + xs[2], pads[1] : pads[1] + xs[3]]
+    args = (stride, pads, (1, 1), groups)
+    N, K, P, Q = want_y.shape
+    _close(core.conv2d_forward(x, w, b, *args), want_y, ws[1])
+    _close(core.conv2d_backward_input(dy, w, x.shape, *args), want_dx, K // groups)
+    for with_db in (True, False):
+        dw, db = core.conv2d_backward_weight(dy, x, w.shape, *args, True, with_db)
+        _close(dw, want_dw, N * P * Q)
+        if with_db:
+            _close(db, want_db, N * P * Q)
+
+
 def test_strided_pointwise_weight_gradient_skips_unread_inputs(core, rng) -> None:
     """At stride 2 the odd rows and columns of x are read by no output: an Inf there reaches
     neither dw nor db, and dw has the same bits on every call."""
