@@ -141,14 +141,15 @@ CASES = [
     ((16, 2, 5, 5), (3, 2, 3, 3), {"padding": 3}),
     ((32, 5, 6, 6), (7, 5, 3, 3), {"padding": 1}),
 ]
-IDS = [f"{x}-{w}-{kw}" for x, w, kw in CASES]
 VGG = ((2, 64, 28, 28), (64, 64, 3, 3), {"padding": 1})
 
 
-def _case_params(cases, ids):
-    """Cases with torch's warn-once note about 'same' with even kernels filtered."""
+def _case_params(cases):
+    """pytest params of (x shape, w shape, kwargs, ...) cases, each named by its first three,
+    with torch's warn-once note about 'same' with even kernels filtered."""
     out = []
-    for case, i in zip(cases, ids):
+    for case in cases:
+        i = f"{case[0]}-{case[1]}-{case[2]}"
         even = case[1][2] % 2 == 0 or case[1][3] % 2 == 0
         marks = []
         if case[2].get("padding") == "same" and even:
@@ -157,7 +158,7 @@ def _case_params(cases, ids):
     return out
 
 
-PARAMS = _case_params(CASES, IDS)
+PARAMS = _case_params(CASES)
 
 
 def _core_args(ws, kw):
@@ -240,7 +241,7 @@ WINOGRAD_CASES = [
 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
-    _case_params(WINOGRAD_CASES, [f"{x}-{w}-{kw}" for x, w, kw in WINOGRAD_CASES]),
+    _case_params(WINOGRAD_CASES),
 )
 def test_winograd_shapes_match_oracle(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
@@ -273,7 +274,7 @@ NONFINITE_CASES = [
     ((2, 65, 11, 29), (40, 65, 3, 3), {"padding": "same"}),
     ((16, 8, 7, 9), (8, 8, 3, 3), {"padding": 1}),  # forward: images in the lanes
 ]
-NONFINITE_PARAMS = _case_params(NONFINITE_CASES, [f"{x}-{w}-{kw}" for x, w, kw in NONFINITE_CASES])
+NONFINITE_PARAMS = _case_params(NONFINITE_CASES)
 
 
 PASSES = ("forward", "input gradient", "weight gradient")
@@ -363,9 +364,7 @@ ROW_WINOGRAD_CASES = [
     ((1, 3, 30, 31), (8, 3, 7, 7), {"stride": 2, "padding": 3}),
     ((1, 3, 20, 22), (8, 3, 7, 7), {"padding": 3}),
 ]
-ROW_WINOGRAD_PARAMS = _case_params(
-    ROW_WINOGRAD_CASES, [f"{x}-{w}-{kw}" for x, w, kw in ROW_WINOGRAD_CASES]
-)
+ROW_WINOGRAD_PARAMS = _case_params(ROW_WINOGRAD_CASES)
 
 
 @pytest.mark.parametrize(("xs", "ws", "kw"), ROW_WINOGRAD_PARAMS)
@@ -1024,8 +1023,7 @@ LANES_WGRAD_CASES = [
     ("xs", "ws", "kw", "same_bits"),
     _case_params(
         [(*case, True) for case in DIRECT_WGRAD_CASES]
-        + [(*case, False) for case in LANES_WGRAD_CASES],
-        [f"{x}-{w}-{kw}" for x, w, kw in DIRECT_WGRAD_CASES + LANES_WGRAD_CASES],
+        + [(*case, False) for case in LANES_WGRAD_CASES]
     ),
 )
 def test_weight_gradient_masks(core, rng, xs, ws, kw, same_bits, threads) -> None:
@@ -1078,7 +1076,7 @@ PHASE_GRID_CASES = [
 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
-    _case_params(PHASE_GRID_CASES, [f"{x}-{w}-{kw}" for x, w, kw in PHASE_GRID_CASES]),
+    _case_params(PHASE_GRID_CASES),
 )
 def test_phase_grid_and_wide_direct_layers(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
@@ -1159,18 +1157,15 @@ GRID_DIRECT_CASES = [
 ]
 
 
-@pytest.mark.parametrize(
-    ("xs", "ws", "kw"),
-    _case_params(GRID_DIRECT_CASES, [f"{x}-{w}-{kw}" for x, w, kw in GRID_DIRECT_CASES]),
-)
+GRID_DIRECT_PARAMS = _case_params(GRID_DIRECT_CASES)
+
+
+@pytest.mark.parametrize(("xs", "ws", "kw"), GRID_DIRECT_PARAMS)
 def test_grid_direct_layers(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
 
 
-@pytest.mark.parametrize(
-    ("xs", "ws", "kw"),
-    _case_params(GRID_DIRECT_CASES, [f"{x}-{w}-{kw}" for x, w, kw in GRID_DIRECT_CASES]),
-)
+@pytest.mark.parametrize(("xs", "ws", "kw"), GRID_DIRECT_PARAMS)
 def test_grid_direct_layers_same_bits_on_any_thread_count(rng, xs, ws, kw) -> None:
     """Their forward splits only images and output columns, and their grouped (or few-filter)
     weight gradient only (filter, tap) blocks, so y and dw have the same bits on 1, 2 and 3
@@ -1212,7 +1207,7 @@ SUBSAMPLED_CASES = [
 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
-    _case_params(SUBSAMPLED_CASES, [f"{x}-{w}-{kw}" for x, w, kw in SUBSAMPLED_CASES]),
+    _case_params(SUBSAMPLED_CASES),
 )
 def test_strided_pointwise_layers(core, rng, xs, ws, kw) -> None:
     _check_variant(core, rng, xs, ws, kw)
@@ -1293,7 +1288,7 @@ THREADED_DB_CASES = [
 
 @pytest.mark.parametrize(
     ("xs", "ws", "kw"),
-    _case_params(THREADED_DB_CASES, [f"{x}-{w}-{kw}" for x, w, kw in THREADED_DB_CASES]),
+    _case_params(THREADED_DB_CASES),
 )
 def test_weight_gradient_masks_on_threads(core, rng, xs, ws, kw) -> None:
     """dw alone, db alone and both match the oracle on 1, 2 and 3 threads; dw has the same bits
